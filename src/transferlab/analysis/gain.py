@@ -1,0 +1,118 @@
+"""Per-strategy accuracy, transfer gain over scratch, and convergence speed-up."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from transferlab.analysis.stats import mean_ci, paired, verdict
+
+SCRATCH = "scratch"
+
+
+def size_key(n) -> tuple:
+    return (1, 0) if n == "all" else (0, int(n))
+
+
+def trained(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["status"] == "ok" and r["strategy"] != "zero_shot"]
+
+
+def by_config(records: list[dict]) -> dict[tuple[str, object], dict[int, dict]]:
+    """(label, n_train) -> {seed: record}, finished trials only."""
+    out: dict = defaultdict(dict)
+    for r in trained(records):
+        out[(r["label"], r["n_train"])][r["seed"]] = r
+    return out
+
+
+def accuracy_rows(records: list[dict]) -> list[dict]:
+    groups = by_config(records)
+    failed = defaultdict(int)
+    for r in records:
+        if r["status"] != "ok":
+            failed[(r["label"], r["n_train"])] += 1
+    rows = []
+    for (lab, n), seeds in groups.items():
+        recs = list(seeds.values())
+        first = recs[0]
+        rows.append({
+            "label": lab, "strategy": first["strategy"], "params": first["params"], "n_train": n,
+            "n_train_total": int(np.mean([r["n_train_total"] for r in recs])),
+            "test_acc": clip01(mean_ci([r["test_acc"] for r in recs])),
+            "best_val_acc": float(np.mean([r["best_val_acc"] for r in recs])),
+            "trainable_params": int(np.mean([r["trainable_params"] for r in recs])),
+            "frozen_blocks": first.get("frozen_blocks", 0),
+            "wall_s": float(np.mean([r["wall_s"] for r in recs])),
+            "seeds": sorted(seeds), "not_ok": failed[(lab, n)],
+            "per_seed": [[s, seeds[s]["test_acc"]] for s in sorted(seeds)],
+        })
+    rows.sort(key=lambda r: (size_key(r["n_train"]), -r["test_acc"]["mean"]))
+    return rows
+
+
+def clip01(ci: dict) -> dict:
+    """An accuracy's CI cannot leave [0, 1] (the t interval can, with few seeds)."""
+    return {**ci, "lo": max(0.0, ci["lo"]), "hi": min(1.0, ci["hi"])} if ci["n"] > 1 else ci
+
+
+def gains(records: list[dict]) -> list[dict]:
+    """Paired (same seed) test-accuracy difference of every strategy against scratch."""
+    groups = by_config(records)
+    rows = []
+    for (lab, n), seeds in groups.items():
+        base = groups.get((SCRATCH, n))
+        if lab == SCRATCH or not base:
+            continue
+        ci = paired({s: r["test_acc"] for s, r in seeds.items()}, {s: r["test_acc"] for s, r in base.items()})
+        rows.append({"label": lab, "n_train": n, "gain": ci, "verdict": verdict(ci)})
+    rows.sort(key=lambda r: (size_key(r["n_train"]), -r["gain"]["mean"] if math.isfinite(r["gain"]["mean"]) else 0))
+    return rows
+
+
+def first_epoch_reaching(history: list[dict], target: float) -> int | None:
+    for h in history:
+        if h["val_acc"] >= target - 1e-12:
+            return max(1, h["epoch"])  # a probe's epoch 0 is still one pass over the data
+    return None
+
+
+def speedups(records: list[dict]) -> list[dict]:
+    """Epochs scratch needs to reach its best validation accuracy / epochs the strategy needs for that value."""
+    groups = by_config(records)
+    rows = []
+    for (lab, n), seeds in groups.items():
+        base = groups.get((SCRATCH, n))
+        if lab == SCRATCH or not base:
+            continue
+        ratios, reached = [], 0
+        for seed, r in seeds.items():
+            s = base.get(seed)
+            if s is None or not s["history"] or not r["history"]:
+                continue
+            target = s["best_val_acc"]
+            e_scratch = first_epoch_reaching(s["history"], target)
+            e_strat = first_epoch_reaching(r["history"], target)
+            if e_strat is not None and e_scratch is not None:
+                reached += 1
+                ratios.append(e_scratch / e_strat)
+        rows.append({
+            "label": lab, "n_train": n, "seeds": len(seeds), "reached": reached,
+            "speedup": float(np.exp(np.mean(np.log(ratios)))) if ratios else None,  # geometric mean
+        })
+    return rows
+
+
+def curves(records: list[dict]) -> dict:
+    """Mean validation accuracy per epoch, per (label, n_train), averaged over the seeds that ran that epoch."""
+    out: dict = {}
+    for (lab, n), seeds in by_config(records).items():
+        per_epoch = defaultdict(list)
+        for r in seeds.values():
+            for h in r["history"]:
+                per_epoch[h["epoch"]].append(h["val_acc"])
+        epochs = sorted(per_epoch)
+        out[f"{lab}|{n}"] = {"label": lab, "n_train": n, "epochs": epochs,
+                             "val_acc": [float(np.mean(per_epoch[e])) for e in epochs]}
+    return out

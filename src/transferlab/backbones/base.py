@@ -1,0 +1,314 @@
+"""The Backbone contract: a model seen as ordered blocks, a head and cut points.
+
+Cut point ``k`` is the state after the first ``k`` blocks (``k = 0`` is the
+preprocessed input, ``k = n_blocks`` the pooled features the head reads).
+Everything a strategy needs is here: replace the head, re-initialise, freeze
+the first k blocks, and run the network from any cut.  The contract is checked
+when the object is built, on an example batch, so a model that does not fit it
+fails at once with a message instead of in the middle of a study.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from transferlab.errors import UserError
+
+State = Any  # a tensor, or a tuple/dict of tensors for models that carry masks
+
+_NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw inputs become what the pretrained model expects.
+
+    ``mean``/``std`` broadcast over the channel axis (axis 1) of a batch.
+    ``input_shape`` is the shape of one example, without the batch axis.
+    """
+
+    kind: str = "vector"  # vector | image | text
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    input_shape: tuple[int, ...] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean is None or not torch.is_tensor(x) or not x.is_floating_point():
+            return x
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(self.mean, dtype=x.dtype).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype).view(shape)
+        return (x - mean) / std
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        d = dict(d)
+        for key in ("mean", "std", "input_shape"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def make_head(in_dim: int, n_classes: int, depth: int = 1, hidden: int = 256, dropout: float = 0.0) -> nn.Module:
+    """A new classifier: ``depth`` Linear layers, ReLU (and dropout) between them."""
+    if depth < 1:
+        raise UserError(f"head depth must be at least 1, got {depth}", "use depth=1 for a linear head")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(depth - 1):
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = hidden
+    layers.append(nn.Linear(width, n_classes))
+    return nn.Sequential(*layers)
+
+
+class _Suffix(nn.Module):
+    """Blocks ``k..n`` and the head, sharing the backbone's own modules."""
+
+    def __init__(self, backbone: Backbone, k: int):
+        super().__init__()
+        self.k = k
+        self.blocks = nn.ModuleList(list(backbone.blocks.values())[k:])
+        self.head = backbone.head
+
+    def forward(self, state: State) -> torch.Tensor:
+        for block in self.blocks:
+            state = block(state)
+        return self.head(state)
+
+
+class Backbone(nn.Module):
+    """Ordered ``blocks``, a ``head``, and the operations every strategy uses.
+
+    Parameters
+    ----------
+    blocks: ``(name, module)`` pairs in forward order; each takes the previous
+        block's output.  The last block must output ``(batch, features)``.
+    head: the classifier that reads the last block's output.
+    example_input: one small batch, used to check the contract now.
+    preprocessing: what the pretrained weights expect of their inputs.
+    class_names: the source classes the current head predicts, if known.
+    spec: how to rebuild this architecture (kept in results and saved models).
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[tuple[str, nn.Module]],
+        head: nn.Module,
+        example_input: State,
+        preprocessing: Preprocessing | None = None,
+        class_names: Sequence[str] | None = None,
+        spec: dict | None = None,
+    ):
+        super().__init__()
+        blocks = list(blocks)
+        if not blocks:
+            raise UserError("the model has no blocks", "give at least one (name, module) block before the head")
+        names = [n for n, _ in blocks]
+        if len(set(names)) != len(names):
+            raise UserError(f"block names repeat: {names}", "give each block a unique name")
+        self.blocks = nn.ModuleDict(blocks)
+        self.head = head
+        self.preprocessing = preprocessing or Preprocessing()
+        self.class_names = list(class_names) if class_names is not None else None
+        self.spec = dict(spec or {})
+        self.frozen_k = 0
+        self.train_bn = False
+        self.feature_shapes = self._check(example_input)
+        self.feature_dim = self.feature_shapes[-1][-1]
+
+    # ---- structure -------------------------------------------------------
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def block_names(self) -> list[str]:
+        return list(self.blocks.keys())
+
+    @property
+    def cut_points(self) -> list[str]:
+        """Name of each cut ``k``: 'input', then the block it follows."""
+        return ["input"] + self.block_names
+
+    def _check(self, example_input: State) -> list[tuple[int, ...]]:
+        """Run the example batch through every block; record each cut's shape."""
+        shapes = []
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                state = example_input
+                shapes.append(_shape(state))
+                for name, block in self.blocks.items():
+                    try:
+                        state = block(state)
+                    except Exception as exc:  # the user's module, any error
+                        raise UserError(
+                            f"block '{name}' fails on the output of the block before it ({type(exc).__name__}: {exc})",
+                            "check the block order, or name the blocks explicitly",
+                        ) from exc
+                    shapes.append(_shape(state))
+                if not torch.is_tensor(state) or state.dim() != 2:
+                    raise UserError(
+                        f"the last block outputs shape {_shape(state)}, not (batch, features)",
+                        "end the last block with pooling and flatten, as the head expects",
+                    )
+                out = self.head(state)
+        finally:
+            self.train(was_training)
+        if not torch.is_tensor(out) or out.dim() != 2:
+            raise UserError(f"the head outputs shape {_shape(out)}, not (batch, classes)", "name the classifier module as the head")
+        self._check_reinit_covered()
+        return shapes
+
+    def _check_reinit_covered(self) -> None:
+        for mod_name, module in self.named_modules():
+            own = [n for n, p in module.named_parameters(recurse=False)]
+            if own and not hasattr(module, "reset_parameters"):
+                raise UserError(
+                    f"module '{mod_name}' ({type(module).__name__}) has parameters but no reset_parameters(), so the scratch control cannot re-initialise it",
+                    "give it a reset_parameters() method that draws fresh weights",
+                )
+
+    # ---- forward passes --------------------------------------------------
+    def forward_from(self, state: State, k: int) -> torch.Tensor:
+        for block in list(self.blocks.values())[k:]:
+            state = block(state)
+        return self.head(state)
+
+    def forward(self, x: State) -> torch.Tensor:
+        return self.forward_from(x, 0)
+
+    def features(self, x: State, k: int) -> State:
+        """The state at cut ``k`` (after the first ``k`` blocks)."""
+        self._check_k(k)
+        for block in list(self.blocks.values())[:k]:
+            x = block(x)
+        return x
+
+    def suffix(self, k: int) -> nn.Module:
+        """Blocks ``k..n`` plus the head, as a module sharing these weights."""
+        self._check_k(k)
+        return _Suffix(self, k)
+
+    # ---- the operations strategies use ------------------------------------
+    def replace_head(self, n_classes: int, depth: int = 1, hidden: int = 256, dropout: float = 0.0,
+                     class_names: Sequence[str] | None = None) -> Backbone:
+        self.head = make_head(self.feature_dim, n_classes, depth, hidden, dropout)
+        self.class_names = list(class_names) if class_names is not None else None
+        return self
+
+    def reinit(self) -> Backbone:
+        """Draw every parameter afresh with its module's own initialiser (the scratch control)."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        # BatchNorm.reset_parameters also resets running statistics.
+        return self
+
+    def freeze(self, k: int, train_bn: bool = False) -> Backbone:
+        """Freeze the first ``k`` blocks; their BatchNorm stays in eval mode unless ``train_bn``."""
+        self._check_k(k)
+        self.frozen_k, self.train_bn = k, train_bn
+        for i, block in enumerate(self.blocks.values()):
+            for module in block.modules():
+                trainable = i >= k or (train_bn and isinstance(module, _NORM_TYPES))
+                for p in module.parameters(recurse=False):
+                    p.requires_grad_(trainable)
+        self.train(self.training)
+        return self
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        if mode:  # frozen blocks never leave eval mode (dropout off, BN statistics kept)
+            for block in list(self.blocks.values())[: self.frozen_k]:
+                block.eval()
+                if self.train_bn:
+                    for m in block.modules():
+                        if isinstance(m, _NORM_TYPES):
+                            m.train()
+        return self
+
+    def _check_k(self, k: int) -> None:
+        if not 0 <= k <= self.n_blocks:
+            raise UserError(
+                f"cut k={k} is outside this model's 0..{self.n_blocks} blocks ({', '.join(self.block_names)})",
+                f"choose k between 0 and {self.n_blocks}",
+            )
+
+    # ---- identity --------------------------------------------------------
+    def fingerprint(self) -> str:
+        """Hash of weights, buffers, structure and preprocessing: the cache key."""
+        h = hashlib.sha256()
+        h.update(repr(self.block_names).encode())
+        h.update(repr(self.preprocessing.to_dict()).encode())
+        for name, t in self.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def clone(self) -> Backbone:
+        return copy.deepcopy(self)
+
+    def describe(self) -> dict:
+        return {
+            "blocks": self.block_names,
+            "cut_points": self.cut_points,
+            "feature_shapes": [list(s) for s in self.feature_shapes],
+            "feature_dim": self.feature_dim,
+            "params": sum(p.numel() for p in self.parameters()),
+            "class_names": self.class_names,
+            "preprocessing": self.preprocessing.to_dict(),
+            "spec": self.spec,
+        }
+
+
+def count_trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _shape(state: State) -> tuple[int, ...]:
+    if torch.is_tensor(state):
+        return tuple(state.shape)
+    if isinstance(state, (tuple, list)) and state and torch.is_tensor(state[0]):
+        return tuple(state[0].shape)
+    if isinstance(state, dict):
+        first = next(iter(state.values()))
+        return tuple(first.shape)
+    return ()
+
+
+def from_sequential(model: nn.Sequential, example_input: State, **kwargs) -> Backbone:
+    """Group a Sequential's children into blocks; the last Linear is the head.
+
+    A block starts at each child with parameters; parameter-free children
+    (activations, pooling, flatten) and norm layers join the block before them.
+    """
+    children = list(model.named_children())
+    head_at = max((i for i, (_, m) in enumerate(children) if isinstance(m, nn.Linear)), default=None)
+    if head_at is None:
+        raise UserError("the Sequential has no Linear layer to use as the head", "end the model with an nn.Linear classifier")
+    groups: list[list[tuple[str, nn.Module]]] = []
+    for name, module in children[:head_at]:
+        starts_block = any(True for _ in module.parameters()) and not isinstance(module, (*_NORM_TYPES, nn.LayerNorm))
+        if starts_block or not groups:
+            groups.append([])
+        groups[-1].append((name, module))
+    blocks = [(f"block{i}_" + g[0][0], nn.Sequential(*[m for _, m in g])) for i, g in enumerate(groups)]
+    tail = [m for _, m in children[head_at:]]
+    head = tail[0] if len(tail) == 1 else nn.Sequential(*tail)
+    return Backbone(blocks, head, example_input, **kwargs)
+

@@ -1,0 +1,163 @@
+"""The ``transferlab`` command: a thin typer layer, one library call per command.
+
+Bad input (a ``UserError``) prints one line and exits with status 2; set
+TRANSFERLAB_DEBUG=1 to see the traceback instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from transferlab.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Should I transfer, and how? Run every reuse strategy against scratch and get the evidence.")
+
+
+def _sizes(text: Optional[str]):
+    if text is None:
+        return None
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            out.append("all")
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise UserError(f"--sizes item '{part}' is not a positive number or 'all'", "write it like --sizes 5,20,50,all")
+    return out
+
+
+def _config(base, seeds, sizes, epochs, workers, no_cache, strategies):
+    from dataclasses import replace
+
+    from transferlab.config import StudyConfig
+
+    cfg = base or StudyConfig()
+    if seeds is not None:
+        cfg.seeds = list(range(seeds))
+    if sizes is not None:
+        cfg.sizes = _sizes(sizes)
+    if epochs is not None:
+        cfg.budget = replace(cfg.budget, epochs=epochs)
+    if workers is not None:
+        cfg.workers, cfg.executor = workers, "process" if workers > 1 else "inline"
+    if no_cache:
+        cfg.cache = False
+    if strategies:
+        cfg.strategies = [{"name": s.strip()} for s in strategies.split(",") if s.strip()]
+    StudyConfig.__post_init__(cfg)
+    return cfg
+
+
+SEEDS = typer.Option(None, help="number of seeds (default 3)")
+SIZES = typer.Option(None, help="target examples per class, e.g. 5,20,50,all")
+EPOCHS = typer.Option(None, help="epoch budget of every strategy")
+WORKERS = typer.Option(None, help="parallel worker processes")
+NO_CACHE = typer.Option(False, "--no-cache", help="recompute frozen layers every epoch")
+STRATS = typer.Option(None, help="comma-separated strategy names (default: all)")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder"), seeds: Optional[int] = SEEDS,
+         sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS, workers: Optional[int] = WORKERS,
+         no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS):
+    """Run the embedded study: digits 0-4 pretrain an MLP and a CNN, digits 5-9 is the target.
+
+    \b
+    Examples:
+      transferlab demo
+      transferlab demo --out /tmp/demo --seeds 5 --sizes 5,all
+    """
+    from transferlab.cli.progress import RichProgress, print_summary
+    from transferlab.demo import demo as run_demo
+
+    cfg = _config(None, seeds, sizes, epochs, workers, no_cache, strategies)
+    results = run_demo(out, cfg, callbacks=[RichProgress()])
+    for r in results:
+        print_summary(r)
+    typer.echo(f"index: {out / 'index.html'}")
+
+
+@app.command()
+def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="study file (TOML)"),
+        model: Optional[str] = typer.Option(None, help="model spec, e.g. demo:cnn"),
+        data: Optional[str] = typer.Option(None, help="data spec, e.g. demo:digits"),
+        out: Optional[Path] = typer.Option(None, help="study folder (rerun into it to resume)"),
+        seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS,
+        workers: Optional[int] = WORKERS, no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS):
+    """Run a transfer study described by a study file or by --model and --data.
+
+    \b
+    Examples:
+      transferlab run --config study.toml
+      transferlab run --model demo:cnn --data demo:digits --out study-cnn --seeds 5
+    """
+    from transferlab.cli.progress import RichProgress, print_summary
+    from transferlab.config import read_study_file
+    from transferlab.execution import run_study
+    from transferlab.sources import load_data, load_model
+
+    file = read_study_file(config) if config else None
+    model_spec = model or (file.model["spec"] if file else None)
+    data_spec = data or (file.data["spec"] if file else None)
+    if not model_spec or not data_spec:
+        raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
+    cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies)
+    folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
+    backbone = load_model(model_spec, **{k: v for k, v in (file.model if file else {}).items() if k != "spec"})
+    target = load_data(data_spec, **{k: v for k, v in (file.data if file else {}).items() if k != "spec"})
+    result = run_study(backbone, target, cfg, folder, [RichProgress()])
+    print_summary(result)
+
+
+@app.command()
+def report(folder: Path = typer.Argument(..., help="a study folder")):
+    """Rebuild report.html from study.json and trials.jsonl alone (no torch needed).
+
+    \b
+    Example:
+      transferlab report transferlab-demo/cnn
+    """
+    from transferlab.report.html import write_report
+
+    typer.echo(f"report: {write_report(folder)}")
+
+
+@app.command("strategies")
+def strategies_cmd():
+    """List the registered strategies and their hyperparameters."""
+    import dataclasses
+
+    from transferlab.strategies.base import registry
+
+    for name, cls in sorted(registry().items()):
+        params = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
+        typer.echo(f"{name:14s} {cls.summary}\n{'':14s} params: {params or '-'}")
+
+
+def main() -> None:
+    debug = os.environ.get("TRANSFERLAB_DEBUG") == "1"
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"transferlab: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print("transferlab: interrupted; finished trials are saved, rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

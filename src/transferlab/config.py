@@ -1,0 +1,109 @@
+"""StudyConfig: what a study runs. Plain dataclasses, read from TOML; CLI flags override."""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from transferlab.errors import UserError
+from transferlab.training import Budget
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_STRATEGIES: tuple[dict, ...] = (
+    {"name": "scratch"},
+    {"name": "linear_probe", "params": {"kind": "logreg"}},
+    {"name": "linear_probe", "params": {"kind": "svm"}},
+    {"name": "head", "params": {"depth": 2}},
+    {"name": "freeze_k"},
+    {"name": "finetune", "params": {"body_lr_mult": 0.1}},
+    {"name": "lp_ft"},
+    {"name": "gradual"},
+)
+
+
+@dataclass
+class StudyConfig:
+    """Everything that defines a study's results (``workers``, ``executor`` and ``cache`` only change speed)."""
+
+    strategies: list[dict] = field(default_factory=lambda: [dict(s) for s in DEFAULT_STRATEGIES])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    sizes: list[int | str] = field(default_factory=lambda: [5, 20, 50, "all"])
+    budget: Budget = field(default_factory=Budget)
+    cache: bool = True
+    workers: int = 1
+    executor: str = "inline"  # inline | process
+    device: str = "auto"
+
+    def __post_init__(self):
+        if isinstance(self.seeds, int):
+            self.seeds = list(range(self.seeds))
+        if isinstance(self.budget, dict):
+            self.budget = budget_from_dict(self.budget)
+        self.strategies = [s if isinstance(s, dict) else {"name": s} for s in self.strategies]
+        for s in self.sizes:
+            if s != "all" and not (isinstance(s, int) and s > 0):
+                raise UserError(f"target size {s!r} is not a positive whole number of examples per class", "use sizes like [5, 20, 50, \"all\"]")
+        if len(self.seeds) < 1:
+            raise UserError("a study needs at least one seed", "use seeds = 3 (the default) or more for confidence intervals")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["budget"] = self.budget.to_dict()
+        return d
+
+    def result_defining(self) -> dict:
+        """The part of the config that changes results (resume checks it matches)."""
+        d = self.to_dict()
+        for k in ("cache", "workers", "executor", "device"):
+            d.pop(k)
+        return d
+
+
+def budget_from_dict(d: dict) -> Budget:
+    names = {f.name for f in fields(Budget)}
+    unknown = set(d) - names
+    if unknown:
+        raise UserError(f"unknown budget setting '{sorted(unknown)[0]}'", f"budget settings are: {', '.join(sorted(names))}")
+    d = dict(d)
+    if "lrs" in d:
+        d["lrs"] = tuple(float(x) for x in d["lrs"])
+    return Budget(**d)
+
+
+@dataclass
+class StudyFile:
+    """A study described in a TOML file: model, data, output and the StudyConfig."""
+
+    model: dict
+    data: dict
+    out: str | None
+    config: StudyConfig
+
+
+def read_study_file(path: str | Path) -> StudyFile:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {path} does not exist", "check the path, or run `transferlab demo` to see a working study") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"config file {path} is not valid TOML ({exc})", "fix the syntax at the place named") from None
+    study = dict(raw.get("study", {}))
+    known = {f.name for f in fields(StudyConfig)}
+    unknown = set(study) - known
+    if unknown:
+        raise UserError(f"unknown [study] setting '{sorted(unknown)[0]}' in {path}", f"settings are: {', '.join(sorted(known))}")
+    if "strategies" in raw:
+        study["strategies"] = raw["strategies"]
+    for section in ("model", "data"):
+        if not isinstance(raw.get(section), dict) or "spec" not in raw[section]:
+            raise UserError(f"config file {path} has no [{section}] spec", f'add [{section}] with spec = "..." (for example spec = "demo:mlp")')
+    try:
+        config = StudyConfig(**study)
+    except TypeError as exc:
+        raise UserError(f"bad [study] section in {path}: {exc}", "see the README's study-file example") from None
+    return StudyFile(raw["model"], raw["data"], raw.get("out"), config)

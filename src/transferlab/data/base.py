@@ -1,0 +1,187 @@
+"""Target data: train pool, validation and a sealed test split.
+
+Inputs are a tensor or a dict of tensors sharing the first axis (token ids and
+masks for text), so one indexing rule serves every modality.  The test split is
+sealed: reading it goes through ``open()``, which records who read it and when,
+so a test can prove that nothing but the final evaluation touches it.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from transferlab.errors import UserError
+
+Inputs = Any  # torch.Tensor | dict[str, torch.Tensor]
+
+
+def take(inputs: Inputs, idx) -> Inputs:
+    if isinstance(inputs, dict):
+        return {k: v[idx] for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(v[idx] for v in inputs)
+    return inputs[idx]
+
+
+def to_device(inputs: Inputs, device, non_blocking: bool = False) -> Inputs:
+    if isinstance(inputs, dict):
+        return {k: v.to(device, non_blocking=non_blocking) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(v.to(device, non_blocking=non_blocking) for v in inputs)
+    return inputs.to(device, non_blocking=non_blocking)
+
+
+def n_rows(inputs: Inputs) -> int:
+    if isinstance(inputs, dict):
+        return len(next(iter(inputs.values())))
+    if isinstance(inputs, (tuple, list)):
+        return len(inputs[0])
+    return len(inputs)
+
+
+def concat(parts: list) -> Inputs:
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: torch.cat([p[k] for p in parts]) for k in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(torch.cat([p[i] for p in parts]) for i in range(len(first)))
+    return torch.cat(parts)
+
+
+def fingerprint_inputs(inputs: Inputs, y: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    tensors = list(inputs.values()) if isinstance(inputs, dict) else list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
+    for t in [*tensors, y]:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Split:
+    inputs: Inputs
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, idx) -> Split:
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return Split(take(self.inputs, idx), self.y[idx])
+
+    def fingerprint(self) -> str:
+        return fingerprint_inputs(self.inputs, self.y)
+
+
+class SealedSplit:
+    """The test split. Only ``open(reason)`` hands out its data, and each call is logged."""
+
+    def __init__(self, split: Split):
+        self._split = split
+        self.log: list[tuple[float, str]] = []
+
+    def open(self, reason: str) -> Split:
+        self.log.append((time.perf_counter(), reason))
+        return self._split
+
+    def __len__(self) -> int:
+        return len(self._split)
+
+    def label_set(self) -> set[int]:
+        # Checking which classes exist is input validation, not a choice made on test results.
+        return set(self._split.y.unique().tolist())
+
+    def fingerprint(self) -> str:
+        return self._split.fingerprint()
+
+
+@dataclass
+class TargetData:
+    """The target dataset D2, split once with a fixed seed."""
+
+    name: str
+    class_names: list[str]
+    train: Split  # the pool that training subsets are drawn from
+    val: Split
+    test: SealedSplit
+    split_info: dict = field(default_factory=dict)
+    source: Split | None = None  # optional D1 inputs, for similarity measures
+    augment: Any = None  # callable on a train batch, or None (then caching is exact)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def per_class_counts(self) -> list[int]:
+        return np.bincount(self.train.y.numpy(), minlength=self.n_classes).tolist()
+
+    def train_indices(self, n_per_class: int | str, seed: int) -> np.ndarray:
+        """Indices into the pool: ``n_per_class`` examples of each class.
+
+        Nested across sizes for one seed (the 5-per-class set is inside the
+        20-per-class set), so a size sweep changes only the amount of data.
+        """
+        y = self.train.y.numpy()
+        if n_per_class == "all":
+            return np.arange(len(y))
+        rng = np.random.default_rng(seed)
+        picked = []
+        for c in range(self.n_classes):
+            members = np.flatnonzero(y == c)
+            if n_per_class > len(members):
+                raise UserError(
+                    f"size {n_per_class} per class is more than the {len(members)} training examples of class '{self.class_names[c]}'",
+                    f"use sizes of at most {min(self.per_class_counts())} per class, or 'all'",
+                )
+            picked.append(rng.permutation(members)[:n_per_class])
+        return np.sort(np.concatenate(picked))
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.train.fingerprint(), self.val.fingerprint(), self.test.fingerprint()):
+            h.update(part.encode())
+        return h.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "class_names": self.class_names,
+            "n_train_pool": len(self.train),
+            "n_val": len(self.val),
+            "n_test": len(self.test),
+            "train_per_class": self.per_class_counts(),
+            "splits": self.split_info,
+            "has_source": self.source is not None,
+        }
+
+
+def split_arrays(inputs: Inputs, y: np.ndarray, class_names: list[str], name: str,
+                 val_frac: float = 0.2, test_frac: float = 0.3, seed: int = 0, **kwargs) -> TargetData:
+    """Stratified train/val/test split with a fixed seed (recorded in ``split_info``)."""
+    y = np.asarray(y)
+    check_labels(y, class_names)
+    idx = np.arange(len(y))
+    try:
+        rest, test = train_test_split(idx, test_size=test_frac, stratify=y, random_state=seed)
+        train, val = train_test_split(rest, test_size=val_frac / (1 - test_frac), stratify=y[rest], random_state=seed)
+    except ValueError as exc:
+        raise UserError(f"cannot make stratified splits of {name}: {exc}", "give more examples per class (at least 3)") from exc
+    yt = torch.as_tensor(y, dtype=torch.long)
+    part = lambda ix: Split(take(inputs, torch.as_tensor(ix)), yt[ix])  # noqa: E731
+    info = {"method": "stratified", "seed": seed, "val_frac": val_frac, "test_frac": test_frac}
+    return TargetData(name, class_names, part(train), part(val), SealedSplit(part(test)), info, **kwargs)
+
+
+def check_labels(y: np.ndarray, class_names: list[str]) -> None:
+    present = np.unique(y)
+    if len(class_names) < 2 or len(present) < 2:
+        raise UserError(
+            f"the target has {len(present)} class{'es' if len(present) != 1 else ''}; a classifier needs at least 2",
+            "check the label column, or add examples of other classes",
+        )

@@ -1,0 +1,218 @@
+"""A study: validate, plan the trials, run what is not done yet, analyse, report.
+
+Every finished trial is appended to ``trials.jsonl`` as soon as it finishes,
+so a study stopped at any point and started again with the same command runs
+only what is missing.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from transferlab.backbones.base import Backbone
+from transferlab.cache import FeatureCache
+from transferlab.config import StudyConfig
+from transferlab.data.base import SealedSplit, Split, TargetData
+from transferlab.errors import UserError
+from transferlab.similarity import feature_relevance
+from transferlab.results import StudyResult, TrialSpec, TrialStore, write_json_atomic
+from transferlab.strategies.base import Strategy, from_spec
+from transferlab.trial import run_trial, zero_shot
+
+
+class StudyCallback:
+    """Progress events. The CLI attaches a progress bar; the library itself prints nothing."""
+
+    def on_start(self, total: int, todo: int, study: dict) -> None: ...
+
+    def on_trial_end(self, record: dict) -> None: ...
+
+    def on_end(self, result: StudyResult) -> None: ...
+
+
+def plan(config: StudyConfig, backbone: Backbone) -> list[TrialSpec]:
+    strategies: list[Strategy] = []
+    for entry in config.strategies:
+        strategy = from_spec(entry["name"], entry.get("params"))
+        strategy.check(backbone)
+        strategies.extend(strategy.expand(backbone))
+    seen, specs = set(), []
+    for n in config.sizes:
+        for seed in config.seeds:
+            for s in strategies:
+                spec = TrialSpec(s.name, s.params(), seed, n, s.label)
+                if spec.trial_id not in seen:
+                    seen.add(spec.trial_id)
+                    specs.append(spec)
+    return specs
+
+
+def validate(config: StudyConfig, backbone: Backbone, data: TargetData) -> None:
+    if not config.strategies:
+        raise UserError("the study lists no strategies", "add at least 'scratch' and one transfer strategy")
+    extra = data.test.label_set() - set(data.train.y.unique().tolist())
+    if extra:
+        names = ", ".join(data.class_names[c] for c in sorted(extra))
+        raise UserError(f"the test split has classes the training split lacks ({names})", "give every class some training examples, or drop those test rows")
+    for n in config.sizes:
+        data.train_indices(n, 0)  # raises a UserError for sizes larger than the data
+
+
+def prepare(data: TargetData, backbone: Backbone) -> TargetData:
+    """Apply the pretrained model's preprocessing once, to every split (the test split stays sealed)."""
+    pre = backbone.preprocessing.apply
+    mapped = lambda s: Split(pre(s.inputs), s.y)  # noqa: E731
+    test = SealedSplit(mapped(data.test._split))
+    test.log = data.test.log  # one log: reads of the prepared test split are reads of the test split
+    source = mapped(data.source) if data.source is not None else None
+    return replace(data, train=mapped(data.train), val=mapped(data.val), test=test, source=source)
+
+
+def environment() -> dict:
+    import numpy
+    import sklearn
+
+    return {
+        "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
+        "sklearn": sklearn.__version__, "platform": platform.platform(), "machine": platform.machine(),
+        "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(),
+    }
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# ---- workers -----------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker(pretrained, model_key, data, budget, use_cache, device, threads):
+    torch.set_num_threads(threads)
+    _WORKER.update(pretrained=pretrained, model_key=model_key, data=data, budget=budget, device=device,
+                   cache=FeatureCache(budget.eval_batch_size, device) if use_cache else None)
+
+
+def _worker_run(spec: TrialSpec, cuts: list[int]) -> dict:
+    w = _WORKER
+    if w["cache"] is not None:
+        w["cache"].want(cuts)
+    return run_trial(spec, w["pretrained"], w["model_key"], w["data"], w["budget"], w["cache"], w["device"]).to_dict()
+
+
+def _run_trials(specs, pretrained, model_key, data, config, device, on_record):
+    cuts = list(range(1, pretrained.n_blocks + 1))
+    if config.workers <= 1 or config.executor == "inline":
+        cache = FeatureCache(config.budget.eval_batch_size, device) if config.cache else None
+        if cache:
+            cache.want(cuts)
+        for spec in specs:
+            on_record(run_trial(spec, pretrained, model_key, data, config.budget, cache, device).to_dict())
+        return
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    ctx = mp.get_context("spawn")
+    init = (pretrained, model_key, data, config.budget, config.cache, device, threads)
+    with cf.ProcessPoolExecutor(config.workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
+        futures = [pool.submit(_worker_run, spec, cuts) for spec in specs]
+        for fut in cf.as_completed(futures):
+            on_record(fut.result())
+
+
+# ---- the study ----------------------------------------------------------------
+def run_study(model: Backbone, data: TargetData, config: StudyConfig | None = None, out: str | Path | None = None,
+              callbacks: list[StudyCallback] | tuple = (), report: bool = True, meta: dict | None = None) -> StudyResult:
+    """Run every strategy against scratch on the same splits, budget and seeds.
+
+    ``out``: the study folder (``study.json``, ``trials.jsonl``, ``summary.csv``,
+    ``report.html``). Rerunning into the same folder resumes.
+    """
+    from transferlab.analysis import analyze
+
+    config = config or StudyConfig()
+    device = resolve_device(config.device)
+    validate(config, model, data)
+    specs = plan(config, model)
+    data = prepare(data, model)
+    model_key = model.fingerprint()
+    study = {
+        "schema": 1, "config": config.to_dict(), "model": model.describe(), "model_key": model_key,
+        "data": data.describe(), "data_key": data.fingerprint(), "environment": environment(),
+        "n_trials": len(specs), "similarity": feature_relevance(model, data), **(meta or {}),
+    }
+    store = _open_store(out, study, config)
+    done = store.done_ids() if store else set()
+    records = [r for r in store.load() if r["trial_id"] in done] if store else []
+    todo = [s for s in specs if s.trial_id not in done]
+    for cb in callbacks:
+        cb.on_start(len(specs), len(todo), study)
+
+    def on_record(rec: dict) -> None:
+        if store:
+            store.append(rec)
+        records.append(rec)
+        for cb in callbacks:
+            cb.on_trial_end(rec)
+
+    t0 = time.perf_counter()
+    if "zero_shot" not in {r["strategy"] for r in records}:
+        zs = zero_shot(model, data, config.budget.eval_batch_size, device)
+        if zs is not None:
+            on_record(zs.to_dict())
+    _run_trials(todo, model, model_key, data, config, device, on_record)
+    study["run"] = {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "trials_run": len(todo)}
+    order = {s.trial_id: i for i, s in enumerate(specs)}
+    records.sort(key=lambda r: order.get(r["trial_id"], -1))
+    result = StudyResult(Path(out) if out else None, study, records, analyze(records, study))
+    if out:
+        _write_outputs(result, report)
+    for cb in callbacks:
+        cb.on_end(result)
+    return result
+
+
+def _open_store(out, study: dict, config: StudyConfig) -> TrialStore | None:
+    if out is None:
+        return None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / "study.json"
+    if meta_path.exists():
+        import json
+
+        old = json.loads(meta_path.read_text())
+        same = (old.get("model_key"), old.get("data_key"), StudyConfig(**old["config"]).result_defining()) == (
+            study["model_key"], study["data_key"], config.result_defining())
+        if not same:
+            raise UserError(f"{out} holds a different study (other model, data or settings)", "choose a new --out folder, or delete that one")
+    write_json_atomic(meta_path, study)
+    return TrialStore(out / "trials.jsonl")
+
+
+def _write_outputs(result: StudyResult, report: bool) -> None:
+    from transferlab.analysis.tables import summary_csv
+
+    out = result.out_dir
+    write_json_atomic(out / "study.json", result.study)
+    write_json_atomic(out / "analysis.json", result.analysis)
+    (out / "summary.csv").write_text(summary_csv(result.analysis))
+    if report:
+        from transferlab.report.html import write_report
+
+        result.report_path = write_report(out)

@@ -1,0 +1,158 @@
+"""report.html: one self-contained file (figures inlined), built from study.json and trials.jsonl alone."""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+from pathlib import Path
+
+from transferlab.analysis import analyze
+from transferlab.errors import UserError
+from transferlab.report import plots
+from transferlab.results import TrialStore
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right}
+td:first-child,th:first-child{text-align:left}tr.scratch{font-weight:bold}
+.better{color:#1a7f37}.worse{color:#cf222e}.tie,.inconclusive{color:#6e7781}
+.rec{background:#f6f8fa;border-left:4px solid #0969da;padding:.8em 1em;font-size:1.05em}
+img{max-width:100%}code{background:#f6f8fa;padding:0 .2em}
+"""
+
+# Records script errors and undecodable figures on <body>, so a headless browser test can read them back.
+CHECK_JS = """
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message)); });
+window.addEventListener('load', function () {
+  var imgs = Array.from(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-figures', String(imgs.length));
+  document.body.setAttribute('data-figures-ok', String(ok));
+  document.body.setAttribute('data-errors', String(window.__errors.length));
+  document.body.setAttribute('data-ready', '1');
+});
+"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _pct(ci: dict) -> str:
+    if ci is None or not math.isfinite(ci.get("mean", math.nan)):
+        return ""
+    if not math.isfinite(ci["lo"]):
+        return f"{100 * ci['mean']:.1f}"
+    return f"{100 * ci['mean']:.1f} [{100 * ci['lo']:.1f}, {100 * ci['hi']:.1f}]"
+
+
+def _pp(ci: dict) -> str:
+    if not math.isfinite(ci["lo"]):
+        return f"{100 * ci['mean']:+.1f}"
+    return f"{100 * ci['mean']:+.1f} [{100 * ci['lo']:+.1f}, {100 * ci['hi']:+.1f}]"
+
+
+def _summary_table(a: dict) -> str:
+    gains = {(g["label"], str(g["n_train"])): g for g in a["gains"]}
+    speed = {(s["label"], str(s["n_train"])): s for s in a["speedups"]}
+    head = ("<tr><th>strategy</th><th>per class</th><th>seeds</th><th>test acc % [95% CI]</th><th>gain vs scratch, pp</th>"
+            "<th>verdict</th><th>speed-up</th><th>trainable params</th><th>s / trial</th></tr>")
+    rows = []
+    for r in a["accuracy"]:
+        key = (r["label"], str(r["n_train"]))
+        g, s = gains.get(key), speed.get(key)
+        sp = f"{s['speedup']:.1f}x" if s and s["speedup"] else ("never" if s else "")
+        rows.append(
+            f"<tr class='{'scratch' if r['label'] == 'scratch' else ''}'><td>{_e(r['label'])}</td><td>{_e(r['n_train'])}</td>"
+            f"<td>{len(r['seeds'])}</td><td>{_pct(r['test_acc'])}</td><td>{_pp(g['gain']) if g else ''}</td>"
+            f"<td class='{g['verdict'] if g else ''}'>{g['verdict'] if g else ''}</td><td>{sp}</td>"
+            f"<td>{r['trainable_params']:,}</td><td>{r['wall_s']:.2f}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _sweep_table(a: dict) -> str:
+    rows = []
+    for s in a["sweep"]["sizes"]:
+        bg = s["best_gain"]
+        rows.append(f"<tr><td>{_e(s['n_train'])}</td><td>{s['n_train_total']}</td><td>{_e(s['winner'])}</td>"
+                    f"<td>{_pct(s['winner_acc'])}</td><td>{_pct(s['scratch_acc']) if s['scratch_acc'] else ''}</td>"
+                    f"<td>{_e(s['best_transfer'] or '')}</td><td>{_pp(bg) if bg else ''}</td>"
+                    f"<td class='{s['best_verdict'] or ''}'>{s['best_verdict'] or ''}</td></tr>")
+    catch = a["sweep"]["scratch_catches_up_at"]
+    note = (f"<p>Scratch catches up from <b>{_e(catch)}</b> examples per class on (no transfer strategy measurably better).</p>"
+            if catch is not None else "<p>Scratch does not catch up at any size studied.</p>")
+    head = ("<tr><th>per class</th><th>total</th><th>best strategy</th><th>its acc %</th><th>scratch acc %</th>"
+            "<th>best transfer</th><th>its gain, pp</th><th>verdict</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>{note}"
+
+
+def _figure(title: str, png: str | None, caption: str) -> str:
+    if png is None:
+        return ""
+    return f"<h2>{_e(title)}</h2><p>{_e(caption)}</p><img alt='{_e(title)}' src='data:image/png;base64,{png}'>"
+
+
+def render(study: dict, records: list[dict]) -> str:
+    a = analyze(records, study)
+    rec = a["recommendation"]
+    cfg, data, model = study.get("config", {}), study.get("data", {}), study.get("model", {})
+    zero = a.get("zero_shot")
+    zero_html = (f"<p>Zero-shot: the source model, untouched, classifies {100 * zero['test_acc']:.1f}% of the test examples "
+                 f"of the {zero['chosen']['classes_shared']} classes it already knows.</p>") if zero else ""
+    failed = "".join(f"<li>{_e(f['label'])} n={_e(f['n_train'])} seed={f['seed']}: {_e(f['status'])} "
+                     f"{_e(f['error'] or '')}{' at epoch ' + str(f['diverged_epoch']) if f['diverged_epoch'] else ''}</li>"
+                     for f in a["failed"])
+    budget = cfg.get("budget", {})
+    figs = [
+        _figure("Learning curves", plots.learning_curves(a) if a["curves"] else None,
+                "Validation accuracy per epoch of the chosen learning rate, averaged over seeds; scratch dashed black."),
+        _figure("Gain over scratch", plots.gains(a),
+                "Paired by seed, 95% CI. Green: measurably better; red: worse; gray: inside the noise (a tie)."),
+        _figure("Accuracy vs freeze depth", plots.accuracy_vs_depth(a),
+                "Which layers transfer: freezing the first k blocks and fine-tuning the rest."),
+        _figure("Accuracy vs target size", plots.accuracy_vs_size(a),
+                "How the answer changes with the amount of target data."),
+    ]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>transferlab report: {_e(data.get('name', ''))}</title>
+<style>{CSS}</style><script>{CHECK_JS}</script></head>
+<body>
+<h1>Transfer study: {_e(model.get('spec', {}).get('source', 'model'))} &rarr; {_e(data.get('name', 'target'))}</h1>
+<p>Every strategy below ran on the same splits, the same epoch budget ({budget.get('epochs')} epochs, early stopping
+patience {budget.get('patience')}), the same learning-rate grid ({_e(budget.get('lrs'))}, chosen on validation) and the
+same seeds ({_e(cfg.get('seeds'))}). <b>scratch</b> is the same architecture re-initialised. The test split was read only
+to score each trial's chosen checkpoint.</p>
+<h2>Recommendation</h2><div class="rec" id="recommendation">{_e(rec['text'])}</div>
+{zero_html}
+<h2>Results</h2>{_summary_table(a)}
+<h2>Data-size sweep</h2>{_sweep_table(a)}
+{''.join(figs)}
+<h2>Study</h2>
+<p>Model blocks: {_e(', '.join(model.get('blocks', [])))} ({model.get('params', 0):,} parameters).
+Target: {_e(data.get('name'))}, classes {_e(', '.join(data.get('class_names', [])))}; train pool {data.get('n_train_pool')},
+validation {data.get('n_val')}, test {data.get('n_test')} ({_e(data.get('splits'))}).
+Similarity: {_e((study.get('similarity') or {}).get('summary', 'not measured'))}.
+Run: {_e(study.get('run', {}))}. Environment: {_e(study.get('environment', {}))}.</p>
+{'<h2>Trials that did not finish</h2><ul>' + failed + '</ul>' if failed else ''}
+</body></html>"""
+
+
+def write_report(out_dir: str | Path) -> Path:
+    """Rebuild ``report.html`` in a study folder from its JSON files."""
+    out_dir = Path(out_dir)
+    meta = out_dir / "study.json"
+    if not meta.exists():
+        raise UserError(f"{out_dir} is not a study folder (no study.json)", "point to the folder a study wrote with --out")
+    try:
+        study = json.loads(meta.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{meta} is not valid JSON ({exc})", "rerun the study to rewrite it") from None
+    records = TrialStore(out_dir / "trials.jsonl").load()
+    path = out_dir / "report.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(render(study, records))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,124 @@
+"""The report's figures, from the analysis dict alone (matplotlib, no torch)."""
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from transferlab.analysis.gain import SCRATCH, size_key  # noqa: E402
+
+COLORS = plt.get_cmap("tab20").colors
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _sizes(analysis: dict) -> list:
+    return sorted({r["n_train"] for r in analysis["accuracy"]}, key=size_key)
+
+
+def _labels(analysis: dict) -> list[str]:
+    labels = sorted({r["label"] for r in analysis["accuracy"]})
+    return [SCRATCH] + [lab for lab in labels if lab != SCRATCH] if SCRATCH in labels else labels
+
+
+def _color(labels: list[str], lab: str):
+    return "black" if lab == SCRATCH else COLORS[labels.index(lab) % len(COLORS)]
+
+
+def _err(ci: dict) -> tuple[float, float]:
+    if not math.isfinite(ci["lo"]):
+        return 0.0, 0.0
+    return ci["mean"] - ci["lo"], ci["hi"] - ci["mean"]
+
+
+def learning_curves(analysis: dict) -> str:
+    sizes, labels = _sizes(analysis), _labels(analysis)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.6), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], sizes):
+        for c in analysis["curves"].values():
+            if c["n_train"] == n and len(c["epochs"]) > 1:
+                ax.plot(c["epochs"], c["val_acc"], color=_color(labels, c["label"]),
+                        lw=2.2 if c["label"] == SCRATCH else 1.2, ls="--" if c["label"] == SCRATCH else "-", label=c["label"])
+        ax.set_title(f"{n} per class")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy (mean over seeds)")
+    handles, names = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    return _png(fig)
+
+
+def accuracy_vs_depth(analysis: dict) -> str | None:
+    depth = analysis["depth"]
+    if not depth:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    scratch = {r["n_train"]: r["test_acc"]["mean"] for r in analysis["accuracy"] if r["label"] == SCRATCH}
+    for i, n in enumerate(_sizes(analysis)):
+        pts = [d for d in depth if d["n_train"] == n]
+        if not pts:
+            continue
+        err = list(zip(*[_err(d["test_acc"]) for d in pts]))
+        ax.errorbar([d["k"] for d in pts], [d["test_acc"]["mean"] for d in pts], yerr=err, marker="o", capsize=3,
+                    color=COLORS[2 * i], label=f"{n} per class")
+        if n in scratch:
+            ax.axhline(scratch[n], color=COLORS[2 * i], ls=":", lw=1)
+    ax.set_xlabel("blocks frozen (k)")
+    ax.set_ylabel("test accuracy (95% CI)")
+    ax.set_title("freeze_k: accuracy vs freeze depth (dotted: scratch)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def gains(analysis: dict) -> str | None:
+    rows = analysis["gains"]
+    if not rows:
+        return None
+    sizes = _sizes(analysis)
+    labels = [lab for lab in _labels(analysis) if lab != SCRATCH]
+    fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes), 0.35 * len(labels) + 1.6), squeeze=False, sharey=True)
+    colors = {"better": "tab:green", "worse": "tab:red", "tie": "tab:gray", "inconclusive": "tab:gray"}
+    for ax, n in zip(axes[0], sizes):
+        for g in rows:
+            if g["n_train"] != n:
+                continue
+            y = labels.index(g["label"])
+            lo, hi = _err(g["gain"])
+            ax.errorbar([100 * g["gain"]["mean"]], [y], xerr=[[100 * lo], [100 * hi]], fmt="o", capsize=3,
+                        color=colors[g["verdict"]])
+        ax.axvline(0, color="black", lw=1)
+        ax.set_title(f"{n} per class")
+        ax.set_xlabel("gain over scratch (pp, 95% CI)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
+    return _png(fig)
+
+
+def accuracy_vs_size(analysis: dict) -> str | None:
+    sizes, labels = _sizes(analysis), _labels(analysis)
+    if len(sizes) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for lab in labels:
+        rows = sorted([r for r in analysis["accuracy"] if r["label"] == lab], key=lambda r: size_key(r["n_train"]))
+        xs = [sizes.index(r["n_train"]) for r in rows]
+        err = list(zip(*[_err(r["test_acc"]) for r in rows])) if rows else None
+        ax.errorbar(xs, [r["test_acc"]["mean"] for r in rows], yerr=err, marker="o", capsize=2, label=lab,
+                    color=_color(labels, lab), lw=2.2 if lab == SCRATCH else 1.2, ls="--" if lab == SCRATCH else "-")
+    ax.set_xticks(range(len(sizes)), [str(s) for s in sizes])
+    ax.set_xlabel("target training examples per class")
+    ax.set_ylabel("test accuracy (95% CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _png(fig)

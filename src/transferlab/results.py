@@ -1,0 +1,156 @@
+"""Results as versioned plain data: trial specs and records, and the JSONL store.
+
+Nothing here imports torch, so reports and analyses run from the files alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def label(name: str, params: dict) -> str:
+    """Human and grouping key of a strategy configuration, e.g. ``freeze_k(k=2)``."""
+    inner = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{name}({inner})" if inner else name
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What to run: one strategy configuration, one seed, one target size."""
+
+    strategy: str
+    params: dict
+    seed: int
+    n_train: int | str  # examples per class, or "all"
+    label: str = ""  # display and grouping name; the strategy's non-default parameters
+
+    def __post_init__(self):
+        if not self.label:
+            object.__setattr__(self, "label", label(self.strategy, self.params))
+
+    @property
+    def trial_id(self) -> str:
+        key = json.dumps([self.strategy, self.params, self.seed, self.n_train], sort_keys=True)
+        return hashlib.sha1(key.encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrialRecord:
+    """What came out of one trial. One line of ``trials.jsonl``."""
+
+    trial_id: str
+    strategy: str
+    label: str
+    params: dict
+    seed: int
+    n_train: int | str
+    n_train_total: int
+    status: str  # ok | diverged | failed
+    test_acc: float | None = None
+    test_loss: float | None = None
+    best_val_acc: float | None = None
+    best_epoch: int | None = None
+    chosen: dict = field(default_factory=dict)  # the hyperparameters picked on validation
+    candidates: list[dict] = field(default_factory=list)  # each tried value and its validation score
+    history: list[dict] = field(default_factory=list)  # per epoch, of the chosen candidate
+    wall_s: float = 0.0
+    trainable_params: int = 0
+    total_params: int = 0
+    frozen_blocks: int = 0
+    cached: bool = False
+    diverged_epoch: int | None = None
+    error: str | None = None
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TrialStore:
+    """Append-only JSONL. Each record is one ``write`` of one line, then fsync.
+
+    A process killed mid-write can leave at most a partial last line; ``load``
+    ignores it and the next ``append`` cuts it off, so the store stays valid.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def load(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        records = []
+        with open(self.path, "rb") as f:
+            for line in f.read().split(b"\n"):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a torn last line from an interrupted write
+        return records
+
+    def _truncate_torn_tail(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            with open(self.path, "r+b") as f:
+                f.truncate(keep)
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._truncate_torn_tail()
+        line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def done_ids(self) -> set[str]:
+        return {r["trial_id"] for r in self.load() if r.get("status") in ("ok", "diverged")}
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+@dataclass
+class StudyResult:
+    """The records of a study, its resolved config and its analyses."""
+
+    out_dir: Path | None
+    study: dict
+    trials: list[dict]
+    analysis: dict
+    report_path: Path | None = None
+
+    def to_frame(self):
+        import pandas as pd
+
+        rows = [{k: v for k, v in t.items() if k not in ("history", "candidates")} for t in self.trials]
+        return pd.DataFrame(rows)
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> StudyResult:
+        from transferlab.analysis import analyze
+
+        out_dir = Path(out_dir)
+        study = json.loads((out_dir / "study.json").read_text())
+        trials = TrialStore(out_dir / "trials.jsonl").load()
+        report = out_dir / "report.html"
+        return cls(out_dir, study, trials, analyze(trials, study), report if report.exists() else None)

@@ -1,0 +1,36 @@
+"""How relevant the source features are to the target, measured on validation only.
+
+A linear probe on the pretrained features is compared with the same probe on
+the features of the re-initialised architecture.  Pretrained features that
+separate the target classes much better than random ones mean the source
+learned something the target can use ("high similarity" in the CS231n table).
+"""
+from __future__ import annotations
+
+import torch
+
+from transferlab.backbones.base import Backbone
+from transferlab.cache import FeatureCache
+from transferlab.data.base import TargetData
+from transferlab.strategies.probe import as_matrix, make_classifier, score
+
+MARGIN = 0.05  # pretrained features must beat random ones by this much validation accuracy
+
+
+def probe_val_acc(backbone: Backbone, data: TargetData, seed: int = 0) -> float:
+    cache = FeatureCache()
+    k = backbone.n_blocks
+    x, y = as_matrix(cache.states(backbone, "m", "train", data.train, k))
+    xv, yv = as_matrix(cache.states(backbone, "m", "val", data.val, k))
+    pipe = make_classifier("logreg", 1.0, seed).fit(x, y)
+    return score(pipe, xv, yv, data.n_classes)[1]
+
+
+def feature_relevance(pretrained: Backbone, data: TargetData, seed: int = 0) -> dict:
+    pre = probe_val_acc(pretrained, data, seed)
+    torch.manual_seed(seed)
+    rnd = probe_val_acc(pretrained.clone().reinit(), data, seed)
+    level = "high" if pre >= rnd + MARGIN else "low"
+    return {"method": "probe_vs_random_features", "pretrained_val_acc": pre, "random_val_acc": rnd, "level": level,
+            "summary": f"a linear probe on the pretrained features reaches {100 * pre:.1f}% validation accuracy vs "
+                       f"{100 * rnd:.1f}% on re-initialised features"}

@@ -1,0 +1,175 @@
+"""Strategy registry, the trial context, and the helper every gradient strategy shares.
+
+A strategy is a frozen dataclass of hyperparameters (nothing else) registered
+under a unique name.  ``candidates`` lists the hyperparameter values it tunes
+on validation, always as many as the budget's learning-rate grid so every
+strategy, scratch included, gets the same tuning budget.  ``fit`` trains one
+candidate and returns a ``Fitted``; the runner chooses among candidates on
+validation and evaluates the test split once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from transferlab.backbones.base import Backbone, count_trainable
+from transferlab.cache import FeatureCache
+from transferlab.data.base import Split, TargetData
+from transferlab.errors import UserError, closest
+from transferlab.results import label
+from transferlab.training import Budget, EpochLog, FitResult, Hook, evaluate, fit
+
+_REGISTRY: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator. A second strategy with the same name is an error, not a silent override."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"strategy name '{cls.name}' is already registered by {_REGISTRY[cls.name].__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    """Import every module of this package (one file per strategy) and plugin entry points."""
+    import transferlab.strategies as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    for ep in entry_points(group="transferlab.strategies"):
+        ep.load()
+
+
+def registry() -> dict[str, type[Strategy]]:
+    _load_all()
+    return dict(_REGISTRY)
+
+
+def list_strategies() -> list[str]:
+    return sorted(registry())
+
+
+def from_spec(name: str, params: dict | None = None) -> Strategy:
+    reg = registry()
+    if name not in reg:
+        raise UserError(f"unknown strategy '{name}'{closest(name, reg)}", f"choose one of: {', '.join(sorted(reg))}")
+    cls = reg[name]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(params or {}) - fields
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise UserError(f"strategy '{name}' has no parameter '{bad}'{closest(bad, fields)}",
+                        f"its parameters are: {', '.join(sorted(fields)) or 'none'}")
+    return cls(**(params or {}))
+
+
+@dataclass
+class Fitted:
+    """One trained candidate: its curve, size, and how to score it on a split."""
+
+    result: FitResult
+    trainable_params: int
+    evaluate: Callable[[Split], tuple[float, float]]  # on the raw (preprocessed) test split
+    model: object = None  # the trained Backbone, or the fitted sklearn pipeline
+    cached: bool = False
+    frozen_blocks: int = 0
+
+
+@dataclass
+class TrialContext:
+    """Everything one trial may use. The test split is not in here: the runner opens it once."""
+
+    pretrained: Backbone
+    model_key: str
+    data: TargetData
+    train_idx: np.ndarray
+    seed: int
+    budget: Budget
+    cache: FeatureCache | None = None
+    device: str = "cpu"
+    hooks: tuple = ()
+
+    def fresh(self) -> Backbone:
+        return self.pretrained.clone().to(self.device)
+
+    def uses_cache(self, k: int) -> bool:
+        return self.cache is not None and k > 0 and self.augment_for(k) is None
+
+    def augment_for(self, k: int):
+        # Augmentation only where the body trains; a frozen body sees fixed inputs and can be cached.
+        return self.data.augment if k < self.pretrained.n_blocks else None
+
+    def at_cut(self, k: int, split_key: str, split: Split) -> Split:
+        if not self.uses_cache(k):
+            return split
+        return self.cache.states(self.pretrained, self.model_key, split_key, split, k)
+
+    def train_split(self, k: int) -> Split:
+        if self.uses_cache(k):
+            return self.at_cut(k, "train", self.data.train).subset(self.train_idx)
+        return self.data.train.subset(self.train_idx)
+
+    def val_split(self, k: int) -> Split:
+        return self.at_cut(k, "val", self.data.val)
+
+    def features(self, k: int, split_key: str, split: Split) -> Split:
+        """Activations of the pretrained body at cut ``k``: from the cache, or computed now."""
+        if self.uses_cache(k):
+            return self.at_cut(k, split_key, split)
+        return FeatureCache(self.budget.eval_batch_size, self.device).states(self.pretrained, self.model_key, split_key, split, k)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Base class. Subclasses are frozen dataclasses whose fields are hyperparameters."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    def params(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def label(self) -> str:
+        """Name plus the parameters that differ from their defaults, e.g. ``linear_probe(kind=svm)``."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return label(self.name, {k: v for k, v in self.params().items() if v != defaults[k]})
+
+    def expand(self, backbone: Backbone) -> list[Strategy]:
+        """Concrete configurations to run (``freeze_k`` with no k gives one per cut)."""
+        return [self]
+
+    def check(self, backbone: Backbone) -> None:
+        """Raise ``UserError`` if these hyperparameters do not fit this backbone."""
+
+    def candidates(self, budget: Budget) -> list[dict]:
+        return [{"lr": lr} for lr in budget.lrs]
+
+    def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
+        raise NotImplementedError
+
+
+def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
+                   hooks: tuple[Hook, ...] = (), log0: EpochLog | None = None) -> Fitted:
+    """Train ``bb`` with its first ``k`` blocks frozen, on cached activations when exact."""
+    cached = ctx.uses_cache(k)
+    model = bb.suffix(k) if cached else bb
+    cut = k if cached else 0
+    generator = torch.Generator().manual_seed(ctx.seed)
+    result = fit(model, groups, ctx.train_split(cut), ctx.val_split(cut), ctx.budget, generator,
+                 hooks=(*hooks, *ctx.hooks), augment=ctx.augment_for(k), device=ctx.device, log0=log0)
+
+    def score(test: Split) -> tuple[float, float]:
+        return evaluate(model, ctx.at_cut(cut, "test", test), ctx.budget.eval_batch_size, ctx.device)
+
+    return Fitted(result, count_trainable(bb), score, bb, cached, k)

@@ -1,0 +1,25 @@
+"""Frozen body, a new trainable head of configurable depth on top."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, train_backbone
+from transferlab.training import param_groups
+
+
+@register
+@dataclass(frozen=True)
+class Head(Strategy):
+    """``depth`` Linear layers on the frozen features (depth=3: 'add three more layers on top')."""
+
+    name = "head"
+    summary = "body frozen, a new MLP head of `depth` layers trained on its features"
+    depth: int = 2
+    hidden: int = 256
+    dropout: float = 0.0
+
+    def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
+        bb = ctx.fresh().replace_head(ctx.data.n_classes, self.depth, self.hidden, self.dropout, ctx.data.class_names)
+        k = bb.n_blocks
+        bb.freeze(k)
+        return train_backbone(ctx, bb, k, param_groups([], bb.head, candidate["lr"]))

@@ -1,0 +1,87 @@
+"""Frozen body as a fixed feature extractor, with a linear classifier or a linear SVM.
+
+The classifier is scikit-learn's: multinomial logistic regression or LinearSVC
+on standardised features, its L2 strength C chosen on validation from a log grid
+with as many points as the learning-rate grid the other strategies tune.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import hinge_loss, log_loss
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from transferlab.backbones.base import Backbone
+from transferlab.data.base import Split
+from transferlab.errors import UserError
+from transferlab.strategies.base import Fitted, Strategy, TrialContext, register
+from transferlab.training import Budget, EpochLog, FitResult
+
+KINDS = ("logreg", "svm")
+
+
+def as_matrix(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    x = split.inputs
+    if not hasattr(x, "reshape"):
+        raise UserError("a linear probe needs tensor features at its cut", "probe the last cut, where features are a (batch, dim) tensor")
+    return x.reshape(len(x), -1).float().numpy(), split.y.numpy()
+
+
+def make_classifier(kind: str, C: float, seed: int):
+    if kind == "logreg":
+        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+    else:
+        clf = LinearSVC(C=C, max_iter=5000, random_state=seed)
+    return make_pipeline(StandardScaler(), clf)
+
+
+def score(pipe, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """(loss, accuracy): log loss for logistic regression, multiclass hinge for the SVM."""
+    labels = np.arange(n_classes)
+    acc = float((pipe.predict(x) == y).mean())
+    if hasattr(pipe, "predict_proba") and hasattr(pipe[-1], "predict_proba"):
+        return float(log_loss(y, pipe.predict_proba(x), labels=labels)), acc
+    return float(hinge_loss(y, pipe.decision_function(x), labels=labels)), acc
+
+
+@register
+@dataclass(frozen=True)
+class LinearProbe(Strategy):
+    name = "linear_probe"
+    summary = "body frozen; its features + logistic regression or a linear SVM (scikit-learn)"
+    kind: str = "logreg"
+    cut: int | None = None  # None: the last cut, the features the head reads
+    Cs: tuple[float, ...] | None = None
+
+    def check(self, backbone: Backbone) -> None:
+        if self.kind not in KINDS:
+            raise UserError(f"linear_probe kind '{self.kind}' is unknown", f"use one of: {', '.join(KINDS)}")
+        if self.cut is not None:
+            backbone._check_k(self.cut)
+
+    def candidates(self, budget: Budget) -> list[dict]:
+        Cs = self.Cs or tuple(np.logspace(-2, 2, len(budget.lrs)).round(6))
+        return [{"C": float(c)} for c in Cs]
+
+    def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
+        t0 = time.perf_counter()
+        k = ctx.pretrained.n_blocks if self.cut is None else self.cut
+        x, y = as_matrix(ctx.features(k, "train", ctx.data.train).subset(ctx.train_idx))
+        xv, yv = as_matrix(ctx.features(k, "val", ctx.data.val))
+        pipe = make_classifier(self.kind, candidate["C"], ctx.seed).fit(x, y)
+        n = ctx.data.n_classes
+        train_loss, train_acc = score(pipe, x, y, n)
+        val_loss, val_acc = score(pipe, xv, yv, n)
+        log = EpochLog(1, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
+        result = FitResult([log], 1, val_acc, val_loss)
+
+        def evaluate(test: Split) -> tuple[float, float]:
+            return score(pipe, *as_matrix(ctx.features(k, "test", test)), n)
+
+        trainable = x.shape[1] * n + n
+        return Fitted(result, trainable, evaluate, pipe, ctx.uses_cache(k), k)

@@ -1,0 +1,176 @@
+"""The one training loop, and the plain functions that set learning rates.
+
+``fit`` trains a model on a train split, evaluates the validation split each
+epoch, keeps the weights of the best validation epoch and stops early when the
+validation accuracy has not improved for ``patience`` epochs.  Strategies vary
+only what they pass in: which parameters train, at which learning rates, and
+hooks that act at the start of an epoch (gradual unfreezing).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transferlab.data.base import Split, n_rows, take, to_device
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every strategy gets, scratch included: the same epochs, patience and LR grid."""
+
+    epochs: int = 30
+    patience: int = 6
+    batch_size: int = 32
+    lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2)
+    weight_decay: float = 1e-4
+    eval_batch_size: int = 512
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- learning rates and freezing as functions of the block index ------------
+def block_lr(i: int, n_blocks: int, head_lr: float, body_lr_mult: float, layer_decay: float = 1.0) -> float:
+    """LR of body block ``i`` (0 = nearest the input): head_lr * mult * decay^(depth below the head)."""
+    return head_lr * body_lr_mult * layer_decay ** (n_blocks - 1 - i)
+
+
+def is_frozen(i: int, k: int) -> bool:
+    """Block ``i`` is frozen when it is among the first ``k``."""
+    return i < k
+
+
+def param_groups(blocks: Sequence[nn.Module], head: nn.Module, head_lr: float, body_lr_mult: float = 1.0,
+                 layer_decay: float = 1.0, first_block: int = 0) -> list[dict]:
+    """One optimizer group per block (trainable parameters only) plus the head.
+
+    ``first_block`` is the index of ``blocks[0]`` in the full backbone, so the
+    decay is measured the same way for a suffix as for the whole model.
+    """
+    n = first_block + len(blocks)
+    groups = []
+    for j, block in enumerate(blocks):
+        params = [p for p in block.parameters() if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr": block_lr(first_block + j, n, head_lr, body_lr_mult, layer_decay)})
+    groups.append({"params": [p for p in head.parameters() if p.requires_grad], "lr": head_lr})
+    return groups
+
+
+# ---- the loop ---------------------------------------------------------------
+@dataclass
+class EpochLog:
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    history: list[EpochLog] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_acc: float = float("nan")
+    best_val_loss: float = float("nan")
+    diverged_epoch: int | None = None
+
+
+class Hook:
+    """Called by ``fit``; override what you need."""
+
+    def on_epoch_start(self, epoch: int, model: nn.Module) -> None: ...
+
+    def on_epoch_end(self, log: EpochLog) -> None: ...
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu") -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``split``."""
+    model.eval()
+    total_loss, correct, n = 0.0, 0, len(split)
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(start + batch_size, n))
+        x, y = to_device(take(split.inputs, idx), device), split.y[idx].to(device)
+        logits = model(x).float()
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return total_loss / n, correct / n
+
+
+def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: Budget,
+        generator: torch.Generator, hooks: Sequence[Hook] = (), augment=None, device="cpu",
+        log0: EpochLog | None = None) -> FitResult:
+    """Train with AdamW; restore the weights of the best validation epoch.
+
+    ``log0`` is an already-measured epoch-0 entry (a probe that initialises the head).
+    """
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=budget.weight_decay)
+    result = FitResult(history=[log0] if log0 else [])
+    best_key, best_state, stale = (-1.0, 0.0), None, 0
+    if log0 is not None:
+        best_key, best_state = (log0.val_acc, -log0.val_loss), _snapshot(model)
+        result.best_epoch, result.best_val_acc, result.best_val_loss = 0, log0.val_acc, log0.val_loss
+    n = len(train)
+    for epoch in range(1, budget.epochs + 1):
+        t0 = time.perf_counter()
+        for h in hooks:
+            h.on_epoch_start(epoch, model)
+        model.train()
+        loss_sum, correct = 0.0, 0
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, budget.batch_size):
+            idx = order[start:start + budget.batch_size]
+            x, y = take(train.inputs, idx), train.y[idx]
+            if augment is not None:
+                x = augment(x, generator)
+            x, y = to_device(x, device), y.to(device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if not math.isfinite(loss.item()):
+                result.diverged_epoch = epoch
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+        if result.diverged_epoch is not None:
+            break
+        val_loss, val_acc = evaluate(model, val, budget.eval_batch_size, device)
+        log = EpochLog(epoch, loss_sum / n, correct / n, val_loss, val_acc, time.perf_counter() - t0)
+        result.history.append(log)
+        for h in hooks:
+            h.on_epoch_end(log)
+        if not math.isfinite(val_loss):
+            result.diverged_epoch = epoch
+            break
+        if (val_acc, -val_loss) > best_key:
+            best_key, best_state, stale = (val_acc, -val_loss), _snapshot(model), 0
+            result.best_epoch, result.best_val_acc, result.best_val_loss = epoch, val_acc, val_loss
+        else:
+            stale += 1
+            if stale >= budget.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+def _snapshot(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def batched(fn, inputs, batch_size: int = 512):
+    """Apply ``fn`` to ``inputs`` in batches and concatenate (used for feature extraction)."""
+    from transferlab.data.base import concat
+
+    n = n_rows(inputs)
+    return concat([fn(take(inputs, torch.arange(s, min(s + batch_size, n)))) for s in range(0, n, batch_size)])

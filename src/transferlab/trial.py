@@ -1,0 +1,103 @@
+"""Run one trial: tune on validation, then open the test split once."""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+
+import torch
+
+from transferlab.backbones.base import Backbone
+from transferlab.cache import FeatureCache
+from transferlab.data.base import TargetData
+from transferlab.errors import UserError
+from transferlab.results import TrialRecord, TrialSpec
+from transferlab.strategies.base import Fitted, TrialContext, from_spec
+from transferlab.training import Budget
+
+
+def _rank(fitted: Fitted) -> tuple[float, float]:
+    r = fitted.result
+    return (r.best_val_acc, -r.best_val_loss)
+
+
+def _usable(fitted: Fitted) -> bool:
+    r = fitted.result
+    return r.diverged_epoch is None and math.isfinite(r.best_val_acc) and math.isfinite(r.best_val_loss)
+
+
+def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: TargetData, budget: Budget,
+              cache: FeatureCache | None = None, device: str = "cpu", hooks: tuple = (),
+              keep: list | None = None) -> TrialRecord:
+    """Train every candidate, choose on validation, evaluate the chosen one on test.
+
+    ``keep``: if a list, the chosen ``Fitted`` is appended to it (tests, saving the winner).
+    """
+    t0 = time.perf_counter()
+    strategy = from_spec(spec.strategy, spec.params)
+    idx = data.train_indices(spec.n_train, spec.seed)
+    ctx = TrialContext(pretrained, model_key, data, idx, spec.seed, budget, cache, device, hooks)
+    record = TrialRecord(spec.trial_id, spec.strategy, spec.label, spec.params, spec.seed, spec.n_train,
+                         len(idx), status="failed", total_params=sum(p.numel() for p in pretrained.parameters()))
+    try:
+        fits = []
+        for candidate in strategy.candidates(budget):
+            torch.manual_seed(spec.seed)  # every candidate starts from the same head initialisation
+            fits.append((candidate, strategy.fit(ctx, candidate)))
+    except UserError:
+        raise
+    except Exception as exc:  # a bug or a resource failure: record it, the study goes on
+        record.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        record.wall_s = time.perf_counter() - t0
+        return record
+
+    record.candidates = [{**c, "best_val_acc": f.result.best_val_acc, "best_epoch": f.result.best_epoch,
+                          "diverged_epoch": f.result.diverged_epoch} for c, f in fits]
+    usable = [(c, f) for c, f in fits if _usable(f)]
+    if not usable:
+        record.status = "diverged"
+        record.diverged_epoch = min(f.result.diverged_epoch or 0 for _, f in fits)
+        record.wall_s = time.perf_counter() - t0
+        return record
+    # max() keeps the first of equals: ties go to the earlier (smaller) candidate.
+    chosen, best = max(usable, key=lambda cf: _rank(cf[1]))
+    test_loss, test_acc = best.evaluate(data.test.open(reason=spec.trial_id))
+    record.status = "ok"
+    record.test_acc, record.test_loss = test_acc, test_loss
+    record.best_val_acc, record.best_epoch = best.result.best_val_acc, best.result.best_epoch
+    record.chosen = dict(chosen)
+    record.history = [vars(h) for h in best.result.history]
+    record.trainable_params = best.trainable_params
+    record.cached, record.frozen_blocks = best.cached, best.frozen_blocks
+    record.wall_s = time.perf_counter() - t0
+    if keep is not None:
+        keep.append(best)
+    return record
+
+
+def zero_shot(pretrained: Backbone, data: TargetData, batch_size: int = 512, device: str = "cpu") -> TrialRecord | None:
+    """Accuracy of the source model, untouched, on test examples of classes it already knows."""
+    if not pretrained.class_names:
+        return None
+    source = {name: i for i, name in enumerate(pretrained.class_names)}
+    shared = [c for c, name in enumerate(data.class_names) if name in source]
+    if not shared:
+        return None
+    t0 = time.perf_counter()
+    test = data.test.open(reason="zero_shot")
+    keep = torch.isin(test.y, torch.as_tensor(shared))
+    sub = test.subset(torch.nonzero(keep).flatten())
+    # Map each target label to the source head's index of the same class name.
+    to_source = torch.full((data.n_classes,), -1, dtype=torch.long)
+    for c in shared:
+        to_source[c] = source[data.class_names[c]]
+    pretrained.eval()
+    from transferlab.training import batched
+
+    with torch.no_grad():
+        logits = batched(lambda x: pretrained.to(device)(x), sub.inputs, batch_size)
+    acc = float((logits.argmax(1).cpu() == to_source[sub.y]).float().mean())
+    spec = TrialSpec("zero_shot", {}, 0, 0)
+    return TrialRecord(spec.trial_id, "zero_shot", "zero_shot", {}, 0, 0, 0, "ok", test_acc=acc,
+                       chosen={"classes_shared": len(shared), "test_examples": len(sub)},
+                       wall_s=time.perf_counter() - t0, total_params=sum(p.numel() for p in pretrained.parameters()))

@@ -1,0 +1,99 @@
+"""The demo's own source models, pretrained here on digits 0-4 and cached.
+
+Two architectures, as in the users' questions: a 3-hidden-layer MLP (seeds
+000/001) and a small CNN with BatchNorm.  Pretraining is deterministic and
+takes seconds; the weights are cached as safetensors in the user's cache
+directory, keyed by the recipe, so later runs load them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from transferlab.backbones.base import Backbone, Preprocessing
+from transferlab.data.base import Split
+from transferlab.data.builtin import SOURCE_CLASSES, digits_source
+from transferlab.errors import UserError, closest
+from transferlab.training import Budget, evaluate, fit, param_groups
+
+RECIPE = {"version": 1, "epochs": 40, "lr": 3e-3, "batch_size": 64, "seed": 0, "val_frac": 0.15}
+
+
+def _mlp() -> tuple[list, nn.Module]:
+    blocks = [
+        ("fc1", nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU())),
+        ("fc2", nn.Sequential(nn.Linear(128, 128), nn.ReLU())),
+        ("fc3", nn.Sequential(nn.Linear(128, 64), nn.ReLU())),
+    ]
+    return blocks, nn.Linear(64, len(SOURCE_CLASSES))
+
+
+def _cnn() -> tuple[list, nn.Module]:
+    blocks = [
+        ("conv1", nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())),
+        ("conv2", nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))),
+        ("conv3", nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                                nn.AdaptiveAvgPool2d(1), nn.Flatten())),
+    ]
+    return blocks, nn.Linear(64, len(SOURCE_CLASSES))
+
+
+ARCHITECTURES = {"mlp": _mlp, "cnn": _cnn}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TRANSFERLAB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transferlab"
+    path = Path(root) / "zoo"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build(arch: str, preprocessing: Preprocessing | None = None) -> Backbone:
+    if arch not in ARCHITECTURES:
+        raise UserError(f"unknown demo model '{arch}'{closest(arch, ARCHITECTURES)}", f"use one of: {', '.join(ARCHITECTURES)}")
+    torch.manual_seed(0)
+    blocks, head = ARCHITECTURES[arch]()
+    pre = preprocessing or Preprocessing(kind="image", input_shape=(1, 8, 8))
+    return Backbone(blocks, head, torch.zeros(2, 1, 8, 8), pre, [str(c) for c in SOURCE_CLASSES],
+                    spec={"source": f"demo:{arch}", "arch": arch})
+
+
+def _pretrain(arch: str) -> Backbone:
+    src = digits_source()
+    mean, std = float(src.inputs.mean()), float(src.inputs.std())
+    pre = Preprocessing(kind="image", mean=(mean,), std=(std,), input_shape=(1, 8, 8))
+    bb = build(arch, pre)
+    gen = torch.Generator().manual_seed(RECIPE["seed"])
+    perm = torch.randperm(len(src), generator=gen)
+    n_val = int(len(src) * RECIPE["val_frac"])
+    data = Split(pre.apply(src.inputs), src.y)
+    train, val = data.subset(perm[n_val:]), data.subset(perm[:n_val])
+    torch.manual_seed(RECIPE["seed"])
+    budget = Budget(epochs=RECIPE["epochs"], patience=RECIPE["epochs"], batch_size=RECIPE["batch_size"])
+    fit(bb, param_groups(list(bb.blocks.values()), bb.head, RECIPE["lr"]), train, val, budget, gen)
+    bb.spec["source_val_acc"] = evaluate(bb, val)[1]
+    return bb
+
+
+def pretrained(arch: str) -> Backbone:
+    """The demo model ``arch`` pretrained on digits 0-4: loaded from the cache, or trained now and cached."""
+    key = hashlib.sha1(json.dumps([arch, RECIPE, torch.__version__.split("+")[0]]).encode()).hexdigest()[:10]
+    weights, meta = cache_dir() / f"{arch}-{key}.safetensors", cache_dir() / f"{arch}-{key}.json"
+    if weights.exists() and meta.exists():
+        info = json.loads(meta.read_text())
+        bb = build(arch, Preprocessing.from_dict(info["preprocessing"]))
+        bb.load_state_dict(load_file(weights))
+        bb.spec.update(info["spec"])
+        return bb
+    bb = _pretrain(arch)
+    tmp = weights.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in bb.state_dict().items()}, tmp)
+    os.replace(tmp, weights)
+    meta.write_text(json.dumps({"preprocessing": bb.preprocessing.to_dict(), "spec": bb.spec}))
+    return bb
