@@ -26,8 +26,15 @@ def _demo_data(name: str, **_) -> TargetData:
     return digits_target()
 
 
+def _npz_data(path: str, **options) -> TargetData:
+    """``npz:FILE`` with arrays ``X`` (inputs) and ``y`` (labels), optionally ``class_names``."""
+    from transferlab.data.tables import arrays_target
+
+    return arrays_target(path, **options)
+
+
 MODEL_SOURCES: dict[str, Callable[..., Backbone]] = {"demo": _demo_model}
-DATA_SOURCES: dict[str, Callable[..., TargetData]] = {"demo": _demo_data}
+DATA_SOURCES: dict[str, Callable[..., TargetData]] = {"demo": _demo_data, "npz": _npz_data}
 
 
 def _split(spec: str, table: dict, kind: str) -> tuple[Callable, str]:

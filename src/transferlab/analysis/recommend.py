@@ -14,6 +14,10 @@ import math
 from transferlab.analysis.gain import SCRATCH, size_key
 from transferlab.analysis.stats import paired, verdict
 
+# A cheaper strategy replaces the best only if tied with it AND this close in mean accuracy:
+# with few seeds the CI is wide, and a tie alone would let a much worse mean win.
+PRACTICAL = 0.01
+
 # CS231n's "small dataset" has no number; we call a target small below this many labels per class.
 SMALL_PER_CLASS = 100
 
@@ -69,7 +73,8 @@ def recommend(analysis: dict, study: dict) -> dict:
     rows = [r for r in acc if r["n_train"] == size]
     best = max(rows, key=lambda r: r["test_acc"]["mean"])
     tied = [r for r in rows if r is best or verdict(paired(_per_seed(r), _per_seed(best))) == "tie"]
-    choice = min(tied, key=lambda r: (r["trainable_params"], -r["test_acc"]["mean"]))
+    close = [r for r in tied if best["test_acc"]["mean"] - r["test_acc"]["mean"] <= PRACTICAL]
+    choice = min(close, key=lambda r: (r["trainable_params"], -r["test_acc"]["mean"]))
     gain = next((g for g in analysis["gains"] if g["label"] == choice["label"] and g["n_train"] == size), None)
     speed = next((s for s in analysis["speedups"] if s["label"] == choice["label"] and s["n_train"] == size), None)
     n_classes = len(study.get("data", {}).get("class_names", [])) or 1
@@ -82,7 +87,12 @@ def recommend(analysis: dict, study: dict) -> dict:
     if choice is not best:
         d = paired(_per_seed(choice), _per_seed(best))
         parts.append(f"The top mean was {best['label']} at {_pct(best['test_acc']['mean'])}, but the difference "
-                     f"({_pp(-d['mean'])}, {_ci({'lo': -d['hi'], 'hi': -d['lo']})}) is inside the noise, so the cheaper one is preferred.")
+                     f"({_pp(-d['mean'])}, {_ci({'lo': -d['hi'], 'hi': -d['lo']})}) is inside the noise and under "
+                     f"{100 * PRACTICAL:.0f} pp, so the cheaper one is preferred.")
+    others = [r["label"] for r in tied if r is not choice]
+    if others:
+        parts.append(f"Statistically tied with it at {len(best['seeds'])} seeds: {', '.join(others)}"
+                     + ("; more seeds would separate them." if len(others) > 2 else "."))
     if gain:
         word = {"better": "a real gain", "worse": "a real loss", "tie": "a tie: transfer did not measurably change accuracy",
                 "inconclusive": "inconclusive"}[gain["verdict"]]

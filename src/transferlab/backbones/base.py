@@ -301,13 +301,16 @@ def from_sequential(model: nn.Sequential, example_input: State, **kwargs) -> Bac
     head_at = max((i for i, (_, m) in enumerate(children) if isinstance(m, nn.Linear)), default=None)
     if head_at is None:
         raise UserError("the Sequential has no Linear layer to use as the head", "end the model with an nn.Linear classifier")
-    groups: list[list[tuple[str, nn.Module]]] = []
+    groups: list[list[tuple[str, nn.Module]]] = [[]]
+    has_weights = False  # does the current group hold a parametric layer yet?
     for name, module in children[:head_at]:
-        starts_block = any(True for _ in module.parameters()) and not isinstance(module, (*_NORM_TYPES, nn.LayerNorm))
-        if starts_block or not groups:
+        weighted = any(True for _ in module.parameters()) and not isinstance(module, (*_NORM_TYPES, nn.LayerNorm))
+        if weighted and has_weights:
             groups.append([])
+        has_weights = has_weights or weighted
         groups[-1].append((name, module))
-    blocks = [(f"block{i}_" + g[0][0], nn.Sequential(*[m for _, m in g])) for i, g in enumerate(groups)]
+    groups = [g for g in groups if g]
+    blocks = [(f"block{i}", nn.Sequential(*[m for _, m in g])) for i, g in enumerate(groups)]
     tail = [m for _, m in children[head_at:]]
     head = tail[0] if len(tail) == 1 else nn.Sequential(*tail)
     return Backbone(blocks, head, example_input, **kwargs)

@@ -28,10 +28,13 @@ from transferlab.results import label
 from transferlab.training import Budget, EpochLog, FitResult, Hook, evaluate, fit
 
 _REGISTRY: dict[str, type[Strategy]] = {}
+_LOAD = {"state": "no"}  # no | loading | done
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator. A second strategy with the same name is an error, not a silent override."""
+    if _LOAD["state"] == "no":
+        _load_all()  # built-ins first, so a clash with them is caught here, whoever registers first
     if not cls.name:
         raise ValueError(f"{cls.__qualname__} has no name")
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
@@ -44,10 +47,14 @@ def _load_all() -> None:
     """Import every module of this package (one file per strategy) and plugin entry points."""
     import transferlab.strategies as pkg
 
+    if _LOAD["state"] != "no":
+        return
+    _LOAD["state"] = "loading"
     for mod in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"{pkg.__name__}.{mod.name}")
     for ep in entry_points(group="transferlab.strategies"):
         ep.load()
+    _LOAD["state"] = "done"
 
 
 def registry() -> dict[str, type[Strategy]]:

@@ -1,0 +1,60 @@
+"""Shared tiny fixtures with fixed seeds. The demo models pretrain into a per-session cache."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    os.environ["TRANSFERLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    yield
+
+
+@pytest.fixture(scope="session")
+def cnn():
+    from transferlab import zoo
+
+    return zoo.pretrained("cnn")
+
+
+@pytest.fixture(scope="session")
+def mlp():
+    from transferlab import zoo
+
+    return zoo.pretrained("mlp")
+
+
+@pytest.fixture()
+def digits():
+    from transferlab.data.builtin import digits_target
+
+    return digits_target()
+
+
+@pytest.fixture()
+def tiny_budget():
+    from transferlab.training import Budget
+
+    return Budget(epochs=3, patience=2, batch_size=16, lrs=(3e-3, 1e-2))
+
+
+def prepared(backbone, data):
+    from transferlab.execution import prepare
+
+    return prepare(data, backbone)
+
+
+def cli(*args, env=None, cwd=None):
+    """Run the installed CLI in a subprocess; returns CompletedProcess."""
+    exe = shutil.which("transferlab") or sys.executable
+    cmd = [exe, *args] if exe.endswith("transferlab") else [exe, "-m", "transferlab.cli.app", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)

@@ -1,0 +1,101 @@
+"""The CLI: bad input gets one line and exit status 2; demo and report work end to end."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import cli
+
+
+def _one_line_error(res, *words):
+    assert res.returncode == 2, res.stderr
+    lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_unknown_strategy(tmp_path):
+    res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--strategies", "scratch,finetun", "--out", str(tmp_path))
+    _one_line_error(res, "unknown strategy 'finetun'", "did you mean: finetune")
+
+
+def test_k_beyond_blocks(tmp_path):
+    (tmp_path / "s.toml").write_text('[model]\nspec = "demo:mlp"\n[data]\nspec = "demo:digits"\n'
+                                     '[[strategies]]\nname = "freeze_k"\nparams = { k = 7 }\n')
+    res = cli("run", "--config", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"))
+    _one_line_error(res, "k=7", "choose k between 0 and 3")
+
+
+def test_one_class_target(tmp_path):
+    np.savez(tmp_path / "one.npz", X=np.random.rand(30, 1, 8, 8).astype("float32"), y=np.zeros(30, dtype=int))
+    res = cli("run", "--model", "demo:cnn", "--data", f"npz:{tmp_path / 'one.npz'}", "--out", str(tmp_path / "o"))
+    _one_line_error(res, "1 class", "at least 2")
+
+
+def test_sizes_larger_than_data(tmp_path):
+    res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--sizes", "5,500", "--out", str(tmp_path))
+    _one_line_error(res, "size 500 per class", "at most")
+
+
+@pytest.mark.parametrize("content", ["[model\nspec=", "\x00\x01garbage = = ="])
+def test_unreadable_config(tmp_path, content):
+    (tmp_path / "bad.toml").write_text(content)
+    res = cli("run", "--config", str(tmp_path / "bad.toml"))
+    _one_line_error(res, "not valid TOML")
+
+
+def test_missing_config_and_debug_traceback(tmp_path):
+    res = cli("run", "--config", str(tmp_path / "nope.toml"))
+    _one_line_error(res, "does not exist")
+    res = cli("run", "--config", str(tmp_path / "nope.toml"), env={"TRANSFERLAB_DEBUG": "1"})
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_nan_features(tmp_path):
+    x = np.random.rand(40, 1, 8, 8).astype("float32")
+    x[3, 0, 0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", X=x, y=np.arange(40) % 2)
+    res = cli("run", "--model", "demo:cnn", "--data", f"npz:{tmp_path / 'nan.npz'}", "--out", str(tmp_path / "o"))
+    _one_line_error(res, "NaN", "impute or drop")
+
+
+def test_demo_end_to_end_and_report_rebuild(tmp_path):
+    out = tmp_path / "demo"
+    res = cli("demo", "--out", str(out), "--seeds", "2", "--sizes", "5,all", "--epochs", "3")
+    assert res.returncode == 0, res.stderr
+    assert "Recommendation:" in res.stdout and "report:" in res.stdout
+    for arch in ("mlp", "cnn"):
+        folder = out / arch
+        for name in ("study.json", "trials.jsonl", "summary.csv", "report.html", "analysis.json"):
+            assert (folder / name).exists(), name
+        trials = [json.loads(x) for x in (folder / "trials.jsonl").read_text().splitlines()]
+        study = json.loads((folder / "study.json").read_text())
+        assert len(trials) == study["n_trials"]
+        for t in trials:
+            for key in ("strategy", "params", "seed", "n_train", "test_acc", "best_val_acc", "history", "wall_s", "status"):
+                assert key in t
+        assert {t["strategy"] for t in trials} >= {"scratch", "linear_probe", "head", "freeze_k", "finetune", "lp_ft", "gradual"}
+    # The report rebuilds from the JSON alone, in a process where torch cannot be imported.
+    (out / "cnn" / "report.html").unlink()
+    code = ("import sys\n"
+            "class NoTorch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch' or name.startswith('torch.'):\n"
+            "            raise ImportError('torch is blocked in this test')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "from transferlab.report.html import write_report\n"
+            f"print(write_report({str(out / 'cnn')!r}))\n"
+            "assert 'torch' not in sys.modules")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    html = (out / "cnn" / "report.html").read_text()
+    assert "Recommendation" in html and html.count("data:image/png;base64,") >= 4
+    res = cli("report", str(out / "mlp"))
+    assert res.returncode == 0 and "report.html" in res.stdout
+    _one_line_error(cli("report", str(tmp_path)), "not a study folder")

@@ -1,0 +1,77 @@
+"""A study as a whole: resume after a kill, the browser view, and what the demo measures."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import transferlab as tl
+from transferlab.errors import UserError
+
+
+def _config(**kw):
+    base = dict(seeds=[0, 1], sizes=[5], budget=tl.Budget(epochs=3, patience=2, lrs=(3e-3, 1e-2)),
+                strategies=[{"name": "scratch"}, {"name": "head"}, {"name": "finetune"}])
+    return tl.StudyConfig(**{**base, **kw})
+
+
+def test_resume_skips_finished_trials_and_matches(cnn, digits, tmp_path):
+    full = tl.run_study(cnn, digits, _config(), tmp_path / "full", report=False)
+    part = tmp_path / "part"
+    tl.run_study(cnn, digits, _config(), part, report=False)
+    lines = (part / "trials.jsonl").read_text().splitlines()
+    (part / "trials.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])  # killed mid-write
+    seen = []
+
+    class Count(tl.StudyCallback):
+        def on_start(self, total, todo, study):
+            seen.append((total, todo))
+
+    resumed = tl.run_study(cnn, digits, _config(), part, callbacks=[Count()], report=False)
+    assert seen == [(6, 4)]
+    acc = lambda r: {(t["label"], t["seed"]): t["test_acc"] for t in r.trials}  # noqa: E731
+    assert acc(resumed) == acc(full)
+    with pytest.raises(UserError, match="different study"):
+        tl.run_study(cnn, digits, _config(seeds=[5]), part, report=False)
+
+
+def test_result_converts_to_dataframe(mlp, digits):
+    res = tl.run_study(mlp, digits, _config(seeds=[0]))
+    df = res.to_frame()
+    assert set(df["strategy"]) == {"scratch", "head", "finetune"} and df["test_acc"].between(0, 1).all()
+
+
+def test_demo_small_budget_fine_tuning_beats_scratch_at_5_per_class(cnn, digits):
+    """Seed 001's 'training is faster': on a 5-epoch budget the pretrained CNN, fine-tuned after a linear
+    probe (LP-FT), is measurably more accurate than the same CNN from scratch, 8 seeds, paired 95% CI."""
+    cfg = tl.StudyConfig(seeds=list(range(8)), sizes=[5], budget=tl.Budget(epochs=5, patience=3),
+                         strategies=[{"name": "scratch"}, {"name": "lp_ft"}])
+    res = tl.run_study(cnn, digits, cfg)
+    gain = next(g for g in res.analysis["gains"] if g["label"] == "lp_ft")
+    assert gain["verdict"] == "better", gain
+    assert gain["gain"]["lo"] > 0
+    speed = next(s for s in res.analysis["speedups"] if s["label"] == "lp_ft")
+    assert speed["speedup"] and speed["speedup"] > 1
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(cnn, digits, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium on this machine (.ci/run installs it)")
+    strategies = [{"name": "scratch"}, {"name": "head"}, {"name": "freeze_k", "params": {"k": 1}}]
+    res = tl.run_study(cnn, digits, _config(sizes=[5, 20], strategies=strategies), tmp_path / "s")
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+           res.report_path.resolve().as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    assert 'data-ready="1"' in dom, dom[:500]
+    assert 'data-errors="0"' in dom
+    n = int(dom.split('data-figures="')[1].split('"')[0])
+    assert n >= 4 and f'data-figures-ok="{n}"' in dom
+    assert 'id="recommendation"' in dom

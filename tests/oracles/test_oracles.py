@@ -1,0 +1,115 @@
+"""Equivalences that must hold exactly (or to float tolerance)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import prepared
+from transferlab.cache import FeatureCache
+from transferlab.results import TrialSpec
+from transferlab.trial import run_trial
+
+
+def _strip(history):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+@pytest.mark.parametrize("model", ["cnn", "mlp"])
+def test_freeze_0_equals_finetune_with_body_mult_1(model, request, digits, tiny_budget):
+    bb = request.getfixturevalue(model)
+    data = prepared(bb, digits)
+    a = run_trial(TrialSpec("freeze_k", {"k": 0, "train_bn": False}, 1, 5), bb, "k", data, tiny_budget)
+    b = run_trial(TrialSpec("finetune", {"body_lr_mult": 1.0, "layer_decay": 1.0}, 1, 5), bb, "k", data, tiny_budget)
+    assert a.test_acc == b.test_acc
+    assert _strip(a.history) == _strip(b.history)
+
+
+def test_scratch_reinitialises_every_parameter(cnn, digits, tiny_budget):
+    kept = []
+    run_trial(TrialSpec("scratch", {}, 0, 5), cnn, "k", prepared(cnn, digits), tiny_budget, keep=kept)
+    pre = dict(cnn.named_parameters())
+    for name, p in kept[0].model.named_parameters():
+        if name.startswith("head"):
+            continue
+        assert not torch.equal(p.detach(), pre[name].detach()), f"scratch kept pretrained {name}"
+    fresh = cnn.clone().reinit()
+    for name, p in fresh.named_parameters():
+        assert not torch.equal(p, pre[name]), f"reinit left {name} as it was"
+
+
+@pytest.mark.parametrize("strategy,params", [("head", {"depth": 2, "hidden": 32, "dropout": 0.0}),
+                                             ("freeze_k", {"k": 2, "train_bn": False}),
+                                             ("linear_probe", {"kind": "logreg", "cut": None, "Cs": None}),
+                                             ("lp_ft", {"body_lr_mult": 1.0, "probe_C": 1.0})])
+def test_cached_equals_uncached(strategy, params, cnn, digits, tiny_budget):
+    data = prepared(cnn, digits)
+    spec = TrialSpec(strategy, params, 3, 20)
+    cache = FeatureCache()
+    cache.want(range(1, cnn.n_blocks + 1))
+    with_cache = run_trial(spec, cnn, "k", data, tiny_budget, cache=cache)
+    without = run_trial(spec, cnn, "k", data, tiny_budget, cache=None)
+    assert with_cache.status == without.status == "ok"
+    if strategy != "lp_ft":
+        assert with_cache.cached and not without.cached
+    assert with_cache.test_acc == pytest.approx(without.test_acc, abs=1e-9)
+    for a, b in zip(with_cache.history, without.history):
+        assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1e-9)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)
+
+
+def test_cache_features_equal_forward_pass(cnn, digits):
+    data = prepared(cnn, digits)
+    cache = FeatureCache(batch_size=64)
+    cache.want([1, 2, 3])
+    cnn.eval()
+    for k in (1, 2, 3):
+        got = cache.states(cnn, "m", "val", data.val, k).inputs
+        with torch.no_grad():
+            want = cnn.features(data.val.inputs, k)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert cache.passes == 1, "one pass must yield every wanted cut"
+
+
+class _Clock:
+    def __init__(self):
+        self.times = []
+
+    def on_epoch_start(self, epoch, model):
+        pass
+
+    def on_epoch_end(self, log):
+        import time
+
+        self.times.append(time.perf_counter())
+
+
+@pytest.mark.parametrize("strategy,params", [("scratch", {}), ("finetune", {"body_lr_mult": 0.1, "layer_decay": 1.0})])
+def test_test_split_read_once_after_all_training(strategy, params, cnn, digits, tiny_budget):
+    data = prepared(cnn, digits)
+    clock = _Clock()
+    spec = TrialSpec(strategy, params, 0, 5)
+    rec = run_trial(spec, cnn, "k", data, tiny_budget, hooks=(clock,))
+    assert [reason for _, reason in data.test.log] == [spec.trial_id]
+    opened_at = data.test.log[0][0]
+    assert len(clock.times) >= len(tiny_budget.lrs), "every candidate trained"
+    assert max(clock.times) < opened_at, "the test split was read before training ended"
+    assert rec.chosen["lr"] in tiny_budget.lrs
+
+
+def test_lpft_head_equals_the_probe(cnn, digits):
+    from sklearn.linear_model import LogisticRegression  # noqa: F401
+
+    from transferlab.strategies.lpft import fold_probe
+    from transferlab.strategies.probe import make_classifier
+
+    rng = np.random.default_rng(0)
+    for n_classes in (2, 4):
+        x = rng.normal(size=(60, 7)) * rng.uniform(0.5, 3, size=7) + 2
+        y = np.arange(60) % n_classes
+        pipe = make_classifier("logreg", 1.0, 0).fit(x, y)
+        w, b = fold_probe(pipe, n_classes)
+        logits = x @ w.T + b
+        np.testing.assert_array_equal(logits.argmax(1), pipe.predict(x))
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), pipe.predict_proba(x), rtol=1e-6, atol=1e-8)
