@@ -136,16 +136,60 @@ def _run_trials(specs, pretrained, model_key, data, config, device, on_record):
 
 
 # ---- the study ----------------------------------------------------------------
-def run_study(model: Backbone, data: TargetData, config: StudyConfig | None = None, out: str | Path | None = None,
-              callbacks: list[StudyCallback] | tuple = (), report: bool = True, meta: dict | None = None) -> StudyResult:
+def as_target(data, class_names: list[str] | None = None) -> TargetData:
+    """A TargetData from a TargetData, an ``(X, y)`` pair of arrays, or a torch Dataset of (x, y) pairs."""
+    import numpy as np
+
+    from transferlab.data.base import split_arrays
+    from transferlab.data.tables import encode_labels
+
+    if isinstance(data, TargetData):
+        return data
+    if isinstance(data, torch.utils.data.Dataset):
+        pairs = [data[i] for i in range(len(data))]
+        data = (torch.stack([torch.as_tensor(x) for x, _ in pairs]), np.array([int(y) for _, y in pairs]))
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not torch.is_tensor(x) else x.float()
+        codes, names = encode_labels(np.asarray(y), class_names)
+        return split_arrays(x, codes, names, name="arrays")
+    raise UserError(f"cannot use {type(data).__name__} as target data", "pass a TargetData, (X, y) arrays or a torch Dataset")
+
+
+def as_backbone(model, data: TargetData) -> Backbone:
+    """A Backbone from a Backbone, a ModelSource, or any nn.Module (blocks found on the data's first rows)."""
+    from transferlab.data.base import take
+    from transferlab.sources import ModelSource
+
+    if isinstance(model, Backbone):
+        return model
+    pre = model.preprocessing if isinstance(model, ModelSource) else None
+    example = take(data.train.inputs, torch.arange(2))
+    example = pre.apply(example) if pre else example
+    if isinstance(model, ModelSource):
+        return model.build(example)
+    if isinstance(model, torch.nn.Module):
+        from transferlab.backbones.torch import from_module
+
+        return from_module(model, example, spec={"source": f"module:{type(model).__name__}"})
+    raise UserError(f"cannot use {type(model).__name__} as a model", "pass an nn.Module, a Backbone or a model spec")
+
+
+def run_study(model, data, config: StudyConfig | None = None, out: str | Path | None = None,
+              callbacks: list[StudyCallback] | tuple = (), report: bool = True, meta: dict | None = None,
+              save_best: str | Path | None = None) -> StudyResult:
     """Run every strategy against scratch on the same splits, budget and seeds.
 
+    ``model``: a Backbone, or any nn.Module; ``data``: a TargetData, ``(X, y)`` or a torch Dataset.
     ``out``: the study folder (``study.json``, ``trials.jsonl``, ``summary.csv``,
     ``report.html``). Rerunning into the same folder resumes.
+    ``save_best``: a folder for the recommended strategy's trained model (safetensors + JSON).
     """
     from transferlab.analysis import analyze
 
     config = config or StudyConfig()
+    data = as_target(data)
+    model = as_backbone(model, data)
     device = resolve_device(config.device)
     validate(config, model, data)
     specs = plan(config, model)
@@ -180,11 +224,30 @@ def run_study(model: Backbone, data: TargetData, config: StudyConfig | None = No
     order = {s.trial_id: i for i, s in enumerate(specs)}
     records.sort(key=lambda r: order.get(r["trial_id"], -1))
     result = StudyResult(Path(out) if out else None, study, records, analyze(records, study))
+    if save_best:
+        result.study["saved_model"] = _save_best(result, model, model_key, data, config, device, save_best, meta)
     if out:
         _write_outputs(result, report)
     for cb in callbacks:
         cb.on_end(result)
     return result
+
+
+def _save_best(result, model, model_key, data, config, device, folder, meta) -> dict:
+    """Retrain the recommended configuration (first seed, largest size; deterministic) and save it."""
+    from transferlab.saving import save_model
+
+    rec = result.analysis["recommendation"]
+    if not rec.get("label"):
+        raise UserError("no strategy finished, so there is no model to save", "look at the failed trials in the report")
+    seed = config.seeds[0]
+    record = next(r for r in result.trials if r["label"] == rec["label"] and r["n_train"] == rec["n_train"] and r["seed"] == seed)
+    spec = TrialSpec(record["strategy"], record["params"], seed, record["n_train"], record["label"])
+    kept: list = []
+    again = run_trial(spec, model, model_key, data, config.budget, None, device, keep=kept)
+    path = save_model(kept[0], model, folder, data.class_names, spec.label, (meta or {}).get("model_options"))
+    return {"path": str(path), "label": spec.label, "seed": seed, "n_train": spec.n_train, "test_acc": again.test_acc,
+            "study_test_acc": record["test_acc"]}
 
 
 def _open_store(out, study: dict, config: StudyConfig) -> TrialStore | None:

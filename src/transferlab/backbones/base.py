@@ -10,6 +10,7 @@ fails at once with a message instead of in the middle of a study.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,7 +40,9 @@ class Preprocessing:
     input_shape: tuple[int, ...] | None = None
     extra: dict = field(default_factory=dict)
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
+    def apply(self, x):
+        if self.kind == "text" and not torch.is_tensor(x) and not isinstance(x, dict):
+            return tokenize(x, self.extra["tokenizer"], self.extra.get("max_length", 128))
         if self.mean is None or not torch.is_tensor(x) or not x.is_floating_point():
             return x
         shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -57,6 +60,20 @@ class Preprocessing:
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def tokenize(texts, tokenizer: str, max_length: int) -> dict[str, torch.Tensor]:
+    """Token ids and masks, padded to the longest text of this split (so its batches share a length)."""
+    enc = _tokenizer(tokenizer)([str(t) for t in texts], padding="longest", truncation=True, max_length=max_length,
+                                return_tensors="pt")
+    return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 def make_head(in_dim: int, n_classes: int, depth: int = 1, hidden: int = 256, dropout: float = 0.0) -> nn.Module:

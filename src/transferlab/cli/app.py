@@ -56,6 +56,22 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies):
     return cfg
 
 
+def _options(pairs: Optional[list[str]], flag: str) -> dict:
+    """key=value pairs; values read as JSON when they parse (numbers, lists, true/false), else as text."""
+    import json
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"{flag} '{pair}' is not key=value", f"write it like {flag} size=[32,32]")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 SEEDS = typer.Option(None, help="number of seeds (default 3)")
 SIZES = typer.Option(None, help="target examples per class, e.g. 5,20,50,all")
 EPOCHS = typer.Option(None, help="epoch budget of every strategy")
@@ -91,18 +107,25 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         data: Optional[str] = typer.Option(None, help="data spec, e.g. demo:digits"),
         out: Optional[Path] = typer.Option(None, help="study folder (rerun into it to resume)"),
         seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS,
-        workers: Optional[int] = WORKERS, no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS):
+        workers: Optional[int] = WORKERS, no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS,
+        weights: Optional[str] = typer.Option(None, help="pretrained weights file (safetensors or a .pt state dict)"),
+        model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="model option key=value (repeatable)"),
+        data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value (repeatable)"),
+        save_best: Optional[Path] = typer.Option(None, "--save-best", help="folder for the recommended model")):
     """Run a transfer study described by a study file or by --model and --data.
 
     \b
     Examples:
       transferlab run --config study.toml
       transferlab run --model demo:cnn --data demo:digits --out study-cnn --seeds 5
+      transferlab run --model timm:resnet18 --weights r18.safetensors --model-opt in_chans=1 \\
+          --data mnist:../shared/data/mnist --data-opt 'size=[32,32]' --data-opt max_per_class=100
+      transferlab run --model hf:sentence-transformers/all-MiniLM-L6-v2 --data text:reviews.csv --save-best best
     """
     from transferlab.cli.progress import RichProgress, print_summary
     from transferlab.config import read_study_file
     from transferlab.execution import run_study
-    from transferlab.sources import load_data, load_model
+    from transferlab.sources import resolve
 
     file = read_study_file(config) if config else None
     model_spec = model or (file.model["spec"] if file else None)
@@ -111,10 +134,16 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
     cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies)
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
-    backbone = load_model(model_spec, **{k: v for k, v in (file.model if file else {}).items() if k != "spec"})
-    target = load_data(data_spec, **{k: v for k, v in (file.data if file else {}).items() if k != "spec"})
-    result = run_study(backbone, target, cfg, folder, [RichProgress()])
+    model_options = {**{k: v for k, v in (file.model if file else {}).items() if k != "spec"}, **_options(model_opt, "--model-opt")}
+    if weights:
+        model_options["weights"] = weights
+    data_options = {**{k: v for k, v in (file.data if file else {}).items() if k != "spec"}, **_options(data_opt, "--data-opt")}
+    backbone, target = resolve(model_spec, data_spec, model_options, data_options)
+    result = run_study(backbone, target, cfg, folder, [RichProgress()], save_best=save_best,
+                       meta={"model_options": model_options, "data_options": data_options})
     print_summary(result)
+    if save_best:
+        typer.echo(f"saved model: {save_best}")
 
 
 @app.command()
@@ -128,6 +157,22 @@ def report(folder: Path = typer.Argument(..., help="a study folder")):
     from transferlab.report.html import write_report
 
     typer.echo(f"report: {write_report(folder)}")
+
+
+@app.command()
+def predict(model_dir: Path = typer.Argument(..., help="a folder written by --save-best"),
+            data: str = typer.Option(..., help="data spec, e.g. text:new.csv"),
+            out: Path = typer.Option(Path("predictions.csv"), help="CSV to write"),
+            data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value")):
+    """Load a saved model (no pickle) and write its predictions as CSV.
+
+    \b
+    Example:
+      transferlab predict best --data text:reviews.csv --out predictions.csv
+    """
+    from transferlab.saving import predict as run_predict
+
+    typer.echo(f"predictions: {run_predict(model_dir, data, out, _options(data_opt, '--data-opt'))}")
 
 
 @app.command("strategies")

@@ -22,6 +22,8 @@ Inputs = Any  # torch.Tensor | dict[str, torch.Tensor]
 
 
 def take(inputs: Inputs, idx) -> Inputs:
+    if isinstance(inputs, np.ndarray):  # raw texts, before tokenisation
+        return inputs[np.asarray(idx)]
     if isinstance(inputs, dict):
         return {k: v[idx] for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
@@ -38,6 +40,8 @@ def to_device(inputs: Inputs, device, non_blocking: bool = False) -> Inputs:
 
 
 def n_rows(inputs: Inputs) -> int:
+    if isinstance(inputs, np.ndarray):
+        return len(inputs)
     if isinstance(inputs, dict):
         return len(next(iter(inputs.values())))
     if isinstance(inputs, (tuple, list)):
@@ -162,11 +166,18 @@ class TargetData:
 
 
 def split_arrays(inputs: Inputs, y: np.ndarray, class_names: list[str], name: str,
-                 val_frac: float = 0.2, test_frac: float = 0.3, seed: int = 0, **kwargs) -> TargetData:
-    """Stratified train/val/test split with a fixed seed (recorded in ``split_info``)."""
+                 val_frac: float = 0.2, test_frac: float = 0.3, seed: int = 0, subsample: int | None = None,
+                 **kwargs) -> TargetData:
+    """Stratified train/val/test split with a fixed seed (recorded in ``split_info``).
+
+    ``subsample``: keep a stratified sample of this many examples first (a quick study of a big file).
+    """
     y = np.asarray(y)
     check_labels(y, class_names)
     idx = np.arange(len(y))
+    if subsample and subsample < len(y):
+        idx, _ = train_test_split(idx, train_size=subsample, stratify=y, random_state=seed)
+        idx = np.sort(idx)
     try:
         rest, test = train_test_split(idx, test_size=test_frac, stratify=y, random_state=seed)
         train, val = train_test_split(rest, test_size=val_frac / (1 - test_frac), stratify=y[rest], random_state=seed)
@@ -174,7 +185,7 @@ def split_arrays(inputs: Inputs, y: np.ndarray, class_names: list[str], name: st
         raise UserError(f"cannot make stratified splits of {name}: {exc}", "give more examples per class (at least 3)") from exc
     yt = torch.as_tensor(y, dtype=torch.long)
     part = lambda ix: Split(take(inputs, torch.as_tensor(ix)), yt[ix])  # noqa: E731
-    info = {"method": "stratified", "seed": seed, "val_frac": val_frac, "test_frac": test_frac}
+    info = {"method": "stratified", "seed": seed, "val_frac": val_frac, "test_frac": test_frac, "subsample": subsample}
     return TargetData(name, class_names, part(train), part(val), SealedSplit(part(test)), info, **kwargs)
 
 

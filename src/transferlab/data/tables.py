@@ -1,14 +1,15 @@
-"""Array data: ``.npz`` files with X and y."""
+"""Array and table data: ``.npz`` with X and y; CSV/Parquet with a target column."""
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from transferlab.data.base import TargetData, split_arrays
-from transferlab.errors import UserError
+from transferlab.errors import UserError, closest
 
 
 def encode_labels(y: np.ndarray, class_names=None) -> tuple[np.ndarray, list[str]]:
@@ -41,3 +42,50 @@ def arrays_target(path: str, x_key: str = "X", y_key: str = "y", **split) -> Tar
         raise UserError(f"{p}: {bad} rows of {x_key} contain NaN or inf", "impute or drop those rows first")
     y, names = encode_labels(arrays[y_key], arrays["class_names"] if "class_names" in arrays.files else None)
     return split_arrays(torch.as_tensor(x, dtype=torch.float32), y, names, name=p.stem, **split)
+
+
+def _column(frame: pd.DataFrame, name: str, role: str, path) -> str:
+    if name in frame.columns:
+        return name
+    raise UserError(f"{path} has no {role} column '{name}'{closest(name, [str(c) for c in frame.columns])}",
+                    f"name the {role} column with {role}_col=... (columns: {', '.join(map(str, frame.columns))})")
+
+
+def read_frame(path: str, sep: str | None = None, header: bool = True, columns: list[str] | None = None) -> pd.DataFrame:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"data file {p} does not exist", "check the path")
+    try:
+        if p.suffix == ".parquet":
+            return pd.read_parquet(p)
+        if p.suffix in (".jsonl", ".json"):
+            return pd.read_json(p, lines=p.suffix == ".jsonl")
+        sep = sep or ("\t" if p.suffix in (".tsv", ".txt") else ",")
+        return pd.read_csv(p, sep=sep, header=0 if header else None, names=columns, quoting=3 if sep == "\t" else 0,
+                           lineterminator="\n", keep_default_na=True)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {p} as a table ({str(exc).splitlines()[0][:160]})", "check the separator and encoding") from None
+
+
+def table_target(path: str, label_col: str = "label", split_col: str = "split", **split) -> TargetData:
+    """CSV or Parquet with numeric (or categorical) feature columns and a target column."""
+    frame = read_frame(path)
+    label_col = _column(frame, label_col, "label", path)
+    y, names = encode_labels(frame[label_col].astype(str).to_numpy())
+    features = frame.drop(columns=[c for c in (label_col, split_col) if c in frame.columns])
+    features = pd.get_dummies(features, dtype=float)  # categorical columns become one-hot
+    nan_rows = int(features.isna().any(axis=1).sum())
+    if nan_rows:
+        col = features.columns[features.isna().any()][0]
+        raise UserError(f"{path}: {nan_rows} rows have missing values (first column: '{col}')", "impute or drop those rows first")
+    x = torch.as_tensor(features.to_numpy(dtype=np.float32))
+    if split_col in frame.columns:
+        from transferlab.data.images import given_splits
+
+        s = frame[split_col].astype(str).to_numpy()
+        parts = [(x[torch.as_tensor(np.flatnonzero(s == k))], y[s == k]) for k in ("train", "val", "test") if (s == k).any()]
+        data = given_splits(parts, names, Path(path).stem)
+    else:
+        data = split_arrays(x, y, names, name=Path(path).stem, **split)
+    data.split_info["features"] = list(map(str, features.columns))
+    return data

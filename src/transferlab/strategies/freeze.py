@@ -21,7 +21,10 @@ class FreezeK(Strategy):
     def expand(self, backbone: Backbone) -> list[Strategy]:
         if self.k is not None:
             return [self]
-        return [FreezeK(k=k, train_bn=self.train_bn) for k in range(backbone.n_blocks + 1)]
+        # Freezing a block without weights (a pooling block) changes nothing: skip that duplicate depth.
+        blocks = list(backbone.blocks.values())
+        depths = [k for k in range(backbone.n_blocks + 1) if k == 0 or any(True for _ in blocks[k - 1].parameters())]
+        return [FreezeK(k=k, train_bn=self.train_bn) for k in depths]
 
     def check(self, backbone: Backbone) -> None:
         if self.k is not None:

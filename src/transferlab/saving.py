@@ -1,0 +1,139 @@
+"""Keep the winner: the recommended strategy's trained model as safetensors + JSON, loaded back without pickle.
+
+The JSON says how to rebuild the architecture (its source spec and options),
+the blocks, the head, the class names and the preprocessing; the weights file
+holds every tensor.  A winning linear probe is folded into a Linear head, so
+every saved model is a plain Backbone.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from transferlab.backbones.base import Backbone, Preprocessing
+from transferlab.data.base import Split, take
+from transferlab.errors import UserError
+
+FORMAT = 1
+
+
+def _fold_linear(pipe, n_classes: int) -> nn.Linear:
+    from transferlab.strategies.lpft import fold_probe
+
+    weight, bias = fold_probe(pipe, n_classes)
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        layer.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    return layer
+
+
+def save_model(fitted, pretrained: Backbone, out_dir: str | Path, class_names: list[str], label: str,
+               source_options: dict | None = None) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` for one trained trial."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cut = None
+    if isinstance(fitted.model, Backbone):
+        model = fitted.model
+    else:  # a scikit-learn probe on frozen features at cut k
+        model = pretrained.clone()
+        cut = fitted.frozen_blocks
+        model.head = nn.Sequential(_fold_linear(fitted.model, len(class_names)))
+    model = model.cpu()
+    head = [{"in": m.in_features, "out": m.out_features} for m in model.head.modules() if isinstance(m, nn.Linear)]
+    meta = {
+        "format": FORMAT, "strategy": label, "source": pretrained.spec, "source_options": source_options or {},
+        "blocks": model.block_names, "head_layers": head, "cut": cut if cut != model.n_blocks else None,
+        "class_names": class_names, "preprocessing": model.preprocessing.to_dict(),
+    }
+    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(tensors, str(out / "model.safetensors.tmp"))
+    os.replace(out / "model.safetensors.tmp", out / "model.safetensors")
+    (out / "model.json").write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def _head_from(layers: list[dict]) -> nn.Module:
+    mods: list[nn.Module] = []
+    for i, layer in enumerate(layers):
+        mods.append(nn.Linear(layer["in"], layer["out"]))
+        if i < len(layers) - 1:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods)
+
+
+def load_saved(model_dir: str | Path) -> tuple[Backbone, dict]:
+    from transferlab.sources import load_model
+
+    d = Path(model_dir)
+    if not (d / "model.json").exists() or not (d / "model.safetensors").exists():
+        raise UserError(f"{d} does not hold a saved model (model.json + model.safetensors)", "save one with --save-best")
+    meta = json.loads((d / "model.json").read_text())
+    pre = Preprocessing.from_dict(meta["preprocessing"])
+    options = {k: v for k, v in meta["source_options"].items() if k not in ("weights", "pretrained")}
+    if meta["source"]["source"].startswith("demo:"):
+        from transferlab import zoo
+
+        bb = zoo.build(meta["source"]["arch"], pre)
+    else:
+        source = load_model(meta["source"]["source"], **options)
+        bb = source.build(_example(pre))
+    bb.preprocessing = pre
+    bb.head = _head_from(meta["head_layers"])
+    state = load_file(str(d / "model.safetensors"))
+    missing, unexpected = bb.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(f"{d}/model.safetensors does not fit the rebuilt architecture ({(missing or unexpected)[0]})",
+                        "save the model again with the same transferlab version")
+    bb.class_names = meta["class_names"]
+    return bb.eval(), meta
+
+
+def _example(pre: Preprocessing):
+    if pre.kind == "text":
+        return pre.apply(np.array(["an example sentence", "another"], dtype=object))
+    return torch.zeros(2, *(pre.input_shape or (1,)))
+
+
+@torch.no_grad()
+def predict(model_dir: str | Path, data_spec: str, out_csv: str | Path, data_options: dict | None = None) -> Path:
+    """Predict every example of ``data_spec`` (all its splits) and write a CSV."""
+    from transferlab.sources import ModelSource, load_data
+
+    bb, meta = load_saved(model_dir)
+    data = load_data(data_spec, model=ModelSource(meta["source"], bb.preprocessing), **(data_options or {}))
+    names = meta["class_names"]
+    cut = meta.get("cut")
+    rows = []
+    for split_name, split in (("train", data.train), ("val", data.val), ("test", data.test.open("predict"))):
+        probs = _probabilities(bb, Split(bb.preprocessing.apply(split.inputs), split.y), cut)
+        for i, p in enumerate(probs):
+            rows.append([split_name, i, data.class_names[int(split.y[i])], names[int(p.argmax())], *[f"{v:.6f}" for v in p]])
+    out = Path(out_csv)
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["split", "row", "label", "prediction", *[f"p_{n}" for n in names]])
+        w.writerows(rows)
+    return out
+
+
+def _probabilities(bb: Backbone, split: Split, cut: int | None, batch: int = 256) -> np.ndarray:
+    out = []
+    n = len(split)
+    for s in range(0, n, batch):
+        x = take(split.inputs, torch.arange(s, min(s + batch, n)))
+        if cut is None:
+            logits = bb(x)
+        else:
+            feats = bb.features(x, cut)
+            logits = bb.head(feats.reshape(len(feats), -1))
+        out.append(torch.softmax(logits.float(), 1).numpy())
+    return np.concatenate(out)
