@@ -57,28 +57,35 @@ class Layer(nn.Module):
 
 
 class Pool(nn.Module):
-    def __init__(self, mode: str = "mean"):
+    """The sentence embedding as the model's own pipeline makes it: cls/mean/max pooling, then L2 norm if it has one."""
+
+    def __init__(self, mode: str = "mean", normalize: bool = False):
         super().__init__()
-        self.mode = mode
+        self.mode, self.normalize = mode, normalize
 
     def forward(self, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         hidden, mask = state
-        if self.mode == "cls":
-            return hidden[:, 0]
         m = mask.unsqueeze(-1).to(hidden.dtype)
-        if self.mode == "max":
-            return hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(1).values
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        if self.mode == "cls":
+            out = hidden[:, 0]
+        elif self.mode == "max":
+            out = hidden.masked_fill(m == 0, torch.finfo(hidden.dtype).min).max(1).values
+        else:
+            out = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(out, dim=-1) if self.normalize else out
 
 
 def _pooling_mode(path: Path) -> str:
+    """'mean', 'max' or 'cls', plus '+norm' when the sentence-transformers pipeline normalises."""
+    modules = json.loads((path / "modules.json").read_text()) if (path / "modules.json").exists() else []
+    norm = "+norm" if any(m.get("type", "").endswith("Normalize") for m in modules) else ""
     for cfg in path.glob("*_Pooling/config.json"):
         c = json.loads(cfg.read_text())
         if c.get("pooling_mode_cls_token"):
-            return "cls"
+            return "cls" + norm
         if c.get("pooling_mode_max_tokens"):
-            return "max"
-        return "mean"
+            return "max" + norm
+        return "mean" + norm
     return "cls"  # a plain encoder: BERT-style [CLS]
 
 
@@ -112,6 +119,7 @@ def to_backbone(encoder: nn.Module, pre: Preprocessing, pooling: str, example: d
                         "use a BERT-style encoder (BERT, RoBERTa, MiniLM, DistilRoBERTa...)")
     blocks = [("embeddings", Embeddings(encoder.embeddings))]
     blocks += [(f"layer{i}", Layer(layer)) for i, layer in enumerate(layers)]
-    blocks.append(("pool", Pool(pooling)))
+    mode, _, norm = pooling.partition("+")
+    blocks.append(("pool", Pool(mode, normalize=norm == "norm")))
     dim = encoder.config.hidden_size
     return Backbone(blocks, nn.Linear(dim, 2), example, pre, None, spec)

@@ -179,7 +179,7 @@ def split_arrays(inputs: Inputs, y: np.ndarray, class_names: list[str], name: st
         idx, _ = train_test_split(idx, train_size=subsample, stratify=y, random_state=seed)
         idx = np.sort(idx)
     try:
-        rest, test = train_test_split(idx, test_size=test_frac, stratify=y, random_state=seed)
+        rest, test = train_test_split(idx, test_size=test_frac, stratify=y[idx], random_state=seed)
         train, val = train_test_split(rest, test_size=val_frac / (1 - test_frac), stratify=y[rest], random_state=seed)
     except ValueError as exc:
         raise UserError(f"cannot make stratified splits of {name}: {exc}", "give more examples per class (at least 3)") from exc

@@ -61,8 +61,12 @@ def read_frame(path: str, sep: str | None = None, header: bool = True, columns: 
         if p.suffix in (".jsonl", ".json"):
             return pd.read_json(p, lines=p.suffix == ".jsonl")
         sep = sep or ("\t" if p.suffix in (".tsv", ".txt") else ",")
-        return pd.read_csv(p, sep=sep, header=0 if header else None, names=columns, quoting=3 if sep == "\t" else 0,
-                           lineterminator="\n", keep_default_na=True)
+        if sep != "\t":
+            return pd.read_csv(p, sep=sep, header=0 if header else None, names=columns)
+        # Tab-separated text: split on '\n' only (sentences may hold other Unicode line breaks), no quoting.
+        frame = pd.read_csv(p, sep=sep, header=0 if header else None, names=columns, quoting=3, lineterminator="\n")
+        frame.columns = [str(c).strip() for c in frame.columns]
+        return frame.apply(lambda c: c.str.rstrip("\r") if c.dtype == object else c)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {p} as a table ({str(exc).splitlines()[0][:160]})", "check the separator and encoding") from None
 
