@@ -106,7 +106,7 @@ def recommend(analysis: dict, study: dict) -> dict:
     elif speed:
         parts.append(f"It never reached scratch's best validation accuracy ({speed['reached']}/{speed['seeds']} seeds).")
     catch = analysis["sweep"]["scratch_catches_up_at"]
-    verdicts = {r["best_verdict"] for r in analysis["sweep"]["sizes"]}
+    verdicts = {r["verdict"] for r in analysis["sweep"]["sizes"]}
     if verdicts <= {"inconclusive", None}:
         parts.append("With one seed the size sweep cannot separate transfer from noise; run 3 or more seeds.")
     elif catch is not None and catch != min((r["n_train"] for r in acc), key=size_key):

@@ -14,7 +14,11 @@ def size_sweep(acc_rows: list[dict], gain_rows: list[dict]) -> dict:
         g = [x for x in gain_rows if x["n_train"] == n]
         best_gain = max(g, key=lambda x: x["gain"]["mean"], default=None)
         winner = max(rows, key=lambda r: r["test_acc"]["mean"])
+        verdicts = {x["verdict"] for x in g}
         per_size.append({
+            "better_than_scratch": [x["label"] for x in g if x["verdict"] == "better"],
+            "verdict": "better" if "better" in verdicts else "tie" if "tie" in verdicts else
+                       "worse" if "worse" in verdicts else "inconclusive" if verdicts else None,
             "n_train": n, "n_train_total": winner["n_train_total"], "winner": winner["label"],
             "winner_acc": winner["test_acc"], "scratch_acc": scratch["test_acc"] if scratch else None,
             "best_transfer": best_gain["label"] if best_gain else None,
@@ -24,7 +28,7 @@ def size_sweep(acc_rows: list[dict], gain_rows: list[dict]) -> dict:
     # Scratch has caught up at the first size from which no transfer strategy is measurably better.
     catch_up = None
     for i, row in enumerate(per_size):
-        if all(r["best_verdict"] in ("tie", "worse") for r in per_size[i:]):  # "inconclusive" (one seed) never counts
+        if all(r["verdict"] in ("tie", "worse") for r in per_size[i:]):  # "inconclusive" (one seed) never counts
             catch_up = row["n_train"]
             break
     return {"sizes": per_size, "scratch_catches_up_at": catch_up}

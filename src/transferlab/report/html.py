@@ -80,12 +80,13 @@ def _sweep_table(a: dict) -> str:
         rows.append(f"<tr><td>{_e(s['n_train'])}</td><td>{s['n_train_total']}</td><td>{_e(s['winner'])}</td>"
                     f"<td>{_pct(s['winner_acc'])}</td><td>{_pct(s['scratch_acc']) if s['scratch_acc'] else ''}</td>"
                     f"<td>{_e(s['best_transfer'] or '')}</td><td>{_pp(bg) if bg else ''}</td>"
-                    f"<td class='{s['best_verdict'] or ''}'>{s['best_verdict'] or ''}</td></tr>")
+                    f"<td class='{s['best_verdict'] or ''}'>{s['best_verdict'] or ''}</td>"
+                    f"<td>{_e(', '.join(s['better_than_scratch']) or '-')}</td></tr>")
     catch = a["sweep"]["scratch_catches_up_at"]
     note = (f"<p>Scratch catches up from <b>{_e(catch)}</b> examples per class on (no transfer strategy measurably better).</p>"
             if catch is not None else "<p>Scratch does not catch up at any size studied.</p>")
     head = ("<tr><th>per class</th><th>total</th><th>best strategy</th><th>its acc %</th><th>scratch acc %</th>"
-            "<th>best transfer</th><th>its gain, pp</th><th>verdict</th></tr>")
+            "<th>best transfer</th><th>its gain, pp</th><th>verdict</th><th>measurably better than scratch</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>{note}"
 
 

@@ -1,0 +1,40 @@
+"""MNIST -> USPS, the classic cross-dataset digit transfer, on the real files in ../shared/data."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import SHARED_DATA, cli
+from tests.helpers import pretrain
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (SHARED_DATA / "mnist").exists() or not (SHARED_DATA / "usps").exists(),
+                                 reason="../shared/data (MNIST, USPS) is not present")]
+
+
+def test_mnist_to_usps(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    from transferlab.data.digitsets import arrays
+
+    x, y = arrays("mnist", str(SHARED_DATA / "mnist"), "train", None, (32, 32), 1, max_per_class=400)
+    model = pretrain(timm.create_model("resnet10t", num_classes=10, in_chans=1), (x - 0.449) / 0.226, y, epochs=3)
+    weights = tmp_path / "mnist_r10t.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    weights.with_suffix(".json").write_text(json.dumps({"class_names": [str(c) for c in range(10)]}))
+    res = cli("run", "--model", "timm:resnet10t", "--weights", str(weights), "--data", f"usps:{SHARED_DATA / 'usps'}",
+              "--data-opt", "size=[32,32]", "--data-opt", "max_per_class=60", "--data-opt", "max_test_per_class=60",
+              "--data-opt", "augment=none", "--seeds", "3", "--sizes", "5,20", "--epochs", "6",
+              "--strategies", "scratch,linear_probe,finetune,lp_ft,freeze_k", "--out", str(tmp_path / "study"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    analysis = json.loads((tmp_path / "study" / "analysis.json").read_text())
+    print(json.dumps({"zero_shot": analysis["zero_shot"]["test_acc"],
+                      "gains": [(g["label"], g["n_train"], round(g["gain"]["mean"], 3), g["verdict"]) for g in analysis["gains"]],
+                      "rec": analysis["recommendation"]["text"]}, indent=1))
+    zero = analysis["zero_shot"]
+    assert zero is not None and zero["chosen"]["classes_shared"] == 10
+    assert zero["test_acc"] > 0.3, "an MNIST model recognises USPS digits well above chance (10%) before any training"
+    best5 = max((g for g in analysis["gains"] if g["n_train"] == 5), key=lambda g: g["gain"]["mean"])
+    assert best5["verdict"] == "better", best5
