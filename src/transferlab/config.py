@@ -34,9 +34,12 @@ class StudyConfig:
     sizes: list[int | str] = field(default_factory=lambda: [5, 20, 50, "all"])
     budget: Budget = field(default_factory=Budget)
     cache: bool = True
+    cache_memory_mb: int = 2048  # activations beyond this go to memory-mapped files
+    cache_fp16: bool = False  # store cached activations in half precision (not exact)
     workers: int = 1
-    executor: str = "inline"  # inline | process
+    executor: str = "inline"  # inline | process | ray
     device: str = "auto"
+    ray_address: str | None = None
 
     def __post_init__(self):
         if isinstance(self.seeds, int):
@@ -58,7 +61,7 @@ class StudyConfig:
     def result_defining(self) -> dict:
         """The part of the config that changes results (resume checks it matches)."""
         d = self.to_dict()
-        for k in ("cache", "workers", "executor", "device"):
+        for k in ("cache", "cache_memory_mb", "workers", "executor", "device", "ray_address"):
             d.pop(k)
         return d
 

@@ -6,8 +6,6 @@ only what is missing.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing as mp
 import os
 import platform
 import resource
@@ -19,13 +17,13 @@ from pathlib import Path
 import torch
 
 from transferlab.backbones.base import Backbone
-from transferlab.cache import FeatureCache
 from transferlab.config import StudyConfig
 from transferlab.data.base import SealedSplit, Split, TargetData
 from transferlab.errors import UserError
 from transferlab.similarity import feature_relevance
 from transferlab.results import StudyResult, TrialSpec, TrialStore, write_json_atomic
 from transferlab.strategies.base import Strategy, from_spec
+from transferlab.executors import run_trials
 from transferlab.trial import run_trial, zero_shot
 
 
@@ -98,41 +96,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-# ---- workers -----------------------------------------------------------------
-_WORKER: dict = {}
-
-
-def _init_worker(pretrained, model_key, data, budget, use_cache, device, threads):
-    torch.set_num_threads(threads)
-    _WORKER.update(pretrained=pretrained, model_key=model_key, data=data, budget=budget, device=device,
-                   cache=FeatureCache(budget.eval_batch_size, device) if use_cache else None)
-
-
-def _worker_run(spec: TrialSpec, cuts: list[int]) -> dict:
-    w = _WORKER
-    if w["cache"] is not None:
-        w["cache"].want(cuts)
-    return run_trial(spec, w["pretrained"], w["model_key"], w["data"], w["budget"], w["cache"], w["device"]).to_dict()
-
-
-def _run_trials(specs, pretrained, model_key, data, config, device, on_record):
-    cuts = list(range(1, pretrained.n_blocks + 1))
-    if config.workers <= 1 or config.executor == "inline":
-        cache = FeatureCache(config.budget.eval_batch_size, device) if config.cache else None
-        if cache:
-            cache.want(cuts)
-        for spec in specs:
-            on_record(run_trial(spec, pretrained, model_key, data, config.budget, cache, device).to_dict())
-        return
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
-    ctx = mp.get_context("spawn")
-    init = (pretrained, model_key, data, config.budget, config.cache, device, threads)
-    with cf.ProcessPoolExecutor(config.workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
-        futures = [pool.submit(_worker_run, spec, cuts) for spec in specs]
-        for fut in cf.as_completed(futures):
-            on_record(fut.result())
 
 
 # ---- the study ----------------------------------------------------------------
@@ -219,7 +182,8 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
         zs = zero_shot(model, data, config.budget.eval_batch_size, device)
         if zs is not None:
             on_record(zs.to_dict())
-    _run_trials(todo, model, model_key, data, config, device, on_record)
+    cache_key = f"{model_key}-{study['data_key']}"  # weights + preprocessing + data: any change, a new entry
+    run_trials(todo, model, cache_key, data, config, device, Path(out) if out else None, on_record)
     study["run"] = {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "trials_run": len(todo)}
     order = {s.trial_id: i for i, s in enumerate(specs)}
     records.sort(key=lambda r: order.get(r["trial_id"], -1))

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferlab.data.base import Split, n_rows, take, to_device
+from transferlab.accel import autocast, move, prepare_model
+from transferlab.data.base import Split, n_rows, take
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,9 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu"
     total_loss, correct, n = 0.0, 0, len(split)
     for start in range(0, n, batch_size):
         idx = torch.arange(start, min(start + batch_size, n))
-        x, y = to_device(take(split.inputs, idx), device), split.y[idx].to(device)
-        logits = model(x).float()
+        x, y = move(take(split.inputs, idx), device), move(split.y[idx], device)
+        with autocast(device):
+            logits = model(x).float()
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
     return total_loss / n, correct / n
@@ -112,6 +114,7 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
 
     ``log0`` is an already-measured epoch-0 entry (a probe that initialises the head).
     """
+    model = prepare_model(model, device)
     opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=budget.weight_decay)
     result = FitResult(history=[log0] if log0 else [])
     best_key, best_state, stale = (-1.0, 0.0), None, 0
@@ -131,9 +134,10 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
             x, y = take(train.inputs, idx), train.y[idx]
             if augment is not None:
                 x = augment(x, generator)
-            x, y = to_device(x, device), y.to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            x, y = move(x, device), move(y, device)
+            with autocast(device):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
             if not math.isfinite(loss.item()):
                 result.diverged_epoch = epoch
                 break

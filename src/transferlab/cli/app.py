@@ -34,7 +34,7 @@ def _sizes(text: Optional[str]):
     return out
 
 
-def _config(base, seeds, sizes, epochs, workers, no_cache, strategies):
+def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=None, ray_address=None):
     from dataclasses import replace
 
     from transferlab.config import StudyConfig
@@ -48,6 +48,10 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies):
         cfg.budget = replace(cfg.budget, epochs=epochs)
     if workers is not None:
         cfg.workers, cfg.executor = workers, "process" if workers > 1 else "inline"
+    if executor is not None:
+        cfg.executor = executor
+    if ray_address is not None:
+        cfg.executor, cfg.ray_address = "ray", ray_address
     if no_cache:
         cfg.cache = False
     if strategies:
@@ -111,7 +115,9 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         weights: Optional[str] = typer.Option(None, help="pretrained weights file (safetensors or a .pt state dict)"),
         model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="model option key=value (repeatable)"),
         data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value (repeatable)"),
-        save_best: Optional[Path] = typer.Option(None, "--save-best", help="folder for the recommended model")):
+        save_best: Optional[Path] = typer.Option(None, "--save-best", help="folder for the recommended model"),
+        executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --executor ray)")):
     """Run a transfer study described by a study file or by --model and --data.
 
     \b
@@ -132,7 +138,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     data_spec = data or (file.data["spec"] if file else None)
     if not model_spec or not data_spec:
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
-    cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies)
+    cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address)
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     model_options = {**{k: v for k, v in (file.model if file else {}).items() if k != "spec"}, **_options(model_opt, "--model-opt")}
     if weights:

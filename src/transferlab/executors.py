@@ -1,0 +1,125 @@
+"""Where trials run: inline, in a pool of worker processes, or as Ray tasks.
+
+Trials are independent.  Workers share the frozen-feature cache through its
+memory-mapped files: the main process computes every cut of the train and
+validation splits once, before any worker starts, and the workers map them.
+Torch threads per worker are set so the workers do not oversubscribe the cores.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from transferlab.cache import FeatureCache
+from transferlab.errors import UserError
+from transferlab.results import TrialSpec
+from transferlab.trial import run_trial
+
+EXECUTORS = ("inline", "process", "ray")
+
+
+def make_cache(config, device, disk_dir: Path | None) -> FeatureCache | None:
+    if not config.cache:
+        return None
+    return FeatureCache(config.budget.eval_batch_size, device, config.cache_memory_mb << 20, disk_dir,
+                        fp16=config.cache_fp16, persist=disk_dir is not None)
+
+
+def warm(cache: FeatureCache | None, pretrained, key: str, data) -> None:
+    """One forward pass per split (train pool, validation) yielding every cut; written for the workers."""
+    if cache is None:
+        return
+    for split_key, split in (("train", data.train), ("val", data.val)):
+        cache.states(pretrained, key, split_key, split, 1)
+
+
+# ---- one worker's state ----------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker(pretrained, key, data, config, device, disk_dir, threads):
+    torch.set_num_threads(threads)
+    cache = make_cache(config, device, disk_dir)
+    if cache is not None:
+        cache.want(range(1, pretrained.n_blocks + 1))
+    _WORKER.update(pretrained=pretrained, key=key, data=data, budget=config.budget, device=device, cache=cache)
+
+
+def _worker_run(spec: TrialSpec) -> dict:
+    w = _WORKER
+    return run_trial(spec, w["pretrained"], w["key"], w["data"], w["budget"], w["cache"], w["device"]).to_dict()
+
+
+def _threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+# ---- executors -------------------------------------------------------------------
+def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, device: str, out: Path | None, on_record) -> None:
+    if config.executor not in EXECUTORS:
+        raise UserError(f"unknown executor '{config.executor}'", f"use one of: {', '.join(EXECUTORS)}")
+    if not specs:
+        return
+    parallel = config.executor != "inline" and (config.workers > 1 or config.executor == "ray")
+    with tempfile.TemporaryDirectory(prefix="transferlab-cache-") as tmp:
+        disk_dir = (out / "cache") if out else (Path(tmp) if parallel else None)
+        cache = make_cache(config, device, disk_dir)
+        if cache is not None:
+            cache.want(range(1, pretrained.n_blocks + 1))
+        if not parallel:
+            for spec in specs:
+                on_record(run_trial(spec, pretrained, key, data, config.budget, cache, device).to_dict())
+            return
+        warm(cache, pretrained, key, data)
+        if config.executor == "process":
+            _process_pool(specs, pretrained, key, data, config, device, disk_dir, on_record)
+        else:
+            _ray(specs, pretrained, key, data, config, device, disk_dir, on_record)
+
+
+def _process_pool(specs, pretrained, key, data, config, device, disk_dir, on_record) -> None:
+    init = (pretrained, key, data, config, device, disk_dir, _threads(config.workers))
+    with cf.ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                initargs=init) as pool:
+        futures = [pool.submit(_worker_run, spec) for spec in specs]
+        try:
+            for fut in cf.as_completed(futures):
+                on_record(fut.result())
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _ray_task(spec, pretrained, key, data, config, device, disk_dir, threads) -> dict:
+    if not _WORKER or _WORKER.get("key") != key:
+        _init_worker(pretrained, key, data, config, device, disk_dir, threads)
+    return _worker_run(spec)
+
+
+def _ray(specs, pretrained, key, data, config, device, disk_dir, on_record) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray executor needs Ray", 'pip install "transferlab[ray]"') from None
+    started = not ray.is_initialized()
+    if started:
+        kwargs = {"address": config.ray_address} if config.ray_address else {"num_cpus": max(1, config.workers)}
+        ray.init(include_dashboard=False, log_to_driver=False, **kwargs)
+    try:
+        gpus = 1 if str(device).startswith("cuda") else 0  # one GPU per trial when present
+        task = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_task)
+        shared = [ray.put(x) for x in (pretrained, data, config)]
+        threads = _threads(max(1, config.workers))
+        pending = [task.remote(s, shared[0], key, shared[1], shared[2], device, disk_dir, threads) for s in specs]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            on_record(ray.get(done[0]))
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,113 @@
+"""The speed machinery must not change results: cache budget and files, worker processes, Ray, resume after SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import transferlab as tl
+from tests.conftest import prepared
+from transferlab.cache import FeatureCache
+from transferlab.results import TrialSpec
+from transferlab.trial import run_trial
+
+SMALL = dict(seeds=[0, 1], sizes=[5], budget=tl.Budget(epochs=3, patience=2, lrs=(3e-3, 1e-2)),
+             strategies=[{"name": "scratch"}, {"name": "head"}, {"name": "freeze_k", "params": {"k": 2}},
+                         {"name": "linear_probe"}])
+
+
+def _acc(result):
+    return {t["trial_id"]: t["test_acc"] for t in result.trials}
+
+
+def test_cache_respects_its_memory_budget_and_files_are_reused(cnn, digits, tmp_path):
+    data = prepared(cnn, digits)
+    budget = 200_000  # bytes: cut 1 of the train pool alone is larger, so it must go to disk
+    cache = FeatureCache(memory_budget=budget, disk_dir=tmp_path / "c")
+    cache.want([1, 2, 3])
+    for k in (1, 2, 3):
+        got = cache.states(cnn, "key", "train", data.train, k).inputs
+        with torch.no_grad():
+            torch.testing.assert_close(got, cnn.eval().features(data.train.inputs, k), rtol=1e-5, atol=1e-6)
+        assert cache.memory_bytes <= budget
+    assert cache.passes == 1 and any((tmp_path / "c").glob("*.npy"))
+    again = FeatureCache(memory_budget=budget, disk_dir=tmp_path / "c")
+    again.states(cnn, "key", "train", data.train, 2)
+    assert again.passes == 0 and again.disk_loads == 1, "a rerun maps the files instead of recomputing"
+    other = cnn.clone()
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    assert other.fingerprint() != cnn.fingerprint(), "changed weights give a new cache key"
+
+
+def test_fp16_cache_is_close_not_exact(cnn, digits, tmp_path):
+    data = prepared(cnn, digits)
+    c16 = FeatureCache(disk_dir=tmp_path, fp16=True, persist=True)
+    x16 = c16.states(cnn, "k", "val", data.val, 3).inputs
+    x32 = FeatureCache().states(cnn, "k", "val", data.val, 3).inputs
+    assert x16.dtype == torch.float32
+    torch.testing.assert_close(x16, x32, rtol=2e-3, atol=2e-3)
+
+
+def _inline_one_thread(cnn, digits, out):
+    """Workers use 1 torch thread each; float sums depend on the thread count, so the reference does too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return tl.run_study(cnn, digits, tl.StudyConfig(**SMALL), out, report=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_worker_processes_give_the_same_results(cnn, digits, tmp_path):
+    inline = _inline_one_thread(cnn, digits, tmp_path / "a")
+    pooled = tl.run_study(cnn, digits, tl.StudyConfig(**SMALL, workers=2, executor="process"), tmp_path / "b", report=False)
+    assert _acc(inline) == pytest.approx(_acc(pooled), abs=1e-9)
+    assert any((tmp_path / "b" / "cache").glob("*.npy")), "workers shared the cache files"
+
+
+def test_ray_executor_on_a_local_instance(cnn, digits, tmp_path):
+    pytest.importorskip("ray")
+    inline = _inline_one_thread(cnn, digits, None)
+    ray_run = tl.run_study(cnn, digits, tl.StudyConfig(**SMALL, workers=2, executor="ray"), tmp_path / "r", report=False)
+    assert _acc(inline) == pytest.approx(_acc(ray_run), abs=1e-9)
+
+
+def test_diverging_trial_is_recorded_and_the_study_goes_on(mlp, digits):
+    cfg = tl.StudyConfig(seeds=[0], sizes=[5], budget=tl.Budget(epochs=3, lrs=(1e6,)),
+                         strategies=[{"name": "finetune", "params": {"body_lr_mult": 1.0}}, {"name": "linear_probe"}])
+    res = tl.run_study(mlp, digits, cfg)
+    status = {t["strategy"]: t for t in res.trials}
+    assert status["finetune"]["status"] == "diverged" and status["finetune"]["diverged_epoch"] >= 1
+    assert status["linear_probe"]["status"] == "ok"
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    args = ["run", "--model", "demo:cnn", "--data", "demo:digits", "--seeds", "2", "--sizes", "5,20", "--epochs", "4",
+            "--strategies", "scratch,finetune,head,lp_ft"]
+    exe = [sys.executable, "-m", "transferlab.cli.app"]
+    full = subprocess.run([*exe, *args, "--out", str(tmp_path / "full")], capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-2000:]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*exe, *args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = out / "trials.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if store.exists() and len(store.read_bytes().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(store.read_bytes().splitlines())
+    assert 0 < n_before < 16, "killed part-way"
+    again = subprocess.run([*exe, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stderr
+    load = lambda p: {r["trial_id"]: r["test_acc"] for r in map(json.loads, (p / "trials.jsonl").read_text().splitlines())}  # noqa: E731
+    assert load(out) == load(tmp_path / "full")
