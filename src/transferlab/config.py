@@ -33,6 +33,8 @@ class StudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     sizes: list[int | str] = field(default_factory=lambda: [5, 20, 50, "all"])
     budget: Budget = field(default_factory=Budget)
+    depths: str | list[int] = "all"  # freeze_k depths: "all", "auto" (chosen by the profile) or a list
+    profile: bool = True  # per-layer transferability scores before training
     cache: bool = True
     cache_memory_mb: int = 2048  # activations beyond this go to memory-mapped files
     cache_fp16: bool = False  # store cached activations in half precision (not exact)
@@ -47,6 +49,8 @@ class StudyConfig:
         if isinstance(self.budget, dict):
             self.budget = budget_from_dict(self.budget)
         self.strategies = [s if isinstance(s, dict) else {"name": s} for s in self.strategies]
+        if not (self.depths in ("all", "auto") or isinstance(self.depths, list)):
+            raise UserError(f"depths {self.depths!r} is not 'all', 'auto' or a list of k", 'use depths = "auto" or [1, 2]')
         for s in self.sizes:
             if s != "all" and not (isinstance(s, int) and s > 0):
                 raise UserError(f"target size {s!r} is not a positive whole number of examples per class", "use sizes like [5, 20, 50, \"all\"]")

@@ -24,6 +24,7 @@ from transferlab.similarity import feature_relevance
 from transferlab.results import StudyResult, TrialSpec, TrialStore, write_json_atomic
 from transferlab.strategies.base import Strategy, from_spec
 from transferlab.executors import run_trials
+from transferlab.profile import profile
 from transferlab.trial import run_trial, zero_shot
 
 
@@ -37,12 +38,32 @@ class StudyCallback:
     def on_end(self, result: StudyResult) -> None: ...
 
 
-def plan(config: StudyConfig, backbone: Backbone) -> list[TrialSpec]:
+AUTO_DEPTHS = 3  # with depths="auto", the best cuts by the profile's mean rank, plus k=0
+
+
+def auto_depths(prof: dict, n: int = AUTO_DEPTHS) -> list[int]:
+    """Freeze depths worth training: the cuts the scores rank highest (mean rank over the four scores)."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    cuts = prof["cuts"]
+    ranks = np.mean([rankdata([-c[s] for c in cuts]) for s in ("logme", "hscore", "knn_acc", "probe_acc")], axis=0)
+    best = [cuts[i]["k"] for i in np.argsort(ranks, kind="stable")[:n]]
+    return sorted({0, *best})
+
+
+def plan(config: StudyConfig, backbone: Backbone, prof: dict | None = None) -> list[TrialSpec]:
     strategies: list[Strategy] = []
     for entry in config.strategies:
         strategy = from_spec(entry["name"], entry.get("params"))
         strategy.check(backbone)
-        strategies.extend(strategy.expand(backbone))
+        expanded = strategy.expand(backbone)
+        if entry["name"] == "freeze_k" and (entry.get("params") or {}).get("k") is None and config.depths != "all":
+            keep = auto_depths(prof) if config.depths == "auto" else config.depths
+            for k in keep:
+                backbone._check_k(k)
+            expanded = [s for s in expanded if s.k in keep]
+        strategies.extend(expanded)
     seen, specs = set(), []
     for n in config.sizes:
         for seed in config.seeds:
@@ -155,13 +176,16 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     model = as_backbone(model, data)
     device = resolve_device(config.device)
     validate(config, model, data)
-    specs = plan(config, model)
+    if config.depths == "auto" and not config.profile:
+        raise UserError('depths = "auto" needs the profile', "turn profile back on, or list the depths")
     data = prepare(data, model)
+    prof = profile(model, data) if config.profile else None
+    specs = plan(config, model, prof)
     model_key = model.fingerprint()
     study = {
         "schema": 1, "config": config.to_dict(), "model": model.describe(), "model_key": model_key,
         "data": data.describe(), "data_key": data.fingerprint(), "environment": environment(),
-        "n_trials": len(specs), "similarity": feature_relevance(model, data), **(meta or {}),
+        "n_trials": len(specs), "similarity": feature_relevance(model, data), "profile": prof, **(meta or {}),
     }
     store = _open_store(out, study, config)
     done = store.done_ids() if store else set()

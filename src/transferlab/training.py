@@ -127,7 +127,8 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
         for h in hooks:
             h.on_epoch_start(epoch, model)
         model.train()
-        loss_sum, correct = 0.0, 0
+        # Sums stay on the device: one host sync per epoch, not per step.
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, budget.batch_size):
             idx = order[start:start + budget.batch_size]
@@ -138,18 +139,17 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
             with autocast(device):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)
-            if not math.isfinite(loss.item()):
-                result.diverged_epoch = epoch
-                break
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-        if result.diverged_epoch is not None:
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+        train_loss = loss_sum.item() / n
+        if not math.isfinite(train_loss):  # checked once an epoch; the epoch's updates are discarded below
+            result.diverged_epoch = epoch
             break
         val_loss, val_acc = evaluate(model, val, budget.eval_batch_size, device)
-        log = EpochLog(epoch, loss_sum / n, correct / n, val_loss, val_acc, time.perf_counter() - t0)
+        log = EpochLog(epoch, train_loss, correct.item() / n, val_loss, val_acc, time.perf_counter() - t0)
         result.history.append(log)
         for h in hooks:
             h.on_epoch_end(log)

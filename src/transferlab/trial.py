@@ -69,6 +69,10 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
     record.history = [vars(h) for h in best.result.history]
     record.trainable_params = best.trainable_params
     record.cached, record.frozen_blocks = best.cached, best.frozen_blocks
+    if isinstance(best.model, Backbone) and best.frozen_blocks < pretrained.n_blocks and spec.strategy != "scratch":
+        from transferlab.profile import what_moved
+
+        record.moved = what_moved(pretrained, best.model, data.val)
     record.wall_s = time.perf_counter() - t0
     if keep is not None:
         keep.append(best)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from transferlab.analysis.gain import accuracy_rows, curves, gains, speedups
+from transferlab.analysis.layers import moved, score_validation
 from transferlab.analysis.recommend import recommend
 from transferlab.analysis.sweep import depth_profile, size_sweep
 
@@ -19,6 +20,8 @@ def analyze(records: list[dict], study: dict) -> dict:
                     "error": (r.get("error") or "").splitlines()[0] if r.get("error") else None,
                     "diverged_epoch": r.get("diverged_epoch")} for r in records if r["status"] != "ok"],
     }
+    analysis["profile_validation"] = score_validation(study.get("profile"), analysis["depth"])
+    analysis["moved"] = moved(records)
     analysis["recommendation"] = recommend(analysis, study)
     return analysis
 

@@ -57,14 +57,19 @@ def clip01(ci: dict) -> dict:
     return {**ci, "lo": max(0.0, ci["lo"]), "hi": min(1.0, ci["hi"])} if ci["n"] > 1 else ci
 
 
-def gains(records: list[dict]) -> list[dict]:
-    """Paired (same seed) test-accuracy difference of every strategy against scratch."""
+def against_scratch(records: list[dict]):
+    """(label, n_train, {seed: record}, scratch's {seed: record}) for every non-scratch configuration."""
     groups = by_config(records)
-    rows = []
     for (lab, n), seeds in groups.items():
         base = groups.get((SCRATCH, n))
-        if lab == SCRATCH or not base:
-            continue
+        if lab != SCRATCH and base:
+            yield lab, n, seeds, base
+
+
+def gains(records: list[dict]) -> list[dict]:
+    """Paired (same seed) test-accuracy difference of every strategy against scratch."""
+    rows = []
+    for lab, n, seeds, base in against_scratch(records):
         ci = paired({s: r["test_acc"] for s, r in seeds.items()}, {s: r["test_acc"] for s, r in base.items()})
         rows.append({"label": lab, "n_train": n, "gain": ci, "verdict": verdict(ci)})
     rows.sort(key=lambda r: (size_key(r["n_train"]), -r["gain"]["mean"] if math.isfinite(r["gain"]["mean"]) else 0))
@@ -80,12 +85,8 @@ def first_epoch_reaching(history: list[dict], target: float) -> int | None:
 
 def speedups(records: list[dict]) -> list[dict]:
     """Epochs scratch needs to reach its best validation accuracy / epochs the strategy needs for that value."""
-    groups = by_config(records)
     rows = []
-    for (lab, n), seeds in groups.items():
-        base = groups.get((SCRATCH, n))
-        if lab == SCRATCH or not base:
-            continue
+    for lab, n, seeds, base in against_scratch(records):
         ratios, reached = [], 0
         for seed, r in seeds.items():
             s = base.get(seed)

@@ -47,12 +47,25 @@ def _per_seed(row: dict) -> dict[int, float]:
     return {int(s): a for s, a in row["per_seed"]}
 
 
+# Proxy A-distance runs from 0 (the domain classifier cannot tell source from target) to 2 (it always can).
+A_DISTANCE_HIGH_SIMILARITY = 1.0
+
+
+def similarity(study: dict) -> dict | None:
+    """The domain distance on pretrained features when source data was given, else the probe-vs-random measure."""
+    a = (study.get("profile") or {}).get("a_distance")
+    if a is not None:
+        return {"method": "proxy_a_distance", "a_distance": a, "level": "high" if a < A_DISTANCE_HIGH_SIMILARITY else "low",
+                "summary": f"proxy A-distance {a:.2f} between source and target on the pretrained features"}
+    return study.get("similarity")
+
+
 def placement(study: dict, per_class: float) -> dict:
     data_level = "low" if per_class < SMALL_PER_CLASS else "high"
-    sim = (study.get("similarity") or {}).get("level", "unknown")
-    rule = TABLE.get((data_level, sim))
-    return {"data": data_level, "per_class": per_class, "similarity": sim, "rule": rule,
-            "similarity_detail": study.get("similarity")}
+    sim = similarity(study)
+    level = (sim or {}).get("level", "unknown")
+    return {"data": data_level, "per_class": per_class, "similarity": level, "rule": TABLE.get((data_level, level)),
+            "similarity_detail": sim}
 
 
 def _agrees(place: dict, choice: dict, n_blocks: int | None) -> bool | None:

@@ -34,7 +34,7 @@ def _sizes(text: Optional[str]):
     return out
 
 
-def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=None, ray_address=None):
+def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=None, ray_address=None, depths=None):
     from dataclasses import replace
 
     from transferlab.config import StudyConfig
@@ -52,6 +52,8 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
         cfg.executor = executor
     if ray_address is not None:
         cfg.executor, cfg.ray_address = "ray", ray_address
+    if depths is not None:
+        cfg.depths = depths if depths in ("all", "auto") else [int(k) for k in depths.split(",")]
     if no_cache:
         cfg.cache = False
     if strategies:
@@ -117,7 +119,8 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value (repeatable)"),
         save_best: Optional[Path] = typer.Option(None, "--save-best", help="folder for the recommended model"),
         executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
-        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --executor ray)")):
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --executor ray)"),
+        depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3")):
     """Run a transfer study described by a study file or by --model and --data.
 
     \b
@@ -138,7 +141,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     data_spec = data or (file.data["spec"] if file else None)
     if not model_spec or not data_spec:
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
-    cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address)
+    cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address, depths)
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     model_options = {**{k: v for k, v in (file.model if file else {}).items() if k != "spec"}, **_options(model_opt, "--model-opt")}
     if weights:
@@ -150,6 +153,47 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     print_summary(result)
     if save_best:
         typer.echo(f"saved model: {save_best}")
+
+
+@app.command("profile")
+def profile_cmd(model: str = typer.Option(..., help="model spec, e.g. timm:resnet18"),
+                data: str = typer.Option(..., help="data spec, e.g. images:photos/"),
+                weights: Optional[str] = typer.Option(None, help="pretrained weights file"),
+                model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="model option key=value"),
+                data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value"),
+                out: Optional[Path] = typer.Option(None, help="write the profile as JSON here")):
+    """Score every cut point before training: LogME, H-score, kNN and probe accuracy (LEEP, NCE with a source head).
+
+    \b
+    Example:
+      transferlab profile --model demo:cnn --data demo:digits --out profile.json
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from transferlab.execution import prepare
+    from transferlab.profile import profile
+    from transferlab.sources import resolve
+
+    opts = _options(model_opt, "--model-opt")
+    if weights:
+        opts["weights"] = weights
+    backbone, target = resolve(model, data, opts, _options(data_opt, "--data-opt"))
+    prof = profile(backbone, prepare(target, backbone))
+    table = Table(title=f"per-layer transferability ({prof['seconds']:.1f} s)")
+    for col in ("k", "after block", "dim", "LogME", "H-score", "kNN val %", "probe val %"):
+        table.add_column(col, justify="right")
+    for c in prof["cuts"]:
+        table.add_row(str(c["k"]), c["name"], str(c["dim"]), f"{c['logme']:.3f}", f"{c['hscore']:.2f}",
+                      f"{100 * c['knn_acc']:.1f}", f"{100 * c['probe_acc']:.1f}")
+    Console().print(table)
+    if prof["leep"] is not None:
+        typer.echo(f"LEEP {prof['leep']:.3f}  NCE {prof['nce']:.3f}")
+    if out:
+        out.write_text(json.dumps(prof, indent=2))
+        typer.echo(f"profile: {out}")
 
 
 @app.command()

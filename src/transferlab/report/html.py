@@ -90,6 +90,41 @@ def _sweep_table(a: dict) -> str:
     return f"<table>{head}{''.join(rows)}</table>{note}"
 
 
+def _profile_section(study: dict, a: dict) -> str:
+    prof = study.get("profile")
+    if not prof:
+        return ""
+    rows = "".join(f"<tr><td>{c['k']}</td><td>{_e(c['name'])}</td><td>{c['dim']}</td><td>{c['logme']:.3f}</td>"
+                   f"<td>{c['hscore']:.2f}</td><td>{100 * c['knn_acc']:.1f}</td><td>{100 * c['probe_acc']:.1f}</td></tr>"
+                   for c in prof["cuts"])
+    extra = []
+    if prof.get("leep") is not None:
+        extra.append(f"LEEP {prof['leep']:.3f}, NCE {prof['nce']:.3f} (source classifier on the target).")
+    if prof.get("a_distance") is not None:
+        extra.append(f"Proxy A-distance source vs target on the pretrained features: {prof['a_distance']:.2f} (0 = same, 2 = disjoint).")
+    val = a.get("profile_validation")
+    if val:
+        taus = ", ".join(f"{k} {v:+.2f}" if v is not None else f"{k} n/a" for k, v in val["kendall_tau"].items())
+        extra.append(f"How well each score ranked the freeze depths {val['depths']} by their measured test accuracy "
+                     f"at {val['n_train']} per class (Kendall tau, 1 = perfect): {taus}.")
+    head = ("<tr><th>k</th><th>after block</th><th>dim</th><th>LogME</th><th>H-score</th><th>kNN val %</th>"
+            "<th>probe val %</th></tr>")
+    return (f"<h2>Which layers transfer (before training)</h2><p>Computed in {prof['seconds']:.1f} s on "
+            f"{prof['n_train']} training examples.</p><table>{head}{rows}</table><p>{_e(' '.join(extra))}</p>")
+
+
+def _moved_section(a: dict) -> str:
+    if not a.get("moved"):
+        return ""
+    blocks = a["moved"][0]["blocks"]
+    head = "<tr><th>strategy</th>" + "".join(f"<th>{_e(b['block'])}</th>" for b in blocks) + "</tr>"
+    rows = "".join("<tr><td>" + _e(m["label"]) + "</td>" + "".join(
+        f"<td>{b['weight_change']:.3f} / {b['cka']:.2f}</td>" for b in m["blocks"]) + "</tr>" for m in a["moved"])
+    return (f"<h2>What fine-tuning moved</h2><p>Per block, at {_e(a['moved'][0]['n_train'])} per class: relative weight "
+            "change ||W - W0|| / ||W0|| and linear CKA between pretrained and fine-tuned activations on validation "
+            f"inputs (1 = unchanged).</p><table>{head}{rows}</table>")
+
+
 def _figure(title: str, png: str | None, caption: str) -> str:
     if png is None:
         return ""
@@ -130,6 +165,8 @@ to score each trial's chosen checkpoint.</p>
 {zero_html}
 <h2>Results</h2>{_summary_table(a)}
 <h2>Data-size sweep</h2>{_sweep_table(a)}
+{_profile_section(study, a)}
+{_moved_section(a)}
 {''.join(figs)}
 <h2>Study</h2>
 <p>Model blocks: {_e(', '.join(model.get('blocks', [])))} ({model.get('params', 0):,} parameters).
