@@ -24,7 +24,9 @@ from transferlab.similarity import feature_relevance
 from transferlab.results import StudyResult, TrialSpec, TrialStore, write_json_atomic
 from transferlab.strategies.base import Strategy, from_spec
 from transferlab.executors import run_trials
-from transferlab.profile import profile
+from transferlab.diagnose import bn_check, input_check
+from transferlab.cache import FeatureCache
+from transferlab.profile import profile, top_activations
 from transferlab.trial import run_trial, zero_shot
 
 
@@ -179,13 +181,16 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     if config.depths == "auto" and not config.profile:
         raise UserError('depths = "auto" needs the profile', "turn profile back on, or list the depths")
     data = prepare(data, model)
-    prof = profile(model, data) if config.profile else None
+    shared = FeatureCache(config.budget.eval_batch_size)
+    prof = profile(model, data, shared) if config.profile else None
+    activations = top_activations(model, data, cache=shared) if config.profile else None
     specs = plan(config, model, prof)
     model_key = model.fingerprint()
     study = {
         "schema": 1, "config": config.to_dict(), "model": model.describe(), "model_key": model_key,
         "data": data.describe(), "data_key": data.fingerprint(), "environment": environment(),
-        "n_trials": len(specs), "similarity": feature_relevance(model, data), "profile": prof, **(meta or {}),
+        "n_trials": len(specs), "similarity": feature_relevance(model, data), "profile": prof, "activations": activations,
+        "diagnostics": {"inputs": input_check(model, data), "batchnorm": bn_check(model, data)}, **(meta or {}),
     }
     store = _open_store(out, study, config)
     done = store.done_ids() if store else set()

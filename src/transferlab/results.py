@@ -69,6 +69,7 @@ class TrialRecord:
     cached: bool = False
     diverged_epoch: int | None = None
     error: str | None = None
+    dynamics: list[dict] = field(default_factory=list)  # first epochs: per-block gradient norm, update ratio
     moved: list[dict] = field(default_factory=list)  # per block: weight change and CKA to the pretrained activations
     schema: int = SCHEMA_VERSION
 

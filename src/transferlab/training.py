@@ -89,6 +89,8 @@ class Hook:
 
     def on_epoch_start(self, epoch: int, model: nn.Module) -> None: ...
 
+    def on_after_backward(self, model: nn.Module) -> None: ...
+
     def on_epoch_end(self, log: EpochLog) -> None: ...
 
 
@@ -141,6 +143,8 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
                 loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for h in hooks:
+                h.on_after_backward(model)
             opt.step()
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()

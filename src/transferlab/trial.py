@@ -69,6 +69,7 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
     record.history = [vars(h) for h in best.result.history]
     record.trainable_params = best.trainable_params
     record.cached, record.frozen_blocks = best.cached, best.frozen_blocks
+    record.dynamics = best.dynamics
     if isinstance(best.model, Backbone) and best.frozen_blocks < pretrained.n_blocks and spec.strategy != "scratch":
         from transferlab.profile import what_moved
 

@@ -8,6 +8,7 @@ import torch
 from tests.conftest import prepared
 from transferlab.cache import FeatureCache
 from transferlab.results import TrialSpec
+from transferlab.training import Hook
 from transferlab.trial import run_trial
 
 
@@ -71,12 +72,9 @@ def test_cache_features_equal_forward_pass(cnn, digits):
     assert cache.passes == 1, "one pass must yield every wanted cut"
 
 
-class _Clock:
+class _Clock(Hook):
     def __init__(self):
         self.times = []
-
-    def on_epoch_start(self, epoch, model):
-        pass
 
     def on_epoch_end(self, log):
         import time
@@ -90,6 +88,7 @@ def test_test_split_read_once_after_all_training(strategy, params, cnn, digits, 
     clock = _Clock()
     spec = TrialSpec(strategy, params, 0, 5)
     rec = run_trial(spec, cnn, "k", data, tiny_budget, hooks=(clock,))
+    assert rec.status == "ok", rec.error
     assert [reason for _, reason in data.test.log] == [spec.trial_id]
     opened_at = data.test.log[0][0]
     assert len(clock.times) >= len(tiny_budget.lrs), "every candidate trained"

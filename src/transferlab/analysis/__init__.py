@@ -1,6 +1,7 @@
 """Analyses: pure functions from trial records (plain dicts) to plain dicts. No torch."""
 from __future__ import annotations
 
+from transferlab.analysis.dynamics import first_epochs, flags
 from transferlab.analysis.gain import accuracy_rows, curves, gains, speedups
 from transferlab.analysis.layers import moved, score_validation
 from transferlab.analysis.recommend import recommend
@@ -22,6 +23,8 @@ def analyze(records: list[dict], study: dict) -> dict:
     }
     analysis["profile_validation"] = score_validation(study.get("profile"), analysis["depth"])
     analysis["moved"] = moved(records)
+    analysis["first_epochs"] = first_epochs(records)
+    analysis["slow_start_flags"] = flags(analysis["first_epochs"], study)
     analysis["recommendation"] = recommend(analysis, study)
     return analysis
 

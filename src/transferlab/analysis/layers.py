@@ -37,3 +37,19 @@ def moved(records: list[dict]) -> list[dict]:
              "blocks": [{"block": b, "weight_change": float(np.mean([v[0] for v in vals])),
                          "cka": float(np.nanmean([v[1] for v in vals]))} for b, vals in blocks.items()]}
             for lab, blocks in acc.items()]
+
+
+def splice_curves(layers: dict | None) -> dict | None:
+    """Mean test accuracy and CI per (curve, n) of a ``layers.json``."""
+    if not layers:
+        return None
+    from transferlab.analysis.stats import mean_ci
+
+    groups = defaultdict(list)
+    for r in layers["records"]:
+        if r.get("test_acc") is not None:
+            groups[(r["curve"], r["n"])].append(r["test_acc"])
+    curves = defaultdict(list)
+    for (curve, n), accs in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        curves[curve].append({"n": n, "test_acc": mean_ci(accs)})
+    return {"n_train": layers["n_train"], "blocks": layers["blocks"], "curves": dict(curves)}

@@ -228,12 +228,17 @@ class Backbone(nn.Module):
         self.class_names = list(class_names) if class_names is not None else None
         return self
 
-    def reinit(self) -> Backbone:
-        """Draw every parameter afresh with its module's own initialiser (the scratch control)."""
-        for module in self.modules():
-            if module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        # BatchNorm.reset_parameters also resets running statistics.
+    def reinit(self, from_block: int = 0) -> Backbone:
+        """Draw parameters afresh with each module's own initialiser: blocks ``from_block..n`` and the head.
+
+        ``from_block=0`` is the scratch control; a larger value keeps a pretrained prefix (Yosinski's splice).
+        BatchNorm.reset_parameters also resets running statistics.
+        """
+        self._check_k(from_block)
+        for block in [*list(self.blocks.values())[from_block:], self.head]:
+            for module in block.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
         return self
 
     def freeze(self, k: int, train_bn: bool = False) -> Backbone:

@@ -197,6 +197,39 @@ def profile_cmd(model: str = typer.Option(..., help="model spec, e.g. timm:resne
 
 
 @app.command()
+def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. demo:cnn"),
+           data: str = typer.Option(..., help="the target data (B), e.g. demo:digits"),
+           out: Path = typer.Option(..., help="a study folder: layers.json is written there and its report rebuilt"),
+           weights: Optional[str] = typer.Option(None, help="pretrained weights file"),
+           model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="model option key=value"),
+           data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value"),
+           seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS):
+    """Yosinski splice curves AnB, AnB+, BnB, BnB+ at every cut, into a study's report.
+
+    \b
+    Example:
+      transferlab run --model demo:cnn --data demo:digits --out study
+      transferlab layers --model demo:cnn --data demo:digits --out study
+    """
+    from transferlab.cli.progress import console
+    from transferlab.layers import run_layers
+    from transferlab.report.html import write_report
+    from transferlab.sources import resolve
+
+    opts = _options(model_opt, "--model-opt")
+    if weights:
+        opts["weights"] = weights
+    backbone, target = resolve(model, data, opts, _options(data_opt, "--data-opt"))
+    cfg = _config(None, seeds, sizes, epochs, None, False, None)
+    run_layers(backbone, target, cfg, out, on_record=lambda r: console.print(
+        f"[dim]{r['curve']:5s} n={r['n']} seed={r['seed']}: {100 * (r['test_acc'] or 0):.1f}%[/dim]"))
+    if (out / "study.json").exists():
+        typer.echo(f"report: {write_report(out)}")
+    else:
+        typer.echo(f"layers: {out / 'layers.json'} (run `transferlab run ... --out {out}` for the full report)")
+
+
+@app.command()
 def report(folder: Path = typer.Argument(..., help="a study folder")):
     """Rebuild report.html from study.json and trials.jsonl alone (no torch needed).
 

@@ -125,14 +125,45 @@ def _moved_section(a: dict) -> str:
             f"inputs (1 = unchanged).</p><table>{head}{rows}</table>")
 
 
+def _slow_section(a: dict) -> str:
+    first = a.get("first_epochs") or {}
+    if not first:
+        return ""
+    strategies = first["strategies"]
+    blocks = list(next(iter(strategies.values())).keys())
+    head = "<tr><th>strategy</th>" + "".join(f"<th>{_e(b)}</th>" for b in blocks) + "</tr>"
+    rows = "".join("<tr><td>" + _e(lab) + "</td>" + "".join(
+        f"<td>{v[b]['update_ratio']:.2g} / {v[b]['grad_norm']:.2g}</td>" if b in v else "<td></td>" for b in blocks) + "</tr>"
+        for lab, v in strategies.items())
+    flags = "".join(f"<li>{_e(f)}</li>" for f in a.get("slow_start_flags", [])) or "<li>No flag raised.</li>"
+    return (f"<h2>Why does it learn slower?</h2><p>Epoch 1 at {_e(first['n_train'])} per class, per block: update-to-weight "
+            f"ratio ||W1 - W0|| / ||W0|| / mean gradient norm per step.</p><ul>{flags}</ul><table>{head}{rows}</table>")
+
+
+def _activation_section(study: dict) -> str:
+    act = study.get("activations")
+    if not act:
+        return ""
+    intro = (f"<h2>What block {_e(act['block'])} responds to</h2><p>The target training inputs that most activate the "
+             f"{len(act['channels'])} most active channels of block {_e(act['block'])} (k={act['k']}), one row per channel.</p>")
+    if act.get("grid_png"):
+        return intro + f"<img alt='top activations' src='data:image/png;base64,{act['grid_png']}'>"
+    rows = "".join(f"<tr><td>{ch['channel']}</td><td>{'<br>'.join(_e(s) for s in ch.get('snippets', []))}</td></tr>"
+                   for ch in act["channels"])
+    return intro + f"<table><tr><th>channel</th><th>top inputs</th></tr>{rows}</table>"
+
+
 def _figure(title: str, png: str | None, caption: str) -> str:
     if png is None:
         return ""
     return f"<h2>{_e(title)}</h2><p>{_e(caption)}</p><img alt='{_e(title)}' src='data:image/png;base64,{png}'>"
 
 
-def render(study: dict, records: list[dict]) -> str:
+def render(study: dict, records: list[dict], layers: dict | None = None) -> str:
+    from transferlab.analysis.layers import splice_curves
+
     a = analyze(records, study)
+    splice = splice_curves(layers)
     rec = a["recommendation"]
     cfg, data, model = study.get("config", {}), study.get("data", {}), study.get("model", {})
     zero = a.get("zero_shot")
@@ -151,6 +182,10 @@ def render(study: dict, records: list[dict]) -> str:
                 "Which layers transfer: freezing the first k blocks and fine-tuning the rest."),
         _figure("Accuracy vs target size", plots.accuracy_vs_size(a),
                 "How the answer changes with the amount of target data."),
+        _figure("Splice curves: where features stop transferring", plots.splice_curves(splice),
+                "AnB: the first n pretrained blocks frozen, the rest re-initialised and trained on the target; AnB+: "
+                "the same, all fine-tuned; BnB/BnB+: the same from a network trained on the target itself. A dip of BnB "
+                "below the baseline marks co-adapted layers split apart; AnB below BnB marks source-specific features."),
     ]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>transferlab report: {_e(data.get('name', ''))}</title>
@@ -167,6 +202,8 @@ to score each trial's chosen checkpoint.</p>
 <h2>Data-size sweep</h2>{_sweep_table(a)}
 {_profile_section(study, a)}
 {_moved_section(a)}
+{_slow_section(a)}
+{_activation_section(study)}
 {''.join(figs)}
 <h2>Study</h2>
 <p>Model blocks: {_e(', '.join(model.get('blocks', [])))} ({model.get('params', 0):,} parameters).
@@ -189,8 +226,9 @@ def write_report(out_dir: str | Path) -> Path:
     except json.JSONDecodeError as exc:
         raise UserError(f"{meta} is not valid JSON ({exc})", "rerun the study to rewrite it") from None
     records = TrialStore(out_dir / "trials.jsonl").load()
+    layers = json.loads((out_dir / "layers.json").read_text()) if (out_dir / "layers.json").exists() else None
     path = out_dir / "report.html"
     tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render(study, records))
+    tmp.write_text(render(study, records, layers))
     os.replace(tmp, path)
     return path

@@ -122,3 +122,25 @@ def accuracy_vs_size(analysis: dict) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _png(fig)
+
+
+def splice_curves(splice: dict | None) -> str | None:
+    if not splice:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    styles = {"AnB": ("tab:red", "-"), "AnB+": ("tab:red", "--"), "BnB": ("tab:blue", "-"), "BnB+": ("tab:blue", "--")}
+    for curve, pts in splice["curves"].items():
+        if curve == "base B":
+            ax.axhline(pts[0]["test_acc"]["mean"], color="black", lw=1, ls=":", label="B from scratch")
+            continue
+        color, ls = styles.get(curve, ("gray", "-"))
+        err = list(zip(*[_err(p["test_acc"]) for p in pts]))
+        ax.errorbar([p["n"] for p in pts], [p["test_acc"]["mean"] for p in pts], yerr=err, color=color, ls=ls,
+                    marker="o", capsize=3, label=curve)
+    ax.set_xticks(range(1, len(splice["blocks"])), splice["blocks"][:-1], fontsize=8)
+    ax.set_xlabel("blocks copied (n), cut after")
+    ax.set_ylabel("test accuracy (95% CI)")
+    ax.set_title(f"Splice curves at {splice['n_train']} per class (Yosinski et al. 2014)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)

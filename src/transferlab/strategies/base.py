@@ -13,7 +13,7 @@ import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import ClassVar
 
@@ -90,6 +90,7 @@ class Fitted:
     model: object = None  # the trained Backbone, or the fitted sklearn pipeline
     cached: bool = False
     frozen_blocks: int = 0
+    dynamics: list = field(default_factory=list)  # GradientProbe rows of the first epochs
 
 
 @dataclass
@@ -169,14 +170,17 @@ class Strategy:
 def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
                    hooks: tuple[Hook, ...] = (), log0: EpochLog | None = None) -> Fitted:
     """Train ``bb`` with its first ``k`` blocks frozen, on cached activations when exact."""
+    from transferlab.diagnose import GradientProbe
+
     cached = ctx.uses_cache(k)
     model = bb.suffix(k) if cached else bb
     cut = k if cached else 0
     generator = torch.Generator().manual_seed(ctx.seed)
+    probe = GradientProbe(bb)
     result = fit(model, groups, ctx.train_split(cut), ctx.val_split(cut), ctx.budget, generator,
-                 hooks=(*hooks, *ctx.hooks), augment=ctx.augment_for(k), device=ctx.device, log0=log0)
+                 hooks=(*hooks, probe, *ctx.hooks), augment=ctx.augment_for(k), device=ctx.device, log0=log0)
 
     def score(test: Split) -> tuple[float, float]:
         return evaluate(model, ctx.at_cut(cut, "test", test), ctx.budget.eval_batch_size, ctx.device)
 
-    return Fitted(result, count_trainable(bb), score, bb, cached, k)
+    return Fitted(result, count_trainable(bb), score, bb, cached, k, probe.rows)

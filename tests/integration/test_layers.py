@@ -1,0 +1,72 @@
+"""Which layers transfer: splice curves, diagnostics, activation inspection, all in the study's report."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+import transferlab as tl
+from tests.conftest import cli, prepared
+from transferlab.diagnose import bn_check, input_check
+
+
+def test_layers_command_writes_splice_curves_into_the_report(tmp_path):
+    out = tmp_path / "study"
+    res = cli("run", "--model", "demo:cnn", "--data", "demo:digits", "--seeds", "2", "--sizes", "20", "--epochs", "3",
+              "--strategies", "scratch,finetune,freeze_k", "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = cli("layers", "--model", "demo:cnn", "--data", "demo:digits", "--seeds", "2", "--sizes", "20", "--epochs", "3",
+              "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    layers = json.loads((out / "layers.json").read_text())
+    curves = {(r["curve"], r["n"]) for r in layers["records"]}
+    assert {("AnB", 1), ("AnB+", 2), ("BnB", 1), ("BnB+", 2), ("base B", 3)} <= curves
+    html = (out / "report.html").read_text()
+    for section in ("Splice curves", "Which layers transfer", "What fine-tuning moved", "Why does it learn slower",
+                    "responds to"):
+        assert section in html, section
+    study = json.loads((out / "study.json").read_text())
+    assert study["profile"]["a_distance"] is not None and study["profile"]["leep"] is not None
+    analysis = json.loads((out / "analysis.json").read_text())
+    assert set(analysis["profile_validation"]["kendall_tau"]) == {"logme", "hscore", "knn_acc", "probe_acc"}
+    moved = {m["label"]: m["blocks"] for m in analysis["moved"]}
+    assert moved["finetune"][0]["cka"] <= 1.0 + 1e-9
+    assert "freeze_k(k=3)" not in moved, "a frozen body did not move"
+
+
+def test_diagnostics_flag_bad_normalisation_and_bn_shift(cnn, digits):
+    data = prepared(cnn, digits)
+    assert not input_check(cnn, data)["flag"]
+    assert not any(b["flag"] for b in bn_check(cnn, data))
+    shifted = tl.execution.prepare(digits, cnn)
+    shifted.train.inputs = shifted.train.inputs * 40 + 25  # as if 0-255 pixels skipped normalisation
+    assert input_check(cnn, shifted)["flag"]
+    assert any(b["flag"] for b in bn_check(cnn, shifted))
+
+
+def test_gradient_probe_and_slow_head_flag(mlp, digits):
+    cfg = tl.StudyConfig(seeds=[0], sizes=[5], budget=tl.Budget(epochs=3, lrs=(1e-3,)),
+                         strategies=[{"name": "scratch"}, {"name": "head"}])
+    res = tl.run_study(mlp, digits, cfg)
+    first = res.analysis["first_epochs"]["strategies"]
+    assert set(first["scratch"]) == {"fc1", "fc2", "fc3", "head"}
+    assert first["head"]["fc1"]["update_ratio"] == 0.0 and first["head"]["head"]["update_ratio"] > 0
+    assert "head:" not in " ".join(res.analysis["slow_start_flags"])
+    # Shrink the frozen features 1000x: Adam still moves the head's weights, but the logits barely move.
+    tiny = mlp.clone()
+    with torch.no_grad():
+        tiny.blocks["fc3"][0].weight.mul_(1e-3)
+        tiny.blocks["fc3"][0].bias.mul_(1e-3)
+    res = tl.run_study(tiny, digits, cfg)
+    assert any(f.startswith("head:") and "too low" in f for f in res.analysis["slow_start_flags"]), res.analysis["slow_start_flags"]
+
+
+def test_top_activations_for_text_and_images(cnn, digits):
+    from transferlab.profile import top_activations
+
+    act = top_activations(cnn, prepared(cnn, digits), channels=3, top=4)
+    assert act["block"] == "conv1" and len(act["channels"]) == 3 and act["grid_png"]
+    assert all(len(c["top"]) == 4 for c in act["channels"])
+    means = [c["mean"] for c in act["channels"]]
+    assert means == sorted(means, reverse=True)
