@@ -11,6 +11,7 @@ from transferlab.results import StudyResult
 from transferlab.zoo import pretrained
 
 DEMO_MODELS = ("mlp", "cnn")
+DEMO_SIZES = [5, 20, "all"]  # "all" is about 89 per class; the sweep shows where scratch catches up
 
 
 def demo(out: str | Path = "transferlab-demo", config: StudyConfig | None = None, models=DEMO_MODELS,
@@ -21,7 +22,7 @@ def demo(out: str | Path = "transferlab-demo", config: StudyConfig | None = None
     results = []
     for arch in models:
         backbone = pretrained(arch)
-        results.append(run_study(backbone, data, config or StudyConfig(), out / arch, callbacks,
+        results.append(run_study(backbone, data, config or StudyConfig(sizes=list(DEMO_SIZES)), out / arch, callbacks,
                                  meta={"title": f"demo: {arch} pretrained on digits 0-4"}))
     write_index(out, results)
     return results

@@ -67,7 +67,7 @@ def bn_check(backbone: Backbone, data: TargetData, rows: int = 512) -> list[dict
 class GradientProbe(Hook):
     """Per block: mean gradient norm per step and ||W_end - W_start|| / ||W_start|| for the first epochs."""
 
-    def __init__(self, bb: Backbone, epochs: int = 3):
+    def __init__(self, bb: Backbone, epochs: int = 2):
         self.groups = [(name, list(block.parameters())) for name, block in bb.blocks.items()]
         self.groups.append(("head", list(bb.head.parameters())))
         self.epochs, self.epoch, self.rows = epochs, 0, []
@@ -78,8 +78,7 @@ class GradientProbe(Hook):
         # The head's input scale: with Adam the weight update is about lr whatever the gradient, so tiny features
         # mean tiny changes of the logits, the slow start a frozen body can cause.
         if module.training and self.epoch <= self.epochs:
-            x = args[0].detach()
-            self.feat_sq += float(x.float().pow(2).mean())
+            self.feat_sq += args[0].detach().float().pow(2).mean()  # a tensor: no host sync per step
             self.feat_n += 1
 
     def _flat(self, params: list[nn.Parameter]) -> torch.Tensor:
@@ -99,19 +98,19 @@ class GradientProbe(Hook):
         if self.epoch <= self.epochs:
             self.steps += 1
             for name, ps in self.groups:
-                grads = [p.grad.detach().flatten() for p in ps if p.grad is not None]
-                if grads:
-                    self.grad[name] += float(torch.cat(grads).norm())
+                grads = [p.grad for p in ps if p.grad is not None]
+                if grads:  # one fused norm per group: this runs every step of the first epochs
+                    self.grad[name] += torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
     def on_epoch_end(self, log) -> None:
         if self.epoch <= self.epochs:
             for name, ps in self.groups:
                 w0, w1 = self.start[name], self._flat(ps)
                 ratio = float((w1.cpu() - w0.cpu()).norm() / w0.norm().clamp(min=1e-12).cpu())
-                row = {"epoch": self.epoch, "block": name, "grad_norm": self.grad[name] / max(1, self.steps),
+                row = {"epoch": self.epoch, "block": name, "grad_norm": float(self.grad[name]) / max(1, self.steps),
                        "update_ratio": ratio}
                 if name == "head":
-                    row["input_rms"] = (self.feat_sq / max(1, self.feat_n)) ** 0.5
+                    row["input_rms"] = float(self.feat_sq / max(1, self.feat_n)) ** 0.5
                 self.rows.append(row)
             if self.epoch == self.epochs and getattr(self, "hook", None) is not None:
                 self.hook.remove()

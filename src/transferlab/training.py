@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferlab.accel import autocast, move, prepare_model
+from transferlab.accel import autocast, move, on_cuda, prepare_model
 from transferlab.data.base import Split, n_rows, take
 
 
@@ -99,10 +99,13 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu"
     """Mean cross-entropy and accuracy of ``model`` on ``split``."""
     model.eval()
     total_loss, correct, n = 0.0, 0, len(split)
+    gpu, amp = on_cuda(device), autocast(device)
     for start in range(0, n, batch_size):
         idx = torch.arange(start, min(start + batch_size, n))
-        x, y = move(take(split.inputs, idx), device), move(split.y[idx], device)
-        with autocast(device):
+        x, y = take(split.inputs, idx), split.y[idx]
+        if gpu:
+            x, y = move(x, device), move(y, device)
+        with amp:
             logits = model(x).float()
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -117,6 +120,7 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
     ``log0`` is an already-measured epoch-0 entry (a probe that initialises the head).
     """
     model = prepare_model(model, device)
+    gpu, amp = on_cuda(device), autocast(device)
     opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=budget.weight_decay)
     result = FitResult(history=[log0] if log0 else [])
     best_key, best_state, stale = (-1.0, 0.0), None, 0
@@ -129,16 +133,17 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
         for h in hooks:
             h.on_epoch_start(epoch, model)
         model.train()
-        # Sums stay on the device: one host sync per epoch, not per step.
-        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device)
+        # Per-step values stay tensors on the device: no host sync and no extra op per step.
+        losses, corrects, sizes = [], [], []
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, budget.batch_size):
             idx = order[start:start + budget.batch_size]
             x, y = take(train.inputs, idx), train.y[idx]
             if augment is not None:
                 x = augment(x, generator)
-            x, y = move(x, device), move(y, device)
-            with autocast(device):
+            if gpu:
+                x, y = move(x, device), move(y, device)
+            with amp:
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
@@ -146,14 +151,15 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
             for h in hooks:
                 h.on_after_backward(model)
             opt.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-        train_loss = loss_sum.item() / n
+            losses.append(loss.detach())
+            corrects.append((logits.detach().argmax(1) == y).sum())
+            sizes.append(len(y))
+        train_loss = float((torch.stack(losses).cpu() * torch.tensor(sizes)).sum()) / n
         if not math.isfinite(train_loss):  # checked once an epoch; the epoch's updates are discarded below
             result.diverged_epoch = epoch
             break
         val_loss, val_acc = evaluate(model, val, budget.eval_batch_size, device)
-        log = EpochLog(epoch, train_loss, correct.item() / n, val_loss, val_acc, time.perf_counter() - t0)
+        log = EpochLog(epoch, train_loss, int(torch.stack(corrects).sum()) / n, val_loss, val_acc, time.perf_counter() - t0)
         result.history.append(log)
         for h in hooks:
             h.on_epoch_end(log)

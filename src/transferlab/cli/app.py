@@ -100,7 +100,10 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
     from transferlab.cli.progress import RichProgress, print_summary
     from transferlab.demo import demo as run_demo
 
-    cfg = _config(None, seeds, sizes, epochs, workers, no_cache, strategies)
+    from transferlab.config import StudyConfig
+    from transferlab.demo import DEMO_SIZES
+
+    cfg = _config(StudyConfig(sizes=list(DEMO_SIZES)), seeds, sizes, epochs, workers, no_cache, strategies)
     results = run_demo(out, cfg, callbacks=[RichProgress()])
     for r in results:
         print_summary(r)
