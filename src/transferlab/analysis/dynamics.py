@@ -41,7 +41,10 @@ def flags(first: dict, study: dict) -> list[str]:
     for lab, blocks in strategies.items():
         head = blocks.get("head", {})
         step = head.get("effective_step")
-        if lab != SCRATCH and scratch_head and step is not None and step < HEAD_SLOW * scratch_head:
+        body = [b for b in blocks if b != "head"]
+        # Only a head on frozen features: the block feeding it did not move in epoch 1 (lp_ft's head starts fitted).
+        frozen_below = bool(body) and blocks[body[-1]]["update_ratio"] == 0.0
+        if lab != SCRATCH and frozen_below and scratch_head and step is not None and step < HEAD_SLOW * scratch_head:
             out.append(f"{lab}: in epoch 1 its new head's effective step (relative update x input RMS "
                        f"{head['input_rms']:.2g}) is {step:.2g}, under {HEAD_SLOW:g}x scratch's ({scratch_head:.2g}); the "
                        "head learning rate is too low for the scale of the frozen features (raise the head's learning "

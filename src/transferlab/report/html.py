@@ -109,8 +109,12 @@ def _profile_section(study: dict, a: dict) -> str:
                      f"at {val['n_train']} per class (Kendall tau, 1 = perfect): {taus}.")
     head = ("<tr><th>k</th><th>after block</th><th>dim</th><th>LogME</th><th>H-score</th><th>kNN val %</th>"
             "<th>probe val %</th></tr>")
+    study_s = (study.get("run") or {}).get("wall_s")
+    share = f", {100 * prof['seconds'] / study_s:.1f}% of the study's {study_s:.0f} s of training" if study_s else ""
+    png = plots.profile_scores(prof, a.get("depth"))
+    img = f"<img alt='per-layer scores' src='data:image/png;base64,{png}'>" if png else ""
     return (f"<h2>Which layers transfer (before training)</h2><p>Computed in {prof['seconds']:.1f} s on "
-            f"{prof['n_train']} training examples.</p><table>{head}{rows}</table><p>{_e(' '.join(extra))}</p>")
+            f"{prof['n_train']} training examples{share}.</p><table>{head}{rows}</table><p>{_e(' '.join(extra))}</p>{img}")
 
 
 def _moved_section(a: dict) -> str:

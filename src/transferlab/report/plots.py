@@ -144,3 +144,31 @@ def splice_curves(splice: dict | None) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def profile_scores(profile: dict | None, depth: list[dict]) -> str | None:
+    """Each per-cut score scaled to [0, 1] across cuts, with freeze_k's measured accuracy on the same axis."""
+    if not profile or not profile.get("cuts"):
+        return None
+    cuts = profile["cuts"]
+    ks = [c["k"] for c in cuts]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, (name, label) in enumerate([("logme", "LogME"), ("hscore", "H-score"), ("knn_acc", "kNN val acc"),
+                                        ("probe_acc", "probe val acc")]):
+        v = [c[name] for c in cuts]
+        lo, hi = min(v), max(v)
+        ax.plot(ks, [(x - lo) / (hi - lo) if hi > lo else 0.5 for x in v], marker="o", color=COLORS[2 * i], label=label)
+    if depth:
+        size = max({d["n_train"] for d in depth}, key=size_key)
+        pts = [d for d in depth if d["n_train"] == size and d["k"] in ks]
+        if len(pts) > 1:
+            v = [d["test_acc"]["mean"] for d in pts]
+            lo, hi = min(v), max(v)
+            ax.plot([d["k"] for d in pts], [(x - lo) / (hi - lo) if hi > lo else 0.5 for x in v], color="black", lw=2.2,
+                    ls="--", marker="s", label=f"freeze_k test acc ({size}/class)")
+    ax.set_xticks(ks, [f"{c['k']}: {c['name']}" for c in cuts], fontsize=7, rotation=30)
+    ax.set_ylabel("scaled to [0, 1] across cuts")
+    ax.set_title("Per-layer transferability before training")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _png(fig)
