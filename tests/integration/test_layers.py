@@ -70,3 +70,16 @@ def test_top_activations_for_text_and_images(cnn, digits):
     assert all(len(c["top"]) == 4 for c in act["channels"])
     means = [c["mean"] for c in act["channels"]]
     assert means == sorted(means, reverse=True)
+
+
+def test_depths_auto_runs_the_best_scored_cuts(cnn, digits):
+    from transferlab.execution import auto_depths
+
+    fake = {"cuts": [{"k": k, "logme": s, "hscore": s, "knn_acc": s, "probe_acc": s} for k, s in
+                     [(1, 0.1), (2, 0.9), (3, 0.5), (4, 0.7), (5, 0.2)]]}
+    assert auto_depths(fake) == [0, 2, 3, 4]
+    cfg = tl.StudyConfig(seeds=[0], sizes=[5], depths="auto", budget=tl.Budget(epochs=1, lrs=(1e-2,)),
+                         strategies=["scratch", "freeze_k"])
+    res = tl.run_study(cnn, digits, cfg)
+    ran = sorted(t["params"]["k"] for t in res.trials if t["strategy"] == "freeze_k")
+    assert ran == auto_depths(res.study["profile"])
