@@ -37,3 +37,15 @@ def pretrain(model: torch.nn.Module, x: torch.Tensor, y, epochs: int = 3, lr: fl
             loss.backward()
             opt.step()
     return model.eval()
+
+
+def import_written(folder, name: str):
+    """Import a module the test wrote into ``folder`` without leaving it on sys.path."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))

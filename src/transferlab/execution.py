@@ -23,7 +23,7 @@ from transferlab.errors import UserError
 from transferlab.similarity import feature_relevance
 from transferlab.results import StudyResult, TrialSpec, TrialStore, write_json_atomic
 from transferlab.strategies.base import Strategy, from_spec
-from transferlab.executors import run_trials
+from transferlab.executors import run_trials, study_cache
 from transferlab.diagnose import bn_check, input_check
 from transferlab.cache import FeatureCache
 from transferlab.profile import profile, top_activations
@@ -181,14 +181,18 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     if config.depths == "auto" and not config.profile:
         raise UserError('depths = "auto" needs the profile', "turn profile back on, or list the depths")
     data = prepare(data, model)
-    shared = FeatureCache(config.budget.eval_batch_size)
-    prof = profile(model, data, shared) if config.profile else None
-    activations = top_activations(model, data, cache=shared) if config.profile else None
+    model_key, data_key = model.fingerprint(), data.fingerprint()
+    cache_key = f"{model_key}-{data_key}"  # weights + preprocessing + data: any change, a new entry
+    _check_folder(out, model_key, data_key, config)  # before anything is written into it
+    # One cache for the whole study: the profile's forward pass is the one the trials reuse.
+    cache = study_cache(config, device, Path(out) if out else None, model.n_blocks)
+    scratch_cache = cache or FeatureCache(config.budget.eval_batch_size, device)
+    prof = profile(model, data, scratch_cache, cache_key) if config.profile else None
+    activations = top_activations(model, data, cache=scratch_cache, key=cache_key) if config.profile else None
     specs = plan(config, model, prof)
-    model_key = model.fingerprint()
     study = {
         "schema": 1, "config": config.to_dict(), "model": model.describe(), "model_key": model_key,
-        "data": data.describe(), "data_key": data.fingerprint(), "environment": environment(),
+        "data": data.describe(), "data_key": data_key, "environment": environment(),
         "n_trials": len(specs), "similarity": feature_relevance(model, data), "profile": prof, "activations": activations,
         "diagnostics": {"inputs": input_check(model, data), "batchnorm": bn_check(model, data)}, **(meta or {}),
     }
@@ -211,8 +215,7 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
         zs = zero_shot(model, data, config.budget.eval_batch_size, device)
         if zs is not None:
             on_record(zs.to_dict())
-    cache_key = f"{model_key}-{study['data_key']}"  # weights + preprocessing + data: any change, a new entry
-    run_trials(todo, model, cache_key, data, config, device, Path(out) if out else None, on_record)
+    run_trials(todo, model, cache_key, data, config, device, Path(out) if out else None, on_record, cache)
     study["run"] = {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "trials_run": len(todo)}
     order = {s.trial_id: i for i, s in enumerate(specs)}
     records.sort(key=lambda r: order.get(r["trial_id"], -1))
@@ -243,21 +246,26 @@ def _save_best(result, model, model_key, data, config, device, folder, meta) -> 
             "study_test_acc": record["test_acc"]}
 
 
+def _check_folder(out, model_key: str, data_key: str, config: StudyConfig) -> None:
+    """A folder that holds another study (other model, data or settings) is refused, not mixed."""
+    meta_path = Path(out) / "study.json" if out else None
+    if meta_path is None or not meta_path.exists():
+        return
+    import json
+
+    old = json.loads(meta_path.read_text())
+    same = (old.get("model_key"), old.get("data_key"), StudyConfig(**old["config"]).result_defining()) == (
+        model_key, data_key, config.result_defining())
+    if not same:
+        raise UserError(f"{out} holds a different study (other model, data or settings)", "choose a new --out folder, or delete that one")
+
+
 def _open_store(out, study: dict, config: StudyConfig) -> TrialStore | None:
     if out is None:
         return None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta_path = out / "study.json"
-    if meta_path.exists():
-        import json
-
-        old = json.loads(meta_path.read_text())
-        same = (old.get("model_key"), old.get("data_key"), StudyConfig(**old["config"]).result_defining()) == (
-            study["model_key"], study["data_key"], config.result_defining())
-        if not same:
-            raise UserError(f"{out} holds a different study (other model, data or settings)", "choose a new --out folder, or delete that one")
-    write_json_atomic(meta_path, study)
+    write_json_atomic(out / "study.json", study)
     return TrialStore(out / "trials.jsonl")
 
 

@@ -60,17 +60,33 @@ def _threads(workers: int) -> int:
 
 
 # ---- executors -------------------------------------------------------------------
-def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, device: str, out: Path | None, on_record) -> None:
+def is_parallel(config) -> bool:
+    return config.executor != "inline" and (config.workers > 1 or config.executor == "ray")
+
+
+def study_cache(config, device, out: Path | None, n_blocks: int) -> FeatureCache | None:
+    """The study's one cache: its files live in ``out/cache`` so reruns and worker processes find them."""
+    cache = make_cache(config, device, (out / "cache") if out else None)
+    if cache is not None:
+        cache.want(range(1, n_blocks + 1))
+    return cache
+
+
+def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, device: str, out: Path | None, on_record,
+               cache: FeatureCache | None = None) -> None:
+    """``cache``: the study's cache (already holding what the profile computed); made here if None."""
     if config.executor not in EXECUTORS:
         raise UserError(f"unknown executor '{config.executor}'", f"use one of: {', '.join(EXECUTORS)}")
     if not specs:
         return
-    parallel = config.executor != "inline" and (config.workers > 1 or config.executor == "ray")
+    parallel = is_parallel(config)
     with tempfile.TemporaryDirectory(prefix="transferlab-cache-") as tmp:
         disk_dir = (out / "cache") if out else (Path(tmp) if parallel else None)
-        cache = make_cache(config, device, disk_dir)
-        if cache is not None:
-            cache.want(range(1, pretrained.n_blocks + 1))
+        if cache is None or (parallel and out is None):
+            # Workers share through files; a study cache without an out folder lives in memory and cannot be handed over.
+            cache = make_cache(config, device, disk_dir)
+            if cache is not None:
+                cache.want(range(1, pretrained.n_blocks + 1))
         if not parallel:
             for spec in specs:
                 on_record(run_trial(spec, pretrained, key, data, config.budget, cache, device).to_dict())

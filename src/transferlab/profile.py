@@ -89,12 +89,12 @@ def what_moved(pretrained: Backbone, tuned: Backbone, inputs: Split, max_rows: i
 
 @torch.no_grad()
 def top_activations(backbone: Backbone, data: TargetData, k: int | None = None, channels: int = 6, top: int = 6,
-                    cache: FeatureCache | None = None) -> dict:
+                    cache: FeatureCache | None = None, key: str = "inspect") -> dict:
     """For block ``k`` (default: the middle one), the train inputs that most activate its most active channels."""
     k = k or max(1, backbone.n_blocks // 2)
     backbone._check_k(k)
     cache = cache or FeatureCache()
-    acts = pooled(cache.states(backbone, "inspect", "train", data.train, k).inputs)
+    acts = pooled(cache.states(backbone, key, "train", data.train, k).inputs)
     chosen = np.argsort(-acts.mean(0))[:channels]
     out = {"k": k, "block": backbone.block_names[k - 1], "channels": []}
     for c in chosen:

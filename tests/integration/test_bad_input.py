@@ -10,6 +10,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from tests.conftest import cli
+from tests.helpers import import_written
 
 
 def fails(tmp_path, *args, words=(), env=None):
@@ -117,13 +118,7 @@ MODULE = textwrap.dedent('''
 
 def test_user_weights_with_wrong_shapes_and_pickles(tmp_path):
     (tmp_path / "netmod.py").write_text(MODULE)
-    import sys
-
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import netmod
-    finally:
-        sys.path.remove(str(tmp_path))
+    netmod = import_written(tmp_path, "netmod")
     env = {"PYTHONPATH": str(tmp_path)}
     torch.save(netmod.Net(n_in=32).state_dict(), tmp_path / "small.pt")
     fails(tmp_path, "run", "--model", "torch:netmod:Net", "--weights", str(tmp_path / "small.pt"), "--data", "demo:digits",

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import SHARED_DATA, cli
-from tests.helpers import digit_arrays, pretrain
+from tests.helpers import digit_arrays, import_written, pretrain
 
 MNIST = SHARED_DATA / "mnist"
 SENTIMENT = SHARED_DATA / "sentiment_labelled_sentences"
@@ -148,11 +148,7 @@ def _tabular(path, n=300, seed=0, classes=3):
 
 def test_user_module_class_and_tabular_csv(tmp_path):
     (tmp_path / "usernet.py").write_text(USER_MODULE)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import usernet
-    finally:
-        sys.path.remove(str(tmp_path))
+    usernet = import_written(tmp_path, "usernet")
     x, y = _tabular(tmp_path / "source.csv", seed=1)
     net = pretrain(usernet.TabNet(), torch.as_tensor(x, dtype=torch.float32), y, epochs=10)
     torch.save(net.state_dict(), tmp_path / "tabnet.pt")
