@@ -186,14 +186,14 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     _check_folder(out, model_key, data_key, config)  # before anything is written into it
     # One cache for the whole study: the profile's forward pass is the one the trials reuse.
     cache = study_cache(config, device, Path(out) if out else None, model.n_blocks)
-    scratch_cache = cache or FeatureCache(config.budget.eval_batch_size, device)
-    prof = profile(model, data, scratch_cache, cache_key) if config.profile else None
-    activations = top_activations(model, data, cache=scratch_cache, key=cache_key) if config.profile else None
+    features_cache = cache or FeatureCache(config.budget.eval_batch_size, device)
+    prof = profile(model, data, features_cache, cache_key) if config.profile else None
+    activations = top_activations(model, data, cache=features_cache, key=cache_key) if config.profile else None
     specs = plan(config, model, prof)
     study = {
         "schema": 1, "config": config.to_dict(), "model": model.describe(), "model_key": model_key,
         "data": data.describe(), "data_key": data_key, "environment": environment(),
-        "n_trials": len(specs), "similarity": feature_relevance(model, data), "profile": prof, "activations": activations,
+        "n_trials": len(specs), "similarity": feature_relevance(model, data, cache=features_cache, key=cache_key), "profile": prof, "activations": activations,
         "diagnostics": {"inputs": input_check(model, data), "batchnorm": bn_check(model, data)}, **(meta or {}),
     }
     store = _open_store(out, study, config)

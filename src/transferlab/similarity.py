@@ -17,17 +17,20 @@ from transferlab.strategies.probe import as_matrix, make_classifier, score
 MARGIN = 0.05  # pretrained features must beat random ones by this much validation accuracy
 
 
-def probe_val_acc(backbone: Backbone, data: TargetData, seed: int = 0) -> float:
-    cache = FeatureCache()
+def probe_val_acc(backbone: Backbone, data: TargetData, seed: int = 0, cache: FeatureCache | None = None,
+                  key: str = "m") -> float:
+    cache = cache or FeatureCache()
     k = backbone.n_blocks
-    x, y = as_matrix(cache.states(backbone, "m", "train", data.train, k))
-    xv, yv = as_matrix(cache.states(backbone, "m", "val", data.val, k))
+    x, y = as_matrix(cache.states(backbone, key, "train", data.train, k))
+    xv, yv = as_matrix(cache.states(backbone, key, "val", data.val, k))
     pipe = make_classifier("logreg", 1.0, seed).fit(x, y)
     return score(pipe, xv, yv, data.n_classes)[1]
 
 
-def feature_relevance(pretrained: Backbone, data: TargetData, seed: int = 0) -> dict:
-    pre = probe_val_acc(pretrained, data, seed)
+def feature_relevance(pretrained: Backbone, data: TargetData, seed: int = 0, cache: FeatureCache | None = None,
+                      key: str = "m") -> dict:
+    """``cache``/``key``: the study's, so the pretrained features come from the pass the trials use."""
+    pre = probe_val_acc(pretrained, data, seed, cache, key)
     torch.manual_seed(seed)
     rnd = probe_val_acc(pretrained.clone().reinit(), data, seed)
     level = "high" if pre >= rnd + MARGIN else "low"
