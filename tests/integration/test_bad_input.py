@@ -126,3 +126,8 @@ def test_user_weights_with_wrong_shapes_and_pickles(tmp_path):
     torch.save(netmod.Net(), tmp_path / "pickled.pt")  # the whole module: only a pickle can load it
     fails(tmp_path, "run", "--model", "torch:netmod:Net", "--weights", str(tmp_path / "pickled.pt"), "--data", "demo:digits",
           words=("cannot be loaded safely", "state_dict"), env=env)
+
+
+def test_unknown_schedule(tmp_path):
+    fails(tmp_path, "run", "--model", "demo:mlp", "--data", "demo:digits", "--schedule", "one-cycle",
+          words=("unknown LR schedule 'one-cycle'", "onecycle"))

@@ -59,6 +59,19 @@ def test_cached_equals_uncached(strategy, params, cnn, digits, tiny_budget):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)
 
 
+def test_adapting_batchnorm_in_the_prefix_is_never_cached(cnn, digits, tiny_budget):
+    # freeze_k(train_bn=True) changes the prefix's activations as it trains: a cached result would be wrong.
+    data = prepared(cnn, digits)
+    spec = TrialSpec("freeze_k", {"k": 2, "train_bn": True}, 1, 20)
+    cache = FeatureCache()
+    cache.want(range(1, cnn.n_blocks + 1))
+    with_cache = run_trial(spec, cnn, "k", data, tiny_budget, cache=cache)
+    without = run_trial(spec, cnn, "k", data, tiny_budget, cache=None)
+    assert not with_cache.cached
+    assert with_cache.test_acc == without.test_acc
+    assert _strip(with_cache.history) == _strip(without.history)
+
+
 def test_cache_features_equal_forward_pass(cnn, digits):
     data = prepared(cnn, digits)
     cache = FeatureCache(batch_size=64)

@@ -118,3 +118,40 @@ def test_freeze_keeps_bn_in_eval_unless_train_bn(cnn):
     assert not torch.equal(bn2.running_mean, before)
     with pytest.raises(UserError, match="outside this model"):
         cnn.clone().freeze(4)
+
+
+def test_one_cycle_follows_fastai_shape():
+    from transferlab.training import SCHEDULES
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.AdamW([{"params": [w], "lr": 1e-2}, {"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 1e-3}])
+    sched = SCHEDULES["onecycle"](opt, 100)
+    lrs = []
+    for _ in range(100):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    head, body = zip(*lrs)
+    assert head[0] == pytest.approx(1e-2 / 25) and body[0] == pytest.approx(1e-3 / 25)
+    assert max(head) == pytest.approx(1e-2, rel=1e-3) and 20 <= head.index(max(head)) <= 26
+    assert head[-1] < 1e-2 / 1e4
+    assert all(b / h == pytest.approx(0.1) for h, b in zip(head, body)), "groups keep their ratio"
+
+
+def test_schedule_changes_training_and_unknown_is_refused(cnn, digits):
+    from tests.conftest import prepared
+    from transferlab.errors import UserError
+    from transferlab.training import Budget, fit, param_groups
+
+    data = prepared(cnn, digits)
+    curves = {}
+    for schedule in ("constant", "onecycle"):
+        torch.manual_seed(0)
+        bb = cnn.clone().replace_head(data.n_classes)
+        budget = Budget(epochs=3, patience=3, batch_size=16, schedule=schedule)
+        res = fit(bb, param_groups(list(bb.blocks.values()), bb.head, 1e-2), data.train, data.val, budget,
+                  torch.Generator().manual_seed(0))
+        curves[schedule] = [h.train_loss for h in res.history]
+    assert curves["constant"] != curves["onecycle"]
+    with pytest.raises(UserError, match="unknown LR schedule 'onecycel'.*onecycle"):
+        Budget(schedule="onecycel")

@@ -34,7 +34,8 @@ def _sizes(text: Optional[str]):
     return out
 
 
-def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=None, ray_address=None, depths=None):
+def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=None, ray_address=None, depths=None,
+            schedule=None):
     from dataclasses import replace
 
     from transferlab.config import StudyConfig
@@ -46,6 +47,8 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
         cfg.sizes = _sizes(sizes)
     if epochs is not None:
         cfg.budget = replace(cfg.budget, epochs=epochs)
+    if schedule is not None:
+        cfg.budget = replace(cfg.budget, schedule=schedule)
     if workers is not None:
         cfg.workers, cfg.executor = workers, "process" if workers > 1 else "inline"
     if executor is not None:
@@ -84,12 +87,13 @@ EPOCHS = typer.Option(None, help="epoch budget of every strategy")
 WORKERS = typer.Option(None, help="parallel worker processes")
 NO_CACHE = typer.Option(False, "--no-cache", help="recompute frozen layers every epoch")
 STRATS = typer.Option(None, help="comma-separated strategy names (default: all)")
+SCHEDULE = typer.Option(None, help="LR schedule of every strategy: constant (default), onecycle (fastai's) or cosine")
 
 
 @app.command()
 def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder"), seeds: Optional[int] = SEEDS,
          sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS, workers: Optional[int] = WORKERS,
-         no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS):
+         no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS, schedule: Optional[str] = SCHEDULE):
     """Run the embedded study: digits 0-4 pretrain an MLP and a CNN, digits 5-9 is the target.
 
     \b
@@ -103,7 +107,8 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
     from transferlab.config import StudyConfig
     from transferlab.demo import DEMO_SIZES
 
-    cfg = _config(StudyConfig(sizes=list(DEMO_SIZES)), seeds, sizes, epochs, workers, no_cache, strategies)
+    cfg = _config(StudyConfig(sizes=list(DEMO_SIZES)), seeds, sizes, epochs, workers, no_cache, strategies,
+                  schedule=schedule)
     results = run_demo(out, cfg, callbacks=[RichProgress()])
     for r in results:
         print_summary(r)
@@ -123,7 +128,8 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         save_best: Optional[Path] = typer.Option(None, "--save-best", help="folder for the recommended model"),
         executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --executor ray)"),
-        depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3")):
+        depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3"),
+        schedule: Optional[str] = SCHEDULE):
     """Run a transfer study described by a study file or by --model and --data.
 
     \b
@@ -144,7 +150,8 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     data_spec = data or (file.data["spec"] if file else None)
     if not model_spec or not data_spec:
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
-    cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address, depths)
+    cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address, depths,
+                  schedule)
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     model_options = {**{k: v for k, v in (file.model if file else {}).items() if k != "spec"}, **_options(model_opt, "--model-opt")}
     if weights:

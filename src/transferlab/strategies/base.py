@@ -172,7 +172,8 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     """Train ``bb`` with its first ``k`` blocks frozen, on cached activations when exact."""
     from transferlab.diagnose import GradientProbe
 
-    cached = ctx.uses_cache(k)
+    # BatchNorm that adapts inside the frozen prefix (train_bn) makes its activations change: no cache then.
+    cached = ctx.uses_cache(k) and not bb.train_bn
     model = bb.suffix(k) if cached else bb
     cut = k if cached else 0
     generator = torch.Generator().manual_seed(ctx.seed)
