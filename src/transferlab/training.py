@@ -55,7 +55,11 @@ def _cosine(opt: torch.optim.Optimizer, total_steps: int):
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
 
 
-SCHEDULES = {"constant": None, "onecycle": _one_cycle, "cosine": _cosine}
+def _constant(opt: torch.optim.Optimizer, total_steps: int):
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+
+
+SCHEDULES = {"constant": _constant, "onecycle": _one_cycle, "cosine": _cosine}
 
 
 # ---- learning rates and freezing as functions of the block index ------------
@@ -145,8 +149,7 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
     gpu, amp = on_cuda(device), autocast(device)
     opt = make_optimizer([g for g in groups if g["params"]], budget.weight_decay)
     n = len(train)
-    make_schedule = SCHEDULES[budget.schedule]
-    schedule = make_schedule(opt, budget.epochs * math.ceil(n / budget.batch_size)) if make_schedule else None
+    schedule = SCHEDULES[budget.schedule](opt, budget.epochs * math.ceil(n / budget.batch_size))
     result = FitResult(history=[log0] if log0 else [])
     best_key, best_state, stale = (-1.0, 0.0), None, 0
     if log0 is not None:
@@ -175,8 +178,7 @@ def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: 
             for h in hooks:
                 h.on_after_backward(model)
             opt.step()
-            if schedule is not None:
-                schedule.step()
+            schedule.step()
             losses.append(loss.detach())
             corrects.append((logits.detach().argmax(1) == y).sum())
             sizes.append(len(y))

@@ -70,7 +70,7 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
     record.trainable_params = best.trainable_params
     record.cached, record.frozen_blocks = best.cached, best.frozen_blocks
     record.dynamics = best.dynamics
-    if isinstance(best.model, Backbone) and best.frozen_blocks < pretrained.n_blocks and spec.strategy != "scratch":
+    if isinstance(best.model, Backbone) and best.frozen_blocks < pretrained.n_blocks and strategy.reuses_weights:
         from transferlab.profile import what_moved
 
         record.moved = what_moved(pretrained, best.model, data.val)

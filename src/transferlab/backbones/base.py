@@ -253,6 +253,14 @@ class Backbone(nn.Module):
         self.train(self.training)
         return self
 
+    @property
+    def fixed_prefix(self) -> int:
+        """How many leading blocks compute the same function throughout training (what a cache may hold).
+
+        Frozen blocks do, unless their BatchNorm adapts (``train_bn``): then none is fixed.
+        """
+        return 0 if self.train_bn else self.frozen_k
+
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
         if mode:  # frozen blocks never leave eval mode (dropout off, BN statistics kept)

@@ -143,6 +143,7 @@ class Strategy:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    reuses_weights: ClassVar[bool] = True  # starts from the pretrained body, so "what moved" is measured
 
     def params(self) -> dict:
         return dataclasses.asdict(self)
@@ -172,8 +173,7 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     """Train ``bb`` with its first ``k`` blocks frozen, on cached activations when exact."""
     from transferlab.diagnose import GradientProbe
 
-    # BatchNorm that adapts inside the frozen prefix (train_bn) makes its activations change: no cache then.
-    cached = ctx.uses_cache(k) and not bb.train_bn
+    cached = ctx.uses_cache(k) and k <= bb.fixed_prefix
     model = bb.suffix(k) if cached else bb
     cut = k if cached else 0
     generator = torch.Generator().manual_seed(ctx.seed)

@@ -12,6 +12,7 @@ from transferlab.training import param_groups
 class Scratch(Strategy):
     name = "scratch"
     summary = "same architecture re-initialised and trained on the target alone (the control)"
+    reuses_weights = False
 
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         bb = ctx.fresh().reinit().replace_head(ctx.data.n_classes, class_names=ctx.data.class_names)
