@@ -49,3 +49,14 @@ def import_written(folder, name: str):
         return importlib.import_module(name)
     finally:
         sys.path.remove(str(folder))
+
+
+def assert_same_trial(with_cache, without) -> None:
+    """A cached trial and its uncached twin: the same test accuracy and the same curve."""
+    import pytest
+
+    assert with_cache.status == without.status == "ok"
+    assert with_cache.test_acc == pytest.approx(without.test_acc, abs=1e-9)
+    for a, b in zip(with_cache.history, without.history):
+        assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1e-9)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)

@@ -69,16 +69,21 @@ class FeatureCache:
         """Bytes held in RAM (memory-mapped entries are not counted: the OS pages them)."""
         return sum(_nbytes(s) for s in self._mem.values() if not getattr(s, "_mmap", False))
 
-    def states(self, backbone: Backbone, model_key: str, split_key: str, split: Split, k: int) -> Split:
-        """The split with its inputs replaced by the activations at cut ``k``."""
+    def states(self, backbone: Backbone, model_key: str, split_key: str, split, k: int) -> Split:
+        """The split with its inputs replaced by the activations at cut ``k``.
+
+        ``split`` may be a function that makes the split, called only on a miss (an augmented view).
+        """
         if k == 0:
-            return split
+            return split() if callable(split) else split
         key = (model_key, split_key, k)
         if key in self._mem:
             self.hits += 1
         elif not self._load(key):
+            split = split() if callable(split) else split
             self._compute(backbone, model_key, split_key, split, sorted(self._wanted | {k}))
-        return Split(self._unwrap(self._mem[key]), split.y)
+            return Split(self._unwrap(self._mem[key]), split.y)
+        return Split(self._unwrap(self._mem[key]), split.y if isinstance(split, Split) else None)
 
     # ---- storage -----------------------------------------------------------------
     def _path(self, key: tuple[str, str, int], i: int) -> Path:

@@ -30,7 +30,16 @@ class StudyConfig:
     """Everything that defines a study's results (``workers``, ``executor`` and ``cache`` only change speed)."""
 
     strategies: list[dict] = field(default_factory=lambda: [dict(s) for s in DEFAULT_STRATEGIES])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    # None: a sequential study (``first_seeds``, then more seeds, up to ``max_seeds``, only where still open).
+    # A list (or ``--seeds N``): a fixed design that runs exactly these seeds for every configuration.
+    seeds: list[int] | None = None
+    first_seeds: int = 3
+    max_seeds: int = 10
+    margin: float = 0.01  # |accuracy difference| below this is "equivalent" (0.01 = 1 pp)
+    alpha: float = 0.05  # family-wise error rate of the verdicts at each target size
+    augment: str = "auto"  # "auto" (the data's label-preserving default), "none", or e.g. "crop,flip"
+    augment_views: int = 8  # augmented views of each training example (see data.augment)
+    halving: bool = True  # successive halving of the LR candidates inside a trial
     sizes: list[int | str] = field(default_factory=lambda: [5, 20, 50, "all"])
     budget: Budget = field(default_factory=Budget)
     depths: str | list[int] = "all"  # freeze_k depths: "all", "auto" (chosen by the profile) or a list
@@ -54,8 +63,35 @@ class StudyConfig:
         for s in self.sizes:
             if s != "all" and not (isinstance(s, int) and s > 0):
                 raise UserError(f"target size {s!r} is not a positive whole number of examples per class", "use sizes like [5, 20, 50, \"all\"]")
-        if len(self.seeds) < 1:
-            raise UserError("a study needs at least one seed", "use seeds = 3 (the default) or more for confidence intervals")
+        if self.seeds is not None and len(self.seeds) < 1:
+            raise UserError("a study needs at least one seed", "use seeds = 3 or more, or leave seeds out for a sequential study")
+        if not 1 <= self.first_seeds <= self.max_seeds:
+            raise UserError(f"first_seeds {self.first_seeds} is not between 1 and max_seeds {self.max_seeds}",
+                            "use for example first_seeds = 3, max_seeds = 10")
+        if not 0 < self.margin < 1:
+            raise UserError(f"margin {self.margin} is not an accuracy difference between 0 and 1", "use margin = 0.01 for 1 pp")
+        if not 0 < self.alpha < 0.5:
+            raise UserError(f"alpha {self.alpha} is not an error rate between 0 and 0.5", "use alpha = 0.05")
+        if self.augment_views < 1:
+            raise UserError(f"augment_views {self.augment_views} is below 1", "use augment_views = 8")
+
+    @property
+    def sequential(self) -> bool:
+        return self.seeds is None
+
+    def looks(self) -> list[int]:
+        """Cumulative seed counts at which verdicts are read: one look for a fixed design."""
+        from transferlab.analysis.sequential import seed_rounds
+
+        return seed_rounds(self.first_seeds, self.max_seeds) if self.sequential else [len(self.seeds)]
+
+    def seed_order(self) -> list[int]:
+        return list(range(self.max_seeds)) if self.sequential else list(self.seeds)
+
+    def design(self):
+        from transferlab.analysis.stats import Design
+
+        return Design(looks=tuple(self.looks()), alpha=self.alpha, margin=self.margin, seed_order=tuple(self.seed_order()))
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -54,7 +54,9 @@ def auto_depths(prof: dict, n: int = AUTO_DEPTHS) -> list[int]:
     return sorted({0, *best})
 
 
-def plan(config: StudyConfig, backbone: Backbone, prof: dict | None = None) -> list[TrialSpec]:
+def plan(config: StudyConfig, backbone: Backbone, prof: dict | None = None, seeds: list[int] | None = None,
+         only: set | None = None) -> list[TrialSpec]:
+    """The trials of one round: every strategy x size x seed, or only the (label, size) pairs in ``only``."""
     strategies: list[Strategy] = []
     for entry in config.strategies:
         strategy = from_spec(entry["name"], entry.get("params"))
@@ -68,8 +70,10 @@ def plan(config: StudyConfig, backbone: Backbone, prof: dict | None = None) -> l
         strategies.extend(expanded)
     seen, specs = set(), []
     for n in config.sizes:
-        for seed in config.seeds:
+        for seed in (config.seed_order() if seeds is None else seeds):
             for s in strategies:
+                if only is not None and (s.label, n) not in only:
+                    continue
                 spec = TrialSpec(s.name, s.params(), seed, n, s.label)
                 if spec.trial_id not in seen:
                     seen.add(spec.trial_id)
@@ -173,8 +177,13 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     """
     from transferlab.analysis import analyze
 
+    from transferlab.data.augment import resolve
+
     config = config or StudyConfig()
     data = as_target(data)
+    data = replace(data, augment=resolve(config.augment, data.augment, config.augment_views))
+    if data.augment is not None:
+        data.augment.check(data.train.inputs)
     model = as_backbone(model, data)
     device = resolve_device(config.device)
     validate(config, model, data)
@@ -189,19 +198,19 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     features_cache = cache or FeatureCache(config.budget.eval_batch_size, device)
     prof = profile(model, data, features_cache, cache_key) if config.profile else None
     activations = top_activations(model, data, cache=features_cache, key=cache_key) if config.profile else None
-    specs = plan(config, model, prof)
+    design = config.design()
     study = {
-        "schema": 1, "config": config.to_dict(), "model": model.describe(), "model_key": model_key,
-        "data": data.describe(), "data_key": data_key, "environment": environment(),
-        "n_trials": len(specs), "similarity": feature_relevance(model, data, cache=features_cache, key=cache_key), "profile": prof, "activations": activations,
+        "schema": 1, "config": config.to_dict(), "design": design.to_dict(), "model": model.describe(),
+        "augmentation": data.augment.describe() if data.augment else {"kinds": [], "views": 0},
+        "model_key": model_key, "data": data.describe(), "data_key": data_key, "environment": environment(),
+        "similarity": feature_relevance(model, data, cache=features_cache, key=cache_key), "profile": prof,
+        "activations": activations,
         "diagnostics": {"inputs": input_check(model, data), "batchnorm": bn_check(model, data)}, **(meta or {}),
     }
     store = _open_store(out, study, config)
     done = store.done_ids() if store else set()
-    records = [r for r in store.load() if r["trial_id"] in done] if store else []
-    todo = [s for s in specs if s.trial_id not in done]
-    for cb in callbacks:
-        cb.on_start(len(specs), len(todo), study)
+    stored = {r["trial_id"]: r for r in store.load() if r["trial_id"] in done} if store else {}
+    records: list[dict] = []
 
     def on_record(rec: dict) -> None:
         if store:
@@ -211,12 +220,33 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
             cb.on_trial_end(rec)
 
     t0 = time.perf_counter()
-    if "zero_shot" not in {r["strategy"] for r in records}:
-        zs = zero_shot(model, data, config.budget.eval_batch_size, device)
-        if zs is not None:
-            on_record(zs.to_dict())
-    run_trials(todo, model, cache_key, data, config, device, Path(out) if out else None, on_record, cache)
-    study["run"] = {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "trials_run": len(todo)}
+    zs = next((r for r in stored.values() if r["strategy"] == "zero_shot"), None)
+    if zs is None:
+        zs_rec = zero_shot(model, data, config.budget.eval_batch_size, device)
+        if zs_rec is not None:
+            on_record(zs_rec.to_dict())
+    else:
+        records.append(zs)
+    specs: list[TrialSpec] = []
+
+    def run_round(seeds: list[int], only: set | None) -> list[dict]:
+        round_specs = plan(config, model, prof, seeds, only)
+        specs.extend(round_specs)
+        todo = [s for s in round_specs if s.trial_id not in stored]
+        for cb in callbacks:
+            cb.on_start(len(round_specs), len(todo), study)
+        before = len(records)
+        records.extend(stored[s.trial_id] for s in round_specs if s.trial_id in stored)
+        run_trials(todo, model, cache_key, data, config, device, Path(out) if out else None, on_record, cache)
+        return [r for r in records[before:] if r["strategy"] != "zero_shot"]
+
+    from transferlab.analysis.sequential import run_sequential
+
+    _, rounds = run_sequential(config.looks(), design, run_round)
+    study["n_trials"] = len(specs)
+    study["rounds"] = rounds
+    study["run"] = {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
+                    "trials_run": sum(1 for s in specs if s.trial_id not in stored)}
     order = {s.trial_id: i for i, s in enumerate(specs)}
     records.sort(key=lambda r: order.get(r["trial_id"], -1))
     result = StudyResult(Path(out) if out else None, study, records, analyze(records, study))
@@ -236,7 +266,7 @@ def _save_best(result, model, model_key, data, config, device, folder, meta) -> 
     rec = result.analysis["recommendation"]
     if not rec.get("label"):
         raise UserError("no strategy finished, so there is no model to save", "look at the failed trials in the report")
-    seed = config.seeds[0]
+    seed = config.seed_order()[0]
     record = next(r for r in result.trials if r["label"] == rec["label"] and r["n_train"] == rec["n_train"] and r["seed"] == seed)
     spec = TrialSpec(record["strategy"], record["params"], seed, record["n_train"], record["label"])
     kept: list = []

@@ -34,8 +34,12 @@ def warm(cache: FeatureCache | None, pretrained, key: str, data) -> None:
     """One forward pass per split (train pool, validation) yielding every cut; written for the workers."""
     if cache is None:
         return
+    from transferlab.strategies.base import view_states
+
     for split_key, split in (("train", data.train), ("val", data.val)):
         cache.states(pretrained, key, split_key, split, 1)
+    if data.augment is not None:
+        view_states(cache, pretrained, key, data, 1)
 
 
 # ---- one worker's state ----------------------------------------------------------
@@ -47,12 +51,14 @@ def _init_worker(pretrained, key, data, config, device, disk_dir, threads):
     cache = make_cache(config, device, disk_dir)
     if cache is not None:
         cache.want(range(1, pretrained.n_blocks + 1))
-    _WORKER.update(pretrained=pretrained, key=key, data=data, budget=config.budget, device=device, cache=cache)
+    _WORKER.update(pretrained=pretrained, key=key, data=data, budget=config.budget, device=device, cache=cache,
+                   halving=config.halving)
 
 
 def _worker_run(spec: TrialSpec) -> dict:
     w = _WORKER
-    return run_trial(spec, w["pretrained"], w["key"], w["data"], w["budget"], w["cache"], w["device"]).to_dict()
+    return run_trial(spec, w["pretrained"], w["key"], w["data"], w["budget"], w["cache"], w["device"],
+                     halving=w["halving"]).to_dict()
 
 
 def _threads(workers: int) -> int:
@@ -89,7 +95,8 @@ def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, devic
                 cache.want(range(1, pretrained.n_blocks + 1))
         if not parallel:
             for spec in specs:
-                on_record(run_trial(spec, pretrained, key, data, config.budget, cache, device).to_dict())
+                on_record(run_trial(spec, pretrained, key, data, config.budget, cache, device,
+                                    halving=config.halving).to_dict())
             return
         warm(cache, pretrained, key, data)
         if config.executor == "process":

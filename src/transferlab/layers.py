@@ -24,7 +24,8 @@ def run_layers(model: Backbone, data: TargetData, config: StudyConfig | None = N
     validate(config, model, data)
     data = prepare(data, model)
     size = config.sizes[-1]
-    base_seed = config.seeds[0]
+    seeds = config.seeds if not config.sequential else list(range(config.first_seeds))  # splice curves: a fixed design
+    base_seed = seeds[0]
     # B: the same architecture trained from scratch on the target (its test score is the baseline).
     kept: list = []
     base = run_trial(TrialSpec("scratch", {}, base_seed, size), model, "A", data, config.budget, keep=kept)
@@ -35,7 +36,7 @@ def run_layers(model: Backbone, data: TargetData, config: StudyConfig | None = N
         key = f"layers-{source}-{net.fingerprint()}"
         for n in range(1, model.n_blocks):
             for tune in (False, True):
-                for seed in config.seeds:
+                for seed in seeds:
                     spec = TrialSpec("splice", {"n": n, "tune": tune}, seed, size)
                     rec = run_trial(spec, net, key, data, config.budget, cache)
                     row = {"curve": CURVES[(source, tune)], "n": n, "seed": seed, "test_acc": rec.test_acc,

@@ -63,6 +63,7 @@ class TrialRecord:
     candidates: list[dict] = field(default_factory=list)  # each tried value and its validation score
     history: list[dict] = field(default_factory=list)  # per epoch, of the chosen candidate
     wall_s: float = 0.0
+    epochs_run: int = 0  # epochs trained over all candidates (the trial's compute)
     trainable_params: int = 0
     total_params: int = 0
     frozen_blocks: int = 0

@@ -33,16 +33,21 @@ class ModelSource:
     class_names: list[str] | None = None
     backbone: Backbone | None = None  # already a Backbone (demo models, API users)
     builder: Callable | None = None  # custom construction (Hugging Face)
+    constructor: Callable | None = None  # builds the architecture afresh: scratch's initialisation
     extra: dict = field(default_factory=dict)
 
     def build(self, example) -> Backbone:
         if self.backbone is not None:
             return self.backbone
         if self.builder is not None:
-            return self.builder(example)
-        from transferlab.backbones.torch import from_module
+            bb = self.builder(example)
+        else:
+            from transferlab.backbones.torch import from_module
 
-        return from_module(self.module, example, self.blocks, self.head, self.preprocessing, self.class_names, self.spec)
+            bb = from_module(self.module, example, self.blocks, self.head, self.preprocessing, self.class_names, self.spec)
+        if self.constructor is not None:
+            bb.set_constructor(self.constructor, self.module, str(self.constructor))
+        return bb
 
 
 def _sidecar_names(weights: str | None) -> list[str] | None:
@@ -69,24 +74,34 @@ def _timm_model(name: str, weights: str | None = None, pretrained: bool = False,
                 **_) -> ModelSource:
     from transferlab.backbones import timm as tb
 
+    from transferlab.backbones.constructors import TimmConstructor
+
     model, pre, cuts, classifier = tb.create(name, weights, pretrained, in_chans)
     spec = {"source": f"timm:{name}", "in_chans": pre.input_shape[0]}
-    return ModelSource(spec, pre, model, cuts, classifier, _sidecar_names(weights))
+    make = TimmConstructor(name, {"num_classes": model.num_classes, "in_chans": pre.input_shape[0]})
+    return ModelSource(spec, pre, model, cuts, classifier, _sidecar_names(weights), constructor=make)
 
 
 def _torchvision_model(name: str, weights: str | None = None, **_) -> ModelSource:
     from transferlab.backbones import torchvision as tv
 
+    from transferlab.backbones.constructors import TorchvisionConstructor
+
     model, pre, cuts, names = tv.create(name, weights)
-    return ModelSource({"source": f"torchvision:{name}"}, pre, model, cuts, None, names or _sidecar_names(weights))
+    make = TorchvisionConstructor(name, tv._num_classes(model.state_dict()) or 1000)
+    return ModelSource({"source": f"torchvision:{name}"}, pre, model, cuts, None, names or _sidecar_names(weights),
+                       constructor=make)
 
 
 def _hf_model(path_or_id: str, max_length: int = 128, **_) -> ModelSource:
     from transferlab.backbones import hf
 
+    from transferlab.backbones.constructors import HFConstructor
+
     encoder, pre, pooling = hf.create(path_or_id, max_length)
     spec = {"source": f"hf:{path_or_id}", "pooling": pooling}
-    return ModelSource(spec, pre, encoder, builder=lambda ex: hf.to_backbone(encoder, pre, pooling, ex, spec))
+    return ModelSource(spec, pre, encoder, builder=lambda ex: hf.to_backbone(encoder, pre, pooling, ex, spec),
+                       constructor=HFConstructor(encoder.config))
 
 
 def _torch_class(path: str, weights: str | None = None, init: dict | None = None, blocks: list[str] | None = None,
@@ -99,7 +114,10 @@ def _torch_class(path: str, weights: str | None = None, init: dict | None = None
         load_weights(model, load_state_dict(weights), weights)
     pre = Preprocessing(kind="vector" if not input_shape or len(input_shape) == 1 else "image",
                         input_shape=tuple(input_shape) if input_shape else None)
-    return ModelSource({"source": f"torch:{path}", "init": init or {}}, pre, model, blocks, head, _sidecar_names(weights))
+    from transferlab.backbones.constructors import ClassConstructor
+
+    return ModelSource({"source": f"torch:{path}", "init": init or {}}, pre, model, blocks, head, _sidecar_names(weights),
+                       constructor=ClassConstructor(path, dict(init or {})))
 
 
 MODEL_SOURCES: dict[str, Callable[..., ModelSource]] = {
@@ -116,9 +134,10 @@ def _image_size(pre: Preprocessing) -> tuple[tuple[int, int], int]:
 def _demo_data(name: str, model: ModelSource | None = None, **_) -> TargetData:
     from transferlab.data.builtin import digits_target
 
-    if name not in ("digits", "digits-5-9"):
-        raise UserError(f"unknown demo data '{name}'", "use demo:digits (digits 5-9, the demo's target)")
-    return digits_target()
+    if name not in ("digits", "digits-5-9", "digits-b"):
+        raise UserError(f"unknown demo data '{name}'",
+                        "use demo:digits (digits 5-9) or demo:digits-b (the half no demo source has seen)")
+    return digits_target(half="B" if name == "digits-b" else None)
 
 
 def _npz_data(path: str, model=None, **options) -> TargetData:

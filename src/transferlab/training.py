@@ -139,71 +139,108 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu"
 
 
 def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: Budget,
-        generator: torch.Generator, hooks: Sequence[Hook] = (), augment=None, device="cpu",
+        generator: torch.Generator, hooks: Sequence[Hook] = (), views=None, device="cpu",
         log0: EpochLog | None = None) -> FitResult:
     """Train with AdamW; restore the weights of the best validation epoch.
 
-    ``log0`` is an already-measured epoch-0 entry (a probe that initialises the head).
+    ``views``: the training inputs' augmented views (``data.augment``); each epoch every example is
+    shown one view, drawn from ``generator``.  ``log0`` is an already-measured epoch-0 entry (a probe
+    that initialises the head): it is recorded, and the checkpoint and the patience window count only
+    the epochs trained here, so a run cannot end at its starting point.
     """
-    model = prepare_model(model, device)
-    gpu, amp = on_cuda(device), autocast(device)
-    opt = make_optimizer([g for g in groups if g["params"]], budget.weight_decay)
-    n = len(train)
-    schedule = SCHEDULES[budget.schedule](opt, budget.epochs * math.ceil(n / budget.batch_size))
-    result = FitResult(history=[log0] if log0 else [])
-    best_key, best_state, stale = (-1.0, 0.0), None, 0
-    if log0 is not None:
-        best_key, best_state = (log0.val_acc, -log0.val_loss), _snapshot(model)
-        result.best_epoch, result.best_val_acc, result.best_val_loss = 0, log0.val_acc, log0.val_loss
-    for epoch in range(1, budget.epochs + 1):
-        t0 = time.perf_counter()
-        for h in hooks:
-            h.on_epoch_start(epoch, model)
-        model.train()
-        # Per-step values stay tensors on the device: no host sync and no extra op per step.
-        losses, corrects, sizes = [], [], []
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n, budget.batch_size):
-            idx = order[start:start + budget.batch_size]
-            x, y = take(train.inputs, idx), train.y[idx]
-            if augment is not None:
-                x = augment(x, generator)
-            if gpu:
-                x, y = move(x, device), move(y, device)
-            with amp:
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for h in hooks:
-                h.on_after_backward(model)
-            opt.step()
-            schedule.step()
-            losses.append(loss.detach())
-            corrects.append((logits.detach().argmax(1) == y).sum())
-            sizes.append(len(y))
-        train_loss = float((torch.stack(losses).cpu() * torch.tensor(sizes)).sum()) / n
-        if not math.isfinite(train_loss):  # checked once an epoch; the epoch's updates are discarded below
-            result.diverged_epoch = epoch
-            break
-        val_loss, val_acc = evaluate(model, val, budget.eval_batch_size, device)
-        log = EpochLog(epoch, train_loss, int(torch.stack(corrects).sum()) / n, val_loss, val_acc, time.perf_counter() - t0)
-        result.history.append(log)
-        for h in hooks:
-            h.on_epoch_end(log)
-        if not math.isfinite(val_loss):
-            result.diverged_epoch = epoch
-            break
-        if (val_acc, -val_loss) > best_key:
-            best_key, best_state, stale = (val_acc, -val_loss), _snapshot(model), 0
-            result.best_epoch, result.best_val_acc, result.best_val_loss = epoch, val_acc, val_loss
+    return FitRun(model, groups, train, val, budget, generator, hooks, views, device, log0).finish()
+
+
+class FitRun:
+    """One ``fit`` that can be advanced epoch by epoch (successive halving trains candidates in steps).
+
+    Run to the end in one go, it is exactly ``fit``.  Stopped early (``finish``), it restores the
+    weights of its best epoch so far.
+    """
+
+    def __init__(self, model, groups, train, val, budget, generator, hooks=(), views=None, device="cpu", log0=None):
+        self.result = FitResult(history=[log0] if log0 else [])
+        self.epochs_run = 0
+        self._steps = self._run(model, groups, train, val, budget, generator, hooks, views, device)
+        self.done = False
+
+    def advance(self, until_epoch: int) -> FitRun:
+        """Train up to epoch ``until_epoch`` (or less, if it stops early)."""
+        while not self.done and self.epochs_run < until_epoch:
+            if next(self._steps, None) is None:
+                self.done = True
+        return self
+
+    def finish(self, early: bool = False) -> FitResult:
+        """Train to the end of the budget, or (``early``) stop here; either way load the best weights."""
+        if early:
+            self._steps.close()
         else:
-            stale += 1
-            if stale >= budget.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return result
+            for _ in self._steps:
+                pass
+        self.done = True
+        return self.result
+
+    def _run(self, model, groups, train, val, budget, generator, hooks, views, device):
+        result = self.result
+        model = prepare_model(model, device)
+        gpu, amp = on_cuda(device), autocast(device)
+        opt = make_optimizer([g for g in groups if g["params"]], budget.weight_decay)
+        n = len(train)
+        schedule = SCHEDULES[budget.schedule](opt, budget.epochs * math.ceil(n / budget.batch_size))
+        best_key, best_state, stale = (-1.0, 0.0), None, 0
+        try:
+            for epoch in range(1, budget.epochs + 1):
+                t0 = time.perf_counter()
+                for h in hooks:
+                    h.on_epoch_start(epoch, model)
+                model.train()
+                # Per-step values stay tensors on the device: no host sync and no extra op per step.
+                losses, corrects, sizes = [], [], []
+                order = torch.randperm(n, generator=generator)
+                view = torch.randint(views.views, (n,), generator=generator) if views is not None else None
+                for start in range(0, n, budget.batch_size):
+                    idx = order[start:start + budget.batch_size]
+                    x = take(train.inputs, idx) if views is None else views.batch(idx, view[idx])
+                    y = train.y[idx]
+                    if gpu:
+                        x, y = move(x, device), move(y, device)
+                    with amp:
+                        logits = model(x)
+                        loss = F.cross_entropy(logits.float(), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    for h in hooks:
+                        h.on_after_backward(model)
+                    opt.step()
+                    schedule.step()
+                    losses.append(loss.detach())
+                    corrects.append((logits.detach().argmax(1) == y).sum())
+                    sizes.append(len(y))
+                self.epochs_run = epoch
+                train_loss = float((torch.stack(losses).cpu() * torch.tensor(sizes)).sum()) / n
+                if not math.isfinite(train_loss):  # checked once an epoch; the epoch's updates are discarded below
+                    result.diverged_epoch = epoch
+                    return
+                val_loss, val_acc = evaluate(model, val, budget.eval_batch_size, device)
+                log = EpochLog(epoch, train_loss, int(torch.stack(corrects).sum()) / n, val_loss, val_acc, time.perf_counter() - t0)
+                result.history.append(log)
+                for h in hooks:
+                    h.on_epoch_end(log)
+                if not math.isfinite(val_loss):
+                    result.diverged_epoch = epoch
+                    return
+                if (val_acc, -val_loss) > best_key:
+                    best_key, best_state, stale = (val_acc, -val_loss), _snapshot(model), 0
+                    result.best_epoch, result.best_val_acc, result.best_val_loss = epoch, val_acc, val_loss
+                else:
+                    stale += 1
+                    if stale >= budget.patience:
+                        return
+                yield epoch
+        finally:
+            if best_state is not None:
+                model.load_state_dict(best_state)
 
 
 def make_optimizer(groups: list[dict], weight_decay: float) -> torch.optim.Optimizer:

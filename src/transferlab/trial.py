@@ -17,6 +17,7 @@ from transferlab.training import Budget
 
 
 def _rank(fitted: Fitted) -> tuple[float, float]:
+    """Higher is better: validation accuracy, then lower validation loss."""
     r = fitted.result
     return (r.best_val_acc, -r.best_val_loss)
 
@@ -26,17 +27,37 @@ def _usable(fitted: Fitted) -> bool:
     return r.diverged_epoch is None and math.isfinite(r.best_val_acc) and math.isfinite(r.best_val_loss)
 
 
+def halve(fits: list[Fitted], epochs: int) -> None:
+    """Successive halving on validation: every candidate trains to the first rung (a quarter of the budget),
+    the better half goes on to the next rung (twice as far), and so on; the last one trains to the end.
+    Candidates without epochs (a closed-form probe) are already finished and are left alone."""
+    alive = [f for f in fits if f.run is not None]
+    rung = max(1, epochs // 4)
+    while len(alive) > 1 and rung < epochs:
+        for f in alive:
+            f.advance(rung)
+        ranked = sorted(alive, key=lambda f: _rank(f) if _usable(f) else (-1.0, -math.inf), reverse=True)
+        keep = ranked[: math.ceil(len(alive) / 2)]
+        for f in alive:
+            if f not in keep:
+                f.finish(early=True)
+        alive, rung = keep, rung * 2
+    for f in alive:
+        f.finish()
+
+
 def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: TargetData, budget: Budget,
               cache: FeatureCache | None = None, device: str = "cpu", hooks: tuple = (),
-              keep: list | None = None) -> TrialRecord:
-    """Train every candidate, choose on validation, evaluate the chosen one on test.
+              keep: list | None = None, halving: bool = False) -> TrialRecord:
+    """Train the candidates, choose on validation, evaluate the chosen one on test.
 
-    ``keep``: if a list, the chosen ``Fitted`` is appended to it (tests, saving the winner).
+    ``halving``: prune the candidates by successive halving (see ``halve``); off, each trains the
+    whole budget, one after the other.  ``keep``: if a list, the chosen ``Fitted`` is appended to it.
     """
     t0 = time.perf_counter()
     strategy = from_spec(spec.strategy, spec.params)
     idx = data.train_indices(spec.n_train, spec.seed)
-    ctx = TrialContext(pretrained, model_key, data, idx, spec.seed, budget, cache, device, hooks)
+    ctx = TrialContext(pretrained, model_key, data, idx, spec.seed, budget, cache, device, hooks, lazy=halving)
     record = TrialRecord(spec.trial_id, spec.strategy, spec.label, spec.params, spec.seed, spec.n_train,
                          len(idx), status="failed", total_params=sum(p.numel() for p in pretrained.parameters()))
     try:
@@ -44,6 +65,8 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
         for candidate in strategy.candidates(budget):
             torch.manual_seed(spec.seed)  # every candidate starts from the same head initialisation
             fits.append((candidate, strategy.fit(ctx, candidate)))
+        if halving:
+            halve([f for _, f in fits], budget.epochs)
     except UserError:
         raise
     except Exception as exc:  # a bug or a resource failure: record it, the study goes on
@@ -52,7 +75,8 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
         return record
 
     record.candidates = [{**c, "best_val_acc": f.result.best_val_acc, "best_epoch": f.result.best_epoch,
-                          "diverged_epoch": f.result.diverged_epoch} for c, f in fits]
+                          "diverged_epoch": f.result.diverged_epoch, "epochs": f.epochs_run} for c, f in fits]
+    record.epochs_run = sum(f.epochs_run for _, f in fits)
     usable = [(c, f) for c, f in fits if _usable(f)]
     if not usable:
         record.status = "diverged"

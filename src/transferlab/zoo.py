@@ -1,9 +1,12 @@
-"""The demo's own source models, pretrained here on digits 0-4 and cached.
+"""The demo's own source models, pretrained here and cached.
 
 Two architectures, as in the users' questions: a 3-hidden-layer MLP (seeds
-000/001) and a small CNN with BatchNorm.  Pretraining is deterministic and
-takes seconds; the weights are cached as safetensors in the user's cache
-directory, keyed by the recipe, so later runs load them.
+000/001) and a small CNN with BatchNorm, both pretrained on digits 0-4.  A third,
+``cnn10``, is the same CNN pretrained on all ten digits, its 5-9s from half A of
+those images only (see ``data.builtin``): a source that already knows the target's
+classes from other people's handwriting.  Pretraining is deterministic and takes
+seconds; the weights are cached as safetensors in the user's cache directory,
+keyed by the recipe, so later runs load them.
 """
 from __future__ import annotations
 
@@ -18,33 +21,35 @@ from torch import nn
 
 from transferlab.backbones.base import Backbone, Preprocessing
 from transferlab.data.base import Split
-from transferlab.data.builtin import SOURCE_CLASSES, digits_source
+from transferlab.data.builtin import ALL_CLASSES, SOURCE_CLASSES, digits_source
 from transferlab.errors import UserError, closest
 from transferlab.training import Budget, evaluate, fit, param_groups
 
 RECIPE = {"version": 1, "epochs": 40, "lr": 3e-3, "batch_size": 64, "seed": 0, "val_frac": 0.15}
 
 
-def _mlp() -> tuple[list, nn.Module]:
+def _mlp(n_classes: int = len(SOURCE_CLASSES)) -> tuple[list, nn.Module]:
     blocks = [
         ("fc1", nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU())),
         ("fc2", nn.Sequential(nn.Linear(128, 128), nn.ReLU())),
         ("fc3", nn.Sequential(nn.Linear(128, 64), nn.ReLU())),
     ]
-    return blocks, nn.Linear(64, len(SOURCE_CLASSES))
+    return blocks, nn.Linear(64, n_classes)
 
 
-def _cnn() -> tuple[list, nn.Module]:
+def _cnn(n_classes: int = len(SOURCE_CLASSES)) -> tuple[list, nn.Module]:
     blocks = [
         ("conv1", nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())),
         ("conv2", nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2))),
         ("conv3", nn.Sequential(nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())),
     ]
-    return blocks, nn.Linear(64, len(SOURCE_CLASSES))
+    return blocks, nn.Linear(64, n_classes)
 
 
-ARCHITECTURES = {"mlp": _mlp, "cnn": _cnn}
+ARCHITECTURES = {"mlp": _mlp, "cnn": _cnn, "cnn10": _cnn}
+# What each demo model is pretrained on: (classes, half of digits 5-9 it may see).
+SOURCES = {"mlp": (SOURCE_CLASSES, None), "cnn": (SOURCE_CLASSES, None), "cnn10": (ALL_CLASSES, "A")}
 
 
 def cache_dir() -> Path:
@@ -54,18 +59,33 @@ def cache_dir() -> Path:
     return path
 
 
+class DemoConstructor:
+    """The demo architecture's body, built afresh (the scratch control's initialisation); picklable."""
+
+    def __init__(self, arch: str):
+        self.arch = arch
+
+    def __call__(self) -> nn.Module:
+        return nn.ModuleDict(dict(ARCHITECTURES[self.arch](len(SOURCES[self.arch][0]))[0]))
+
+    def __str__(self) -> str:
+        return f"transferlab.zoo's {self.arch} constructor"
+
+
 def build(arch: str, preprocessing: Preprocessing | None = None) -> Backbone:
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown demo model '{arch}'{closest(arch, ARCHITECTURES)}", f"use one of: {', '.join(ARCHITECTURES)}")
     torch.manual_seed(0)
-    blocks, head = ARCHITECTURES[arch]()
+    classes = SOURCES[arch][0]
+    blocks, head = ARCHITECTURES[arch](len(classes))
     pre = preprocessing or Preprocessing(kind="image", input_shape=(1, 8, 8))
-    return Backbone(blocks, head, torch.zeros(2, 1, 8, 8), pre, [str(c) for c in SOURCE_CLASSES],
-                    spec={"source": f"demo:{arch}", "arch": arch})
+    bb = Backbone(blocks, head, torch.zeros(2, 1, 8, 8), pre, [str(c) for c in classes],
+                  spec={"source": f"demo:{arch}", "arch": arch})
+    return bb.set_constructor(DemoConstructor(arch), nn.ModuleDict(dict(blocks)), str(DemoConstructor(arch)))
 
 
 def _pretrain(arch: str) -> Backbone:
-    src = digits_source()
+    src = digits_source(*SOURCES[arch])
     mean, std = float(src.inputs.mean()), float(src.inputs.std())
     pre = Preprocessing(kind="image", mean=(mean,), std=(std,), input_shape=(1, 8, 8))
     bb = build(arch, pre)
@@ -82,8 +102,10 @@ def _pretrain(arch: str) -> Backbone:
 
 
 def pretrained(arch: str) -> Backbone:
-    """The demo model ``arch`` pretrained on digits 0-4: loaded from the cache, or trained now and cached."""
-    key = hashlib.sha1(json.dumps([arch, RECIPE, torch.__version__.split("+")[0]]).encode()).hexdigest()[:10]
+    """The demo model ``arch`` pretrained on its source (``SOURCES``): loaded from the cache, or trained now and cached."""
+    if arch not in ARCHITECTURES:
+        raise UserError(f"unknown demo model '{arch}'{closest(arch, ARCHITECTURES)}", f"use one of: {', '.join(ARCHITECTURES)}")
+    key = hashlib.sha1(json.dumps([arch, RECIPE, SOURCES[arch], torch.__version__.split("+")[0]]).encode()).hexdigest()[:10]
     weights, meta = cache_dir() / f"{arch}-{key}.safetensors", cache_dir() / f"{arch}-{key}.json"
     if weights.exists() and meta.exists():
         info = json.loads(meta.read_text())

@@ -233,3 +233,43 @@ def test_text_activation_snippets():
     act = top_activations(bb, prepare(data, bb), channels=2, top=3)
     snippets = act["channels"][0]["snippets"]
     assert len(snippets) == 3 and all(s in set(texts) for s in snippets)
+
+
+HE_INIT_MODULE = '''
+import torch
+from torch import nn
+
+
+class HeNet(nn.Module):
+    """Initialises in its constructor, as most user models do; reset_parameters() would undo it."""
+
+    def __init__(self, width=64):
+        super().__init__()
+        self.fc1 = nn.Linear(6, width)
+        self.fc2 = nn.Linear(width, 3)
+        nn.init.normal_(self.fc1.weight, std=3.0)
+        nn.init.constant_(self.fc1.bias, 0.5)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+'''
+
+
+def test_scratch_is_built_by_the_models_own_constructor(tmp_path):
+    from transferlab.sources import load_model
+
+    (tmp_path / "henet.py").write_text(HE_INIT_MODULE)
+    henet = import_written(tmp_path, "henet")
+    torch.save(henet.HeNet().state_dict(), tmp_path / "w.pt")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        bb = load_model("torch:henet:HeNet", weights=str(tmp_path / "w.pt"), input_shape=[6]).build(torch.zeros(2, 6))
+        assert bb.init.startswith("by its constructor")
+        torch.manual_seed(0)
+        fresh = bb.clone().reinit()
+    finally:
+        sys.path.remove(str(tmp_path))
+    w = fresh.blocks[bb.block_names[0]][0].weight
+    assert 2.5 < float(w.std()) < 3.5, "scratch did not get the constructor's N(0, 3) weights"
+    assert torch.all(fresh.blocks[bb.block_names[0]][0].bias == 0.5)
+    assert not torch.equal(w, bb.blocks[bb.block_names[0]][0].weight)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import prepared
+from tests.helpers import assert_same_trial
 from transferlab.cache import FeatureCache
 from transferlab.results import TrialSpec
 from transferlab.training import Hook
@@ -43,20 +44,24 @@ def test_scratch_reinitialises_every_parameter(cnn, digits, tiny_budget):
                                              ("freeze_k", {"k": 2, "train_bn": False}),
                                              ("linear_probe", {"kind": "logreg", "cut": None, "Cs": None}),
                                              ("lp_ft", {"body_lr_mult": 1.0, "probe_C": 1.0})])
-def test_cached_equals_uncached(strategy, params, cnn, digits, tiny_budget):
+@pytest.mark.parametrize("augmented", [False, True], ids=["plain", "augmented"])
+def test_cached_equals_uncached(strategy, params, augmented, cnn, digits, tiny_budget):
+    """With augmentation the frozen prefix is cached per view (tests/oracles/test_augmentation.py)."""
+    from dataclasses import replace
+
+    from transferlab.data.augment import Augmentation
+
     data = prepared(cnn, digits)
+    if augmented:
+        data = replace(data, augment=Augmentation(("crop", "flip"), views=3))
     spec = TrialSpec(strategy, params, 3, 20)
     cache = FeatureCache()
     cache.want(range(1, cnn.n_blocks + 1))
     with_cache = run_trial(spec, cnn, "k", data, tiny_budget, cache=cache)
     without = run_trial(spec, cnn, "k", data, tiny_budget, cache=None)
-    assert with_cache.status == without.status == "ok"
+    assert_same_trial(with_cache, without)
     if strategy != "lp_ft":
         assert with_cache.cached and not without.cached
-    assert with_cache.test_acc == pytest.approx(without.test_acc, abs=1e-9)
-    for a, b in zip(with_cache.history, without.history):
-        assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1e-9)
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)
 
 
 def test_adapting_batchnorm_in_the_prefix_is_never_cached(cnn, digits, tiny_budget):
@@ -125,3 +130,37 @@ def test_lpft_head_equals_the_probe(cnn, digits):
         np.testing.assert_array_equal(logits.argmax(1), pipe.predict(x))
         probs = np.exp(logits - logits.max(1, keepdims=True))
         np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), pipe.predict_proba(x), rtol=1e-6, atol=1e-8)
+
+
+def test_candidates_train_independently_without_halving(mlp, digits):
+    from transferlab.training import Budget
+
+    data = prepared(mlp, digits)
+    both = run_trial(TrialSpec("finetune", {"body_lr_mult": 0.1, "layer_decay": 1.0}, 2, 5), mlp, "k", data,
+                     Budget(epochs=4, patience=4, batch_size=16, lrs=(1e-3, 1e-2)))
+    alone = run_trial(TrialSpec("finetune", {"body_lr_mult": 0.1, "layer_decay": 1.0}, 2, 5), mlp, "k", data,
+                      Budget(epochs=4, patience=4, batch_size=16, lrs=(both.chosen["lr"],)))
+    assert _strip(both.history) == _strip(alone.history) and both.test_acc == alone.test_acc
+
+
+def test_halving_prunes_candidates_without_changing_the_survivor(mlp, digits):
+    from transferlab.training import Budget
+
+    data = prepared(mlp, digits)
+    budget = Budget(epochs=8, patience=8, batch_size=16, lrs=(1e-3, 3e-3, 1e-2))
+    spec = TrialSpec("finetune", {"body_lr_mult": 0.1, "layer_decay": 1.0}, 0, 20)
+    halved = run_trial(spec, mlp, "k", data, budget, halving=True)
+    full = run_trial(spec, mlp, "k", data, budget, halving=False)
+    assert halved.status == full.status == "ok"
+    assert halved.epochs_run < full.epochs_run, (halved.epochs_run, full.epochs_run)
+    assert sorted(c["epochs"] for c in halved.candidates) == [2, 4, 8]
+    # The survivor trained exactly as it would have alone: pruning only stops the others early.
+    alone = run_trial(spec, mlp, "k", data, Budget(epochs=8, patience=8, batch_size=16, lrs=(halved.chosen["lr"],)))
+    assert _strip(halved.history) == _strip(alone.history) and halved.test_acc == alone.test_acc
+
+
+def test_lpft_fine_tunes_past_its_probe(cnn, digits, tiny_budget):
+    rec = run_trial(TrialSpec("lp_ft", {"body_lr_mult": 1.0, "probe_C": 1.0}, 0, 5), cnn, "k", prepared(cnn, digits),
+                    tiny_budget)
+    assert rec.status == "ok" and rec.history[0]["epoch"] == 0, "epoch 0 (the probe) is on the curve"
+    assert rec.best_epoch >= 1, "the checkpoint is a fine-tuned epoch, never the probe itself"

@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from transferlab.analysis.stats import mean_ci, paired, verdict
+from transferlab.analysis.stats import mean_ci
 from transferlab.backbones.base import Backbone, from_sequential
 from transferlab.errors import UserError
 from transferlab.results import TrialStore
@@ -24,13 +24,6 @@ def test_mean_ci_matches_scipy():
     lo, hi = stats.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=stats.sem(v))
     assert ci["lo"] == pytest.approx(lo) and ci["hi"] == pytest.approx(hi)
     assert math.isnan(mean_ci([0.5])["lo"])
-
-
-def test_verdicts():
-    assert verdict(paired({0: 0.9, 1: 0.91, 2: 0.92}, {0: 0.8, 1: 0.8, 2: 0.81})) == "better"
-    assert verdict(paired({0: 0.7, 1: 0.71, 2: 0.72}, {0: 0.8, 1: 0.8, 2: 0.81})) == "worse"
-    assert verdict(paired({0: 0.9, 1: 0.7, 2: 0.8}, {0: 0.8, 1: 0.8, 2: 0.8})) == "tie"
-    assert verdict(paired({0: 0.9}, {0: 0.8})) == "inconclusive"
 
 
 def test_block_lr_is_layer_decay():

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from transferlab.analysis.stats import mean_ci, paired, verdict
+from transferlab.analysis.stats import Design, compare, decide, mean_ci
 
 SCRATCH = "scratch"
 
@@ -42,11 +42,13 @@ def accuracy_rows(records: list[dict]) -> list[dict]:
             "n_train_total": int(np.mean([r["n_train_total"] for r in recs])),
             "test_acc": clip01(mean_ci([r["test_acc"] for r in recs])),
             "best_val_acc": float(np.mean([r["best_val_acc"] for r in recs])),
+            "val_acc": mean_ci([r["best_val_acc"] for r in recs]),
             "trainable_params": int(np.mean([r["trainable_params"] for r in recs])),
             "frozen_blocks": first.get("frozen_blocks", 0),
             "wall_s": float(np.mean([r["wall_s"] for r in recs])),
             "seeds": sorted(seeds), "not_ok": failed[(lab, n)],
             "per_seed": [[s, seeds[s]["test_acc"]] for s in sorted(seeds)],
+            "per_seed_val": [[s, seeds[s]["best_val_acc"]] for s in sorted(seeds)],
         })
     rows.sort(key=lambda r: (size_key(r["n_train"]), -r["test_acc"]["mean"]))
     return rows
@@ -66,14 +68,45 @@ def against_scratch(records: list[dict]):
             yield lab, n, seeds, base
 
 
-def gains(records: list[dict]) -> list[dict]:
-    """Paired (same seed) test-accuracy difference of every strategy against scratch."""
-    rows = []
+def gains(records: list[dict], design: Design = Design()) -> list[dict]:
+    """Paired (same seed) test-accuracy difference of every strategy against scratch, with its verdict.
+
+    The strategies compared with scratch at one target size are one family (Holm), read at the
+    design's looks (see ``stats``).
+    """
+    families: dict = defaultdict(list)
     for lab, n, seeds, base in against_scratch(records):
-        ci = paired({s: r["test_acc"] for s, r in seeds.items()}, {s: r["test_acc"] for s, r in base.items()})
-        rows.append({"label": lab, "n_train": n, "gain": ci, "verdict": verdict(ci)})
+        c = compare({s: r["test_acc"] for s, r in seeds.items()}, {s: r["test_acc"] for s, r in base.items()}, design)
+        families[n].append((lab, c))
+    rows = []
+    for n, items in families.items():
+        for (lab, _), decided in zip(items, decide([c for _, c in items], design)):
+            rows.append({"label": lab, "n_train": n, "gain": decided, "verdict": decided["verdict"]})
     rows.sort(key=lambda r: (size_key(r["n_train"]), -r["gain"]["mean"] if math.isfinite(r["gain"]["mean"]) else 0))
     return rows
+
+
+def race(records: list[dict], design: Design = Design()) -> list[dict]:
+    """Per target size, the validation leader and every other strategy's verdict against it.
+
+    Validation only: this is what chooses (the recommendation, and which strategies stay in a
+    sequential study).  A strategy decided ``worse`` than the leader is out of the race.
+    """
+    out = []
+    sizes = {n for _, n in by_config(records)}
+    groups = by_config(records)
+    for n in sorted(sizes, key=size_key):
+        rows = {lab: seeds for (lab, m), seeds in groups.items() if m == n}
+        val = {lab: {s: r["best_val_acc"] for s, r in seeds.items()} for lab, seeds in rows.items()}
+        # The leader is among the strategies that ran the most seeds: one stopped early (decided, or out of the
+        # race) is compared with it on the seeds they share, but cannot lead on a mean over fewer, earlier seeds.
+        most = max(len(v) for v in val.values())
+        leader = max((lab for lab in val if len(val[lab]) == most),
+                     key=lambda lab: (float(np.mean(list(val[lab].values()))), lab == SCRATCH))
+        others = [lab for lab in val if lab != leader]
+        decided = decide([compare(val[lab], val[leader], design) for lab in others], design) if others else []
+        out.append({"n_train": n, "leader": leader, "vs_leader": [{"label": lab, **d} for lab, d in zip(others, decided)]})
+    return out
 
 
 def first_epoch_reaching(history: list[dict], target: float) -> int | None:

@@ -12,11 +12,11 @@ SCORES = ("logme", "hscore", "knn_acc", "probe_acc")
 
 
 def score_validation(profile: dict | None, depth_rows: list[dict]) -> dict | None:
-    """Kendall tau between each per-cut score and freeze_k's test accuracy at that cut (largest size)."""
+    """Kendall tau between each per-cut score and freeze_k's validation accuracy at that cut (largest size)."""
     if not profile or not depth_rows:
         return None
     size = max({d["n_train"] for d in depth_rows}, key=size_key)
-    acc = {d["k"]: d["test_acc"]["mean"] for d in depth_rows if d["n_train"] == size}
+    acc = {d["k"]: d["val_acc"]["mean"] for d in depth_rows if d["n_train"] == size}
     cuts = [c for c in profile["cuts"] if c["k"] in acc]
     taus = {s: kendall_tau([c[s] for c in cuts], [acc[c["k"]] for c in cuts]) for s in SCORES}
     return {"n_train": size, "depths": [c["k"] for c in cuts], "kendall_tau": taus}

@@ -1,11 +1,33 @@
-"""How the answer changes with the amount of target data, and with freeze depth."""
+"""How the answer changes with the amount of target data, and with freeze depth.
+
+Every statement here is made from decided verdicts (better, worse, equivalent); a size whose
+comparisons are still inconclusive is called undecided, never a tie.
+"""
 from __future__ import annotations
 
 from transferlab.analysis.gain import SCRATCH, size_key
+from transferlab.analysis.stats import seeds_phrase
+
+# What a size's comparisons against scratch add up to.
+HELPS = "transfer helps"  # some transfer strategy is decided better than scratch
+HURTS = "transfer hurts"  # every transfer strategy is decided worse
+NO_GAIN = "no gain"  # none is better, all decided: scratch matches or beats each
+UNDECIDED = "undecided"  # none is better yet, and some comparison is inconclusive
+
+
+def size_status(gains_at_size: list[dict]) -> str | None:
+    verdicts = [g["verdict"] for g in gains_at_size]
+    if not verdicts:
+        return None
+    if "better" in verdicts:
+        return HELPS
+    if "inconclusive" in verdicts:
+        return UNDECIDED
+    return HURTS if set(verdicts) == {"worse"} else NO_GAIN
 
 
 def size_sweep(acc_rows: list[dict], gain_rows: list[dict]) -> dict:
-    """Per target size: the winner, scratch, the best transfer gain; and where scratch catches up."""
+    """Per target size: the status, scratch, the best decided gain; and where scratch catches up."""
     sizes = sorted({r["n_train"] for r in acc_rows}, key=size_key)
     per_size = []
     for n in sizes:
@@ -13,32 +35,86 @@ def size_sweep(acc_rows: list[dict], gain_rows: list[dict]) -> dict:
         scratch = next((r for r in rows if r["label"] == SCRATCH), None)
         g = [x for x in gain_rows if x["n_train"] == n]
         best_gain = max(g, key=lambda x: x["gain"]["mean"], default=None)
-        winner = max(rows, key=lambda r: r["test_acc"]["mean"])
-        verdicts = {x["verdict"] for x in g}
+        open_ = [x for x in g if x["verdict"] == "inconclusive"]
         per_size.append({
+            "n_train": n, "n_train_total": rows[0]["n_train_total"], "status": size_status(g),
             "better_than_scratch": [x["label"] for x in g if x["verdict"] == "better"],
-            "verdict": "better" if "better" in verdicts else "tie" if "tie" in verdicts else
-                       "worse" if "worse" in verdicts else "inconclusive" if verdicts else None,
-            "n_train": n, "n_train_total": winner["n_train_total"], "winner": winner["label"],
-            "winner_acc": winner["test_acc"], "scratch_acc": scratch["test_acc"] if scratch else None,
+            "equivalent_to_scratch": [x["label"] for x in g if x["verdict"] == "equivalent"],
+            "worse_than_scratch": [x["label"] for x in g if x["verdict"] == "worse"],
+            "inconclusive": [x["label"] for x in open_],
+            "seeds_to_decide": min((x["gain"]["seeds_needed"] or 10**6 for x in open_ if not x["gain"].get("stopped")),
+                                   default=None),
+            "out_of_race": [x["label"] for x in open_ if x["gain"].get("stopped")],
+            "scratch_acc": scratch["test_acc"] if scratch else None,
             "best_transfer": best_gain["label"] if best_gain else None,
             "best_gain": best_gain["gain"] if best_gain else None,
             "best_verdict": best_gain["verdict"] if best_gain else None,
         })
-    # Scratch has caught up at the first size from which no transfer strategy is measurably better.
-    catch_up = None
+    return {"sizes": per_size, "scratch_catches_up_at": catch_up(per_size), "text": sweep_text(per_size)}
+
+
+def catch_up(per_size: list[dict], exact: bool = True) -> object:
+    """The size from which scratch is decided to match or beat every transfer strategy, at that size and every
+    larger one, after a size where transfer was decided better.  ``exact``: only if the size just before it is
+    that size (no undecided size between).  None when the data does not show it."""
+    statuses = [r["status"] for r in per_size]
     for i, row in enumerate(per_size):
-        if all(r["verdict"] in ("tie", "worse") for r in per_size[i:]):  # "inconclusive" (one seed) never counts
-            catch_up = row["n_train"]
-            break
-    return {"sizes": per_size, "scratch_catches_up_at": catch_up}
+        if i and HELPS in statuses[:i] and all(s in (NO_GAIN, HURTS) for s in statuses[i:]):
+            return row["n_train"] if not exact or statuses[i - 1] == HELPS else None
+    return None
+
+
+def _sizes(rows: list[dict]) -> str:
+    names = [f"{r['n_train']}" + (f" ({r['n_train_total']} in all)" if r["n_train"] == "all" else "") for r in rows]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def sweep_text(per_size: list[dict]) -> str:
+    """One or two sentences on the size sweep, from decided verdicts only."""
+    if not per_size:
+        return ""
+    by = {s: [r for r in per_size if r["status"] == s] for s in (HELPS, NO_GAIN, HURTS, UNDECIDED)}
+    parts = []
+    if len(by[HELPS]) == len(per_size):
+        parts.append(f"Transfer is measurably better than scratch at every size studied ({_sizes(per_size)} per class).")
+    elif by[HELPS]:
+        parts.append(f"Transfer is measurably better than scratch at {_sizes(by[HELPS])} per class.")
+    settled = by[NO_GAIN] + by[HURTS]
+    if settled and len(settled) == len(per_size):
+        parts.append("No transfer strategy is measurably better than scratch at any size: each is decided "
+                     "equivalent or worse at every size.")
+    else:
+        if by[NO_GAIN]:
+            parts.append(f"At {_sizes(by[NO_GAIN])} per class scratch matches or beats every transfer strategy "
+                         "(each decided equivalent or worse).")
+        if by[HURTS]:
+            parts.append(f"At {_sizes(by[HURTS])} per class every transfer strategy is decided worse than scratch.")
+    for r in by[UNDECIDED]:
+        n_open, n_out = len(r["inconclusive"]), len(r.get("out_of_race", []))
+        why = []
+        if n_open > n_out:
+            why.append(f"the closest {seeds_phrase(r['seeds_to_decide'])}")
+        if n_out:
+            why.append(f"{n_out} left the race, decided worse than the validation leader")
+        parts.append(f"At {_sizes([r])} per class no strategy is decided better, and {n_open} "
+                     f"comparison{'s are' if n_open != 1 else ' is'} inconclusive ({'; '.join(why)}).")
+    catch, by_then = catch_up(per_size), catch_up(per_size, exact=False)
+    if catch is not None:
+        parts.append(f"Scratch catches up at {catch} per class.")
+    elif by_then is not None:
+        parts.append(f"Scratch has caught up by {by_then} per class (where exactly is undecided).")
+    elif by[HELPS] and (by[NO_GAIN] or by[HURTS]):
+        first_help = min(per_size.index(r) for r in by[HELPS])
+        if all(r["status"] in (NO_GAIN, HURTS) for r in per_size[:first_help]):
+            parts.append(f"Transfer starts to pay off only from {per_size[first_help]['n_train']} per class.")
+    return " ".join(parts)
 
 
 def depth_profile(acc_rows: list[dict]) -> list[dict]:
-    """Test accuracy of freeze_k against k, per target size."""
+    """Test accuracy of freeze_k against k, per target size (for the figure; choices use validation)."""
     out = []
     for r in acc_rows:
         if r["strategy"] == "freeze_k":
-            out.append({"n_train": r["n_train"], "k": r["params"]["k"], "test_acc": r["test_acc"]})
+            out.append({"n_train": r["n_train"], "k": r["params"]["k"], "test_acc": r["test_acc"], "val_acc": r["val_acc"]})
     out.sort(key=lambda r: (size_key(r["n_train"]), r["k"]))
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -143,6 +143,9 @@ class Backbone(nn.Module):
         self.spec = dict(spec or {})
         self.frozen_k = 0
         self.train_bn = False
+        self.constructor: Callable[[], nn.Module] | None = None  # see set_constructor
+        self._constructor_keys: dict[str, str] = {}
+        self.init = "reset_parameters() of each module"
         self.feature_shapes = self._check(example_input)
         self.feature_dim = self.feature_shapes[-1][-1]
 
@@ -228,14 +231,38 @@ class Backbone(nn.Module):
         self.class_names = list(class_names) if class_names is not None else None
         return self
 
-    def reinit(self, from_block: int = 0) -> Backbone:
-        """Draw parameters afresh with each module's own initialiser: blocks ``from_block..n`` and the head.
+    def set_constructor(self, make: Callable[[], nn.Module], module: nn.Module, describe: str) -> Backbone:
+        """Let ``reinit`` draw the blocks as the architecture's own constructor does.
 
+        ``make()`` builds a fresh, randomly initialised copy of ``module`` (the module these blocks were cut
+        from), so an initialisation written in its ``__init__`` (He init, zero-init of residual branches)
+        is the one scratch gets.  ``make`` must be picklable (worker processes receive the backbone).
+        """
+        ids = {id(t): k for k, t in module.state_dict(keep_vars=True).items()}
+        keys = {k: ids.get(id(t)) for k, t in self.blocks.state_dict(keep_vars=True).items()}
+        if any(v is None for v in keys.values()):
+            return self  # blocks that are not the module's own tensors: keep reset_parameters()
+        self.constructor, self._constructor_keys, self.init = make, keys, f"by its constructor, {describe}"
+        return self
+
+    def reinit(self, from_block: int = 0) -> Backbone:
+        """Draw parameters afresh: blocks ``from_block..n`` and the head.
+
+        With a constructor (``set_constructor``) the blocks take the values of a freshly constructed model;
+        otherwise each module's ``reset_parameters()`` draws them (BatchNorm's also resets its statistics).
         ``from_block=0`` is the scratch control; a larger value keeps a pretrained prefix (Yosinski's splice).
-        BatchNorm.reset_parameters also resets running statistics.
         """
         self._check_k(from_block)
-        for block in [*list(self.blocks.values())[from_block:], self.head]:
+        later = list(self.blocks.keys())[from_block:]
+        if self.constructor is not None:
+            fresh = self.constructor().state_dict()
+            own = self.blocks.state_dict()
+            update = {k: fresh[m] for k, m in self._constructor_keys.items() if k.split(".", 1)[0] in later}
+            self.blocks.load_state_dict({**own, **update})
+            modules = [self.head]
+        else:
+            modules = [*list(self.blocks.values())[from_block:], self.head]
+        for block in modules:
             for module in block.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
@@ -303,6 +330,7 @@ class Backbone(nn.Module):
             "class_names": self.class_names,
             "preprocessing": self.preprocessing.to_dict(),
             "spec": self.spec,
+            "init": self.init,
         }
 
 

@@ -35,7 +35,7 @@ def _sizes(text: Optional[str]):
 
 
 def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=None, ray_address=None, depths=None,
-            schedule=None):
+            schedule=None, design: dict | None = None):
     from dataclasses import replace
 
     from transferlab.config import StudyConfig
@@ -61,6 +61,9 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
         cfg.cache = False
     if strategies:
         cfg.strategies = [{"name": s.strip()} for s in strategies.split(",") if s.strip()]
+    for key, value in (design or {}).items():  # the verdicts' design and the study-level augmentation
+        if value is not None:
+            setattr(cfg, key, value)
     StudyConfig.__post_init__(cfg)
     return cfg
 
@@ -81,7 +84,17 @@ def _options(pairs: Optional[list[str]], flag: str) -> dict:
     return out
 
 
-SEEDS = typer.Option(None, help="number of seeds (default 3)")
+SEEDS = typer.Option(None, help="a fixed number of seeds for every configuration (default: sequential, 3 then more "
+                                "only where a verdict is still open, up to --max-seeds)")
+MAX_SEEDS = typer.Option(None, "--max-seeds", help="sequential study: the most seeds a configuration gets (default 10)")
+MARGIN = typer.Option(None, help="equivalence margin in accuracy points: a difference inside ±margin is 'equivalent' (default 1)")
+AUGMENT = typer.Option(None, help="augmentation for every strategy: auto (the data's default), none, crop, flip, crop,flip")
+NO_HALVING = typer.Option(False, "--no-halving", help="train every LR candidate for the whole budget (no successive halving)")
+
+
+def _design(max_seeds, margin, augment, no_halving) -> dict:
+    return {"max_seeds": max_seeds, "margin": None if margin is None else margin / 100, "augment": augment,
+            "halving": False if no_halving else None}
 SIZES = typer.Option(None, help="target examples per class, e.g. 5,20,50,all")
 EPOCHS = typer.Option(None, help="epoch budget of every strategy")
 WORKERS = typer.Option(None, help="parallel worker processes")
@@ -93,8 +106,10 @@ SCHEDULE = typer.Option(None, help="LR schedule of every strategy: constant (def
 @app.command()
 def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder"), seeds: Optional[int] = SEEDS,
          sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS, workers: Optional[int] = WORKERS,
-         no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS, schedule: Optional[str] = SCHEDULE):
-    """Run the embedded study: digits 0-4 pretrain an MLP and a CNN, digits 5-9 is the target.
+         no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS, schedule: Optional[str] = SCHEDULE,
+         max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN, augment: Optional[str] = AUGMENT,
+         no_halving: bool = NO_HALVING):
+    """Run the embedded study: three pretrained models (an MLP and a CNN on digits 0-4, a CNN on all ten digits) on digits 5-9.
 
     \b
     Examples:
@@ -108,7 +123,7 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
     from transferlab.demo import DEMO_SIZES
 
     cfg = _config(StudyConfig(sizes=list(DEMO_SIZES)), seeds, sizes, epochs, workers, no_cache, strategies,
-                  schedule=schedule)
+                  schedule=schedule, design=_design(max_seeds, margin, augment, no_halving))
     results = run_demo(out, cfg, callbacks=[RichProgress()])
     for r in results:
         print_summary(r)
@@ -129,13 +144,15 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --executor ray)"),
         depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3"),
-        schedule: Optional[str] = SCHEDULE):
+        schedule: Optional[str] = SCHEDULE, max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN,
+        augment: Optional[str] = AUGMENT, no_halving: bool = NO_HALVING):
     """Run a transfer study described by a study file or by --model and --data.
 
     \b
     Examples:
       transferlab run --config study.toml
-      transferlab run --model demo:cnn --data demo:digits --out study-cnn --seeds 5
+      transferlab run --model demo:cnn --data demo:digits --out study-cnn --max-seeds 20 --margin 0.5
+      transferlab run --model demo:cnn --data demo:digits --out study-fixed --seeds 5
       transferlab run --model timm:resnet18 --weights r18.safetensors --model-opt in_chans=1 \\
           --data mnist:../shared/data/mnist --data-opt 'size=[32,32]' --data-opt max_per_class=100
       transferlab run --model hf:sentence-transformers/all-MiniLM-L6-v2 --data text:reviews.csv --save-best best
@@ -151,7 +168,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     if not model_spec or not data_spec:
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
     cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address, depths,
-                  schedule)
+                  schedule, _design(max_seeds, margin, augment, no_halving))
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     model_options = {**{k: v for k, v in (file.model if file else {}).items() if k != "spec"}, **_options(model_opt, "--model-opt")}
     if weights:

@@ -18,7 +18,12 @@ class RichProgress(StudyCallback):
         self.progress = None
 
     def on_start(self, total: int, todo: int, study: dict) -> None:
+        """Called once per round of seeds: the first starts the bar, later ones extend it."""
         title = study.get("title") or study["model"]["spec"].get("source", "study")
+        if self.progress is not None:
+            console.print(f"[dim]{title}: {todo} more trials, where a verdict is still open[/dim]")
+            self.progress.update(self.task, total=self.progress.tasks[0].total + todo)
+            return
         if todo < total:
             console.print(f"[dim]{title}: resuming, {total - todo} of {total} trials already done[/dim]")
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -37,6 +42,7 @@ class RichProgress(StudyCallback):
     def on_end(self, result: StudyResult) -> None:
         if self.progress:
             self.progress.stop()
+            self.progress = None
 
 
 def _ci(ci: dict) -> str:

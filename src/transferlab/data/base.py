@@ -116,7 +116,7 @@ class TargetData:
     test: SealedSplit
     split_info: dict = field(default_factory=dict)
     source: Split | None = None  # optional D1 inputs, for similarity measures
-    augment: Any = None  # callable on a train batch, or None (then caching is exact)
+    augment: Any = None  # the data's label-preserving default: a data.augment.Augmentation, or None
 
     @property
     def n_classes(self) -> int:

@@ -73,7 +73,7 @@ def arrays(kind: str, path: str, split: str = "train", classes=None, size=(28, 2
 
 
 def target(kind: str, path: str, classes=None, size=(28, 28), channels: int = 1, max_per_class: int | None = None,
-           max_test_per_class: int | None = None, augment: str = "crop", seed: int = 0):
+           max_test_per_class: int | None = None, augment: str = "none", seed: int = 0):
     keep = parse_classes(classes)
     train = arrays(kind, path, "train", keep, size, channels, max_per_class, seed)
     test = arrays(kind, path, "test", keep, size, channels, max_test_per_class, seed)

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from transferlab.data.base import SealedSplit, Split, TargetData, split_arrays
+from transferlab.data.augment import Augmentation, parse_kinds
 from transferlab.errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -104,25 +105,7 @@ def given_splits(loaded: list, names: list[str], name: str, augment=None) -> Tar
     return TargetData(name, names, train, val, SealedSplit(test), info, augment=augment)
 
 
-def make_augment(spec: str | None):
-    """Light augmentation on a batch of images: random crop (4-pixel padding) and horizontal flip."""
-    kinds = {k.strip() for k in (spec or "").split(",") if k.strip() and k.strip() != "none"}
-    unknown = kinds - {"crop", "flip"}
-    if unknown:
-        raise UserError(f"unknown augmentation '{sorted(unknown)[0]}'", "use crop, flip, both (crop,flip) or none")
-    if not kinds:
-        return None
-
-    def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if "flip" in kinds:
-            flip = torch.rand(len(x), generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        if "crop" in kinds:
-            pad = 4
-            padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
-            dy, dx = torch.randint(0, 2 * pad + 1, (2,), generator=generator).tolist()
-            x = padded[..., dy:dy + x.shape[-2], dx:dx + x.shape[-1]]
-        return x
-
-    augment.kinds = sorted(kinds)
-    return augment
+def make_augment(spec: str | None) -> Augmentation | None:
+    """The data's default augmentation (the study's ``augment = "auto"`` takes it): crop, flip, both or none."""
+    kinds = parse_kinds(spec)
+    return Augmentation(kinds) if kinds else None

@@ -17,7 +17,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;ma
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;font-size:.85em}td,th{border:1px solid #ddd;padding:.25em .5em;text-align:right}
 td:first-child,th:first-child{text-align:left}tr.scratch{font-weight:bold}
-.better{color:#1a7f37}.worse{color:#cf222e}.tie,.inconclusive{color:#6e7781}
+.better{color:#1a7f37}.worse{color:#cf222e}.equivalent{color:#0969da}.inconclusive{color:#6e7781}
 .rec{background:#f6f8fa;border-left:4px solid #0969da;padding:.8em 1em;font-size:1.05em}
 img{max-width:100%}code{background:#f6f8fa;padding:0 .2em}
 """
@@ -55,10 +55,23 @@ def _pp(ci: dict) -> str:
     return f"{100 * ci['mean']:+.1f} [{100 * ci['lo']:+.1f}, {100 * ci['hi']:+.1f}]"
 
 
+def _verdict_cell(g: dict | None) -> str:
+    if not g:
+        return "<td></td>"
+    v, extra = g["verdict"], ""
+    if v == "inconclusive" and g["gain"].get("seeds_needed"):
+        n = g["gain"]["seeds_needed"]
+        extra = f" (~{n} seeds)" if n <= 200 else " (&gt;200 seeds)"
+    p = g["gain"].get("p_equiv_adj" if v == "equivalent" else "p_diff_adj")
+    title = f" title='Holm- and look-adjusted p = {p:.3g}'" if p is not None else ""
+    return f"<td class='{v}'{title}>{v}{extra}</td>"
+
+
 def _summary_table(a: dict) -> str:
     gains = {(g["label"], str(g["n_train"])): g for g in a["gains"]}
     speed = {(s["label"], str(s["n_train"])): s for s in a["speedups"]}
-    head = ("<tr><th>strategy</th><th>per class</th><th>seeds</th><th>test acc % [95% CI]</th><th>gain vs scratch, pp</th>"
+    head = ("<tr><th>strategy</th><th>per class</th><th>seeds</th><th>val acc %</th><th>test acc % [95% CI]</th>"
+            "<th>gain vs scratch, pp [95% CI]</th>"
             "<th>verdict</th><th>speed-up</th><th>trainable params</th><th>s / trial</th></tr>")
     rows = []
     for r in a["accuracy"]:
@@ -67,8 +80,8 @@ def _summary_table(a: dict) -> str:
         sp = f"{s['speedup']:.1f}x" if s and s["speedup"] else ("never" if s else "")
         rows.append(
             f"<tr class='{'scratch' if r['label'] == 'scratch' else ''}'><td>{_e(r['label'])}</td><td>{_e(r['n_train'])}</td>"
-            f"<td>{len(r['seeds'])}</td><td>{_pct(r['test_acc'])}</td><td>{_pp(g['gain']) if g else ''}</td>"
-            f"<td class='{g['verdict'] if g else ''}'>{g['verdict'] if g else ''}</td><td>{sp}</td>"
+            f"<td>{len(r['seeds'])}</td><td>{100 * r['best_val_acc']:.1f}</td><td>{_pct(r['test_acc'])}</td>"
+            f"<td>{_pp(g['gain']) if g else ''}</td>{_verdict_cell(g)}<td>{sp}</td>"
             f"<td>{r['trainable_params']:,}</td><td>{r['wall_s']:.2f}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -77,17 +90,45 @@ def _sweep_table(a: dict) -> str:
     rows = []
     for s in a["sweep"]["sizes"]:
         bg = s["best_gain"]
-        rows.append(f"<tr><td>{_e(s['n_train'])}</td><td>{s['n_train_total']}</td><td>{_e(s['winner'])}</td>"
-                    f"<td>{_pct(s['winner_acc'])}</td><td>{_pct(s['scratch_acc']) if s['scratch_acc'] else ''}</td>"
+        counts = " / ".join(str(len(s[k])) for k in ("better_than_scratch", "equivalent_to_scratch", "worse_than_scratch",
+                                                     "inconclusive"))
+        rows.append(f"<tr><td>{_e(s['n_train'])}</td><td>{s['n_train_total']}</td><td>{_e(s['status'] or '')}</td>"
+                    f"<td>{_pct(s['scratch_acc']) if s['scratch_acc'] else ''}</td>"
                     f"<td>{_e(s['best_transfer'] or '')}</td><td>{_pp(bg) if bg else ''}</td>"
-                    f"<td class='{s['best_verdict'] or ''}'>{s['best_verdict'] or ''}</td>"
+                    f"<td class='{s['best_verdict'] or ''}'>{s['best_verdict'] or ''}</td><td>{counts}</td>"
                     f"<td>{_e(', '.join(s['better_than_scratch']) or '-')}</td></tr>")
-    catch = a["sweep"]["scratch_catches_up_at"]
-    note = (f"<p>Scratch catches up from <b>{_e(catch)}</b> examples per class on (no transfer strategy measurably better).</p>"
-            if catch is not None else "<p>Scratch does not catch up at any size studied.</p>")
-    head = ("<tr><th>per class</th><th>total</th><th>best strategy</th><th>its acc %</th><th>scratch acc %</th>"
-            "<th>best transfer</th><th>its gain, pp</th><th>verdict</th><th>measurably better than scratch</th></tr>")
-    return f"<table>{head}{''.join(rows)}</table>{note}"
+    head = ("<tr><th>per class</th><th>total</th><th>status</th><th>scratch acc %</th><th>best transfer</th>"
+            "<th>its gain, pp</th><th>verdict</th><th>better / equivalent / worse / inconclusive</th>"
+            "<th>measurably better than scratch</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table><p>{_e(a['sweep'].get('text', ''))}</p>"
+
+
+def _design_text(study: dict, a: dict) -> str:
+    """What every strategy shared, and how verdicts are decided: stated, so a reader can check it."""
+    cfg, budget = study.get("config", {}), study.get("config", {}).get("budget", {})
+    d, dec = a.get("design", {}), a.get("decided", {})
+    aug = study.get("augmentation") or {}
+    seeds = (f"seeds in rounds of {', '.join(str(n) for n in d.get('looks', []))} (more seeds only where a verdict "
+             "was still open; strategies decided worse than the validation leader left the race)"
+             if len(d.get("looks", [])) > 1 else f"the same {d.get('looks', ['?'])[0]} seeds")
+    applied = (f"{_e(', '.join(aug['kinds']))}, drawn per example from {aug['views']} fixed views of each training "
+               "example, for every strategy (frozen ones through cached features of those views)"
+               if aug.get("kinds") else "none")
+    halving = "successive halving on validation (all candidates a few epochs, the better half goes on)" if cfg.get(
+        "halving") else "every candidate trained for the whole budget"
+    share = f"{100 * dec['share']:.0f}%" if dec.get("share") is not None else "n/a"
+    return (f"<p>Every strategy, <b>scratch</b> included (the same architecture, re-initialised "
+            f"{_e((study.get('model') or {}).get('init', 'by reset_parameters()'))}), ran on the same splits, the same "
+            f"epoch budget ({budget.get('epochs')} epochs, early stopping patience {budget.get('patience')}, batch "
+            f"{budget.get('batch_size')}), the same number of tuned values ({len(budget.get('lrs') or [])}: the LR grid "
+            f"{_e(budget.get('lrs'))}, or as many C values for a linear probe; {halving}), {seeds}. Augmentation: {applied}. "
+            "Every choice (LR, epoch, the recommended strategy) was made on validation; the test split was read only to "
+            "score each trial's chosen checkpoint.</p>"
+            f"<p>Verdicts against scratch: paired by seed; <b>equivalent</b> when the difference is shown to lie inside "
+            f"±{100 * d.get('margin', 0.01):.1f} pp (TOST), <b>better</b>/<b>worse</b> when shown not to be 0, otherwise "
+            f"<b>inconclusive</b>. Error rate {100 * d.get('alpha', 0.05):.0f}% per target size: Holm across the "
+            "strategies, alpha spent over the looks (Kim-DeMets, rho 2, Bonferroni over looks). Intervals shown are "
+            f"unadjusted 95% CIs. Decided: {dec.get('decided', 0)} of {dec.get('total', 0)} comparisons ({share}).</p>")
 
 
 def _profile_section(study: dict, a: dict) -> str:
@@ -105,7 +146,7 @@ def _profile_section(study: dict, a: dict) -> str:
     val = a.get("profile_validation")
     if val:
         taus = ", ".join(f"{k} {v:+.2f}" if v is not None else f"{k} n/a" for k, v in val["kendall_tau"].items())
-        extra.append(f"How well each score ranked the freeze depths {val['depths']} by their measured test accuracy "
+        extra.append(f"How well each score ranked the freeze depths {val['depths']} by their measured validation accuracy "
                      f"at {val['n_train']} per class (Kendall tau, 1 = perfect): {taus}.")
     head = ("<tr><th>k</th><th>after block</th><th>dim</th><th>LogME</th><th>H-score</th><th>kNN val %</th>"
             "<th>probe val %</th></tr>")
@@ -169,19 +210,19 @@ def render(study: dict, records: list[dict], layers: dict | None = None) -> str:
     a = analyze(records, study)
     splice = splice_curves(layers)
     rec = a["recommendation"]
-    cfg, data, model = study.get("config", {}), study.get("data", {}), study.get("model", {})
+    data, model = study.get("data", {}), study.get("model", {})
     zero = a.get("zero_shot")
     zero_html = (f"<p>Zero-shot: the source model, untouched, classifies {100 * zero['test_acc']:.1f}% of the test examples "
                  f"of the {zero['chosen']['classes_shared']} classes it already knows.</p>") if zero else ""
     failed = "".join(f"<li>{_e(f['label'])} n={_e(f['n_train'])} seed={f['seed']}: {_e(f['status'])} "
                      f"{_e(f['error'] or '')}{' at epoch ' + str(f['diverged_epoch']) if f['diverged_epoch'] else ''}</li>"
                      for f in a["failed"])
-    budget = cfg.get("budget", {})
     figs = [
         _figure("Learning curves", plots.learning_curves(a) if a["curves"] else None,
                 "Validation accuracy per epoch of the chosen learning rate, averaged over seeds; scratch dashed black."),
         _figure("Gain over scratch", plots.gains(a),
-                "Paired by seed, 95% CI. Green: measurably better; red: worse; gray: inside the noise (a tie)."),
+                "Paired by seed, unadjusted 95% CI. Green: better; red: worse; blue: equivalent (inside the margin); "
+                "gray: inconclusive (not decided at these seeds)."),
         _figure("Accuracy vs freeze depth", plots.accuracy_vs_depth(a),
                 "Which layers transfer: freezing the first k blocks and fine-tuning the rest."),
         _figure("Accuracy vs target size", plots.accuracy_vs_size(a),
@@ -196,10 +237,7 @@ def render(study: dict, records: list[dict], layers: dict | None = None) -> str:
 <style>{CSS}</style><script>{CHECK_JS}</script></head>
 <body>
 <h1>Transfer study: {_e(model.get('spec', {}).get('source', 'model'))} &rarr; {_e(data.get('name', 'target'))}</h1>
-<p>Every strategy below ran on the same splits, the same epoch budget ({budget.get('epochs')} epochs, early stopping
-patience {budget.get('patience')}), the same learning-rate grid ({_e(budget.get('lrs'))}, chosen on validation) and the
-same seeds ({_e(cfg.get('seeds'))}). <b>scratch</b> is the same architecture re-initialised. The test split was read only
-to score each trial's chosen checkpoint.</p>
+{_design_text(study, a)}
 <h2>Recommendation</h2><div class="rec" id="recommendation">{_e(rec['text'])}</div>
 {zero_html}
 <h2>Results</h2>{_summary_table(a)}

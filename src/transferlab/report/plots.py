@@ -88,7 +88,7 @@ def gains(analysis: dict) -> str | None:
     sizes = _sizes(analysis)
     labels = [lab for lab in _labels(analysis) if lab != SCRATCH]
     fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes), 0.35 * len(labels) + 1.6), squeeze=False, sharey=True)
-    colors = {"better": "tab:green", "worse": "tab:red", "tie": "tab:gray", "inconclusive": "tab:gray"}
+    colors = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "inconclusive": "tab:gray"}
     for ax, n in zip(axes[0], sizes):
         for g in rows:
             if g["n_train"] != n:

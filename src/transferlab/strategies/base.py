@@ -22,10 +22,10 @@ import torch
 
 from transferlab.backbones.base import Backbone, count_trainable
 from transferlab.cache import FeatureCache
-from transferlab.data.base import Split, TargetData
+from transferlab.data.base import Split, TargetData, take
 from transferlab.errors import UserError, closest
 from transferlab.results import label
-from transferlab.training import Budget, EpochLog, FitResult, Hook, evaluate, fit
+from transferlab.training import Budget, EpochLog, FitResult, FitRun, Hook, evaluate
 
 _REGISTRY: dict[str, type[Strategy]] = {}
 _LOAD = {"state": "no"}  # no | loading | done
@@ -91,6 +91,20 @@ class Fitted:
     cached: bool = False
     frozen_blocks: int = 0
     dynamics: list = field(default_factory=list)  # GradientProbe rows of the first epochs
+    run: FitRun | None = None  # a gradient-trained candidate: advanced epoch by epoch by the trial runner
+
+    @property
+    def epochs_run(self) -> int:
+        return self.run.epochs_run if self.run is not None else 0
+
+    def advance(self, until_epoch: int) -> None:
+        if self.run is not None:
+            self.run.advance(until_epoch)
+
+    def finish(self, early: bool = False) -> None:
+        """Train to the end of the budget (or stop now, ``early``) and load the best epoch's weights."""
+        if self.run is not None and not (self.run.done and not early):
+            self.run.finish(early)
 
 
 @dataclass
@@ -106,16 +120,18 @@ class TrialContext:
     cache: FeatureCache | None = None
     device: str = "cpu"
     hooks: tuple = ()
+    lazy: bool = False  # train_backbone returns candidates not yet trained (the runner advances them)
 
     def fresh(self) -> Backbone:
         return self.pretrained.clone().to(self.device)
 
     def uses_cache(self, k: int) -> bool:
-        return self.cache is not None and k > 0 and self.augment_for(k) is None
+        return self.cache is not None and k > 0
 
-    def augment_for(self, k: int):
-        # Augmentation only where the body trains; a frozen body sees fixed inputs and can be cached.
-        return self.data.augment if k < self.pretrained.n_blocks else None
+    @property
+    def augment(self):
+        """The study's augmentation (a data.augment.Augmentation) or None: the same for every strategy."""
+        return self.data.augment
 
     def at_cut(self, k: int, split_key: str, split: Split) -> Split:
         if not self.uses_cache(k):
@@ -130,11 +146,49 @@ class TrialContext:
     def val_split(self, k: int) -> Split:
         return self.at_cut(k, "val", self.data.val)
 
+    def _view_states(self, k: int, cache: FeatureCache) -> list:
+        return view_states(cache, self.pretrained, self.model_key, self.data, k)
+
+    def train_views(self, k: int):
+        """The training inputs' augmented views at cut ``k`` (None without augmentation).
+
+        Cut 0: computed on the fly.  A frozen prefix: its activations of each view, cached (or computed
+        once for this trial without a cache), so a frozen strategy sees the same views as scratch.
+        """
+        from transferlab.data.augment import CachedViews, OnTheFlyViews
+
+        if self.augment is None:
+            return None
+        idx = torch.as_tensor(self.train_idx, dtype=torch.long)
+        if k == 0:
+            return OnTheFlyViews(self.augment, self.data.train.subset(idx).inputs, idx, len(self.data.train))
+        cache = self.cache if self.uses_cache(k) else FeatureCache(self.budget.eval_batch_size, self.device)
+        return CachedViews(self._view_states(k, cache), idx)
+
     def features(self, k: int, split_key: str, split: Split) -> Split:
         """Activations of the pretrained body at cut ``k``: from the cache, or computed now."""
         if self.uses_cache(k):
             return self.at_cut(k, split_key, split)
         return FeatureCache(self.budget.eval_batch_size, self.device).states(self.pretrained, self.model_key, split_key, split, k)
+
+    def train_features(self, k: int) -> Split:
+        """The training subset's features at cut ``k`` for a closed-form fit (a probe): with augmentation,
+        every view of every example, stacked (the augmented training set)."""
+        if self.augment is None:
+            return self.features(k, "train", self.data.train).subset(self.train_idx)
+        cache = self.cache if self.uses_cache(k) else FeatureCache(self.budget.eval_batch_size, self.device)
+        idx = torch.as_tensor(self.train_idx, dtype=torch.long)
+        states = [take(s, idx) for s in self._view_states(k, cache)]
+        y = self.data.train.y[idx]
+        return Split(torch.cat(states), y.repeat(len(states)))
+
+
+def view_states(cache: FeatureCache, pretrained: Backbone, model_key: str, data: TargetData, k: int) -> list:
+    """The training pool's activations at cut ``k`` for each augmented view (one prefix pass per view)."""
+    aug, pool = data.augment, data.train
+    key = aug.describe()["key"]
+    return [cache.states(pretrained, model_key, f"train-{key}-{v}", (lambda v=v: aug.view(pool, v)), k).inputs
+            for v in range(aug.views)]
 
 
 @dataclass(frozen=True)
@@ -178,10 +232,12 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     cut = k if cached else 0
     generator = torch.Generator().manual_seed(ctx.seed)
     probe = GradientProbe(bb)
-    result = fit(model, groups, ctx.train_split(cut), ctx.val_split(cut), ctx.budget, generator,
-                 hooks=(*hooks, probe, *ctx.hooks), augment=ctx.augment_for(k), device=ctx.device, log0=log0)
+    run = FitRun(model, groups, ctx.train_split(cut), ctx.val_split(cut), ctx.budget, generator,
+                 hooks=(*hooks, probe, *ctx.hooks), views=ctx.train_views(cut), device=ctx.device, log0=log0)
+    if not ctx.lazy:
+        run.finish()
 
     def score(test: Split) -> tuple[float, float]:
         return evaluate(model, ctx.at_cut(cut, "test", test), ctx.budget.eval_batch_size, ctx.device)
 
-    return Fitted(result, count_trainable(bb), score, bb, cached, k, probe.rows)
+    return Fitted(run.result, count_trainable(bb), score, bb, cached, k, probe.rows, run)

@@ -44,7 +44,7 @@ class LPFT(Strategy):
         n = ctx.data.n_classes
         bb = ctx.fresh().replace_head(n, class_names=ctx.data.class_names)
         k = bb.n_blocks
-        x, y = as_matrix(ctx.features(k, "train", ctx.data.train).subset(ctx.train_idx))
+        x, y = as_matrix(ctx.train_features(k))
         pipe = make_classifier("logreg", self.probe_C, ctx.seed).fit(x, y)
         weight, bias = fold_probe(pipe, n)
         linear = bb.head[-1]

@@ -71,7 +71,7 @@ class LinearProbe(Strategy):
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         t0 = time.perf_counter()
         k = ctx.pretrained.n_blocks if self.cut is None else self.cut
-        x, y = as_matrix(ctx.features(k, "train", ctx.data.train).subset(ctx.train_idx))
+        x, y = as_matrix(ctx.train_features(k))
         xv, yv = as_matrix(ctx.features(k, "val", ctx.data.val))
         pipe = make_classifier(self.kind, candidate["C"], ctx.seed).fit(x, y)
         n = ctx.data.n_classes
