@@ -198,7 +198,7 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     features_cache = cache or FeatureCache(config.budget.eval_batch_size, device)
     prof = profile(model, data, features_cache, cache_key) if config.profile else None
     activations = top_activations(model, data, cache=features_cache, key=cache_key) if config.profile else None
-    design = config.design()
+    design = replace(config.design(), test_resolution=1 / len(data.test), val_resolution=1 / len(data.val))
     study = {
         "schema": 1, "config": config.to_dict(), "design": design.to_dict(), "model": model.describe(),
         "augmentation": data.augment.describe() if data.augment else {"kinds": [], "views": 0},

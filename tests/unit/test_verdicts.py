@@ -197,3 +197,12 @@ def test_a_strategy_stopped_early_cannot_lead_on_fewer_seeds():
     size = race(recs, Design(looks=(3, 6)))[0]
     assert size["leader"] == "finetune"
     assert {c["label"] for c in size["vs_leader"]} == {"scratch", "head"}
+
+
+def test_seeds_that_agree_by_chance_on_a_small_split_are_not_certainty():
+    # Three seeds with the same +0.7 pp difference: on a 135-example test split that is one example's step.
+    same = {s: 0.8 + 1 / 135 for s in range(3)}
+    base = {s: 0.8 for s in range(3)}
+    exact = decide([compare(same, base, Design(looks=(3,)))], Design(looks=(3,)))[0]
+    floored = decide([compare(same, base, Design(looks=(3,)), sd_floor=1 / 135)], Design(looks=(3,)))[0]
+    assert exact["verdict"] != "inconclusive" and floored["verdict"] == "inconclusive"

@@ -76,7 +76,8 @@ def gains(records: list[dict], design: Design = Design()) -> list[dict]:
     """
     families: dict = defaultdict(list)
     for lab, n, seeds, base in against_scratch(records):
-        c = compare({s: r["test_acc"] for s, r in seeds.items()}, {s: r["test_acc"] for s, r in base.items()}, design)
+        c = compare({s: r["test_acc"] for s, r in seeds.items()}, {s: r["test_acc"] for s, r in base.items()}, design,
+                    design.test_resolution)
         families[n].append((lab, c))
     rows = []
     for n, items in families.items():
@@ -104,7 +105,8 @@ def race(records: list[dict], design: Design = Design()) -> list[dict]:
         leader = max((lab for lab in val if len(val[lab]) == most),
                      key=lambda lab: (float(np.mean(list(val[lab].values()))), lab == SCRATCH))
         others = [lab for lab in val if lab != leader]
-        decided = decide([compare(val[lab], val[leader], design) for lab in others], design) if others else []
+        decided = (decide([compare(val[lab], val[leader], design, design.val_resolution) for lab in others], design)
+                   if others else [])
         out.append({"n_train": n, "leader": leader, "vs_leader": [{"label": lab, **d} for lab, d in zip(others, decided)]})
     return out
 

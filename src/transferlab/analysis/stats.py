@@ -47,6 +47,10 @@ class Design:
     margin: float = 0.01  # |difference| below this is "equivalent" (accuracy as a fraction: 0.01 = 1 pp)
     rho: float = 2.0  # Kim-DeMets spending exponent: larger keeps more alpha for the last look
     seed_order: tuple[int, ...] = ()  # the order the study runs seeds in (default: ascending)
+    # Accuracy moves in steps of one example: the paired SD is never taken below one step, so a few seeds that
+    # happen to agree exactly on a small split do not count as certainty.  Set by the study: 1 / split size.
+    test_resolution: float = 0.0
+    val_resolution: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "looks", tuple(sorted({int(n) for n in self.looks})))
@@ -93,13 +97,13 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict:
     return mean_ci([a[s] - b[s] for s in seeds])
 
 
-def _tests(d: np.ndarray, margin: float) -> tuple[float, float]:
+def _tests(d: np.ndarray, margin: float, sd_floor: float = 0.0) -> tuple[float, float]:
     """(p that the mean is 0, two-sided; TOST p that |mean| >= margin) for paired differences ``d``."""
     n = len(d)
     if n < MIN_SEEDS:
         return 1.0, 1.0
     mean = float(d.mean())
-    se = float(d.std(ddof=1)) / math.sqrt(n)
+    se = max(float(d.std(ddof=1)), sd_floor) / math.sqrt(n)
     if se == 0.0:  # identical differences on every seed: the sign is certain, the size exact
         return (0.0 if mean != 0 else 1.0), (0.0 if abs(mean) < margin else 1.0)
     t = stats.t(n - 1)
@@ -109,7 +113,7 @@ def _tests(d: np.ndarray, margin: float) -> tuple[float, float]:
     return p_diff, max(p_low, p_high)
 
 
-def compare(a: dict[int, float], b: dict[int, float], design: Design) -> dict:
+def compare(a: dict[int, float], b: dict[int, float], design: Design, sd_floor: float = 0.0) -> dict:
     """One comparison a - b, read at every look the seeds reach; p-values before multiplicity.
 
     Look ``k`` sees the seeds the study runs first (``design.seed_order``), up to ``design.looks[k]``.
@@ -123,13 +127,13 @@ def compare(a: dict[int, float], b: dict[int, float], design: Design) -> dict:
     for n_look, share in zip(design.looks, design.shares()):
         d = np.array([v for r, v in d_all.items() if r < n_look])
         if len(d) >= MIN_SEEDS:
-            pd_, pe = _tests(d, design.margin)
+            pd_, pe = _tests(d, design.margin, sd_floor)
             if min(1.0, pd_ / share) < p_diff:
                 p_diff, sign = min(1.0, pd_ / share), float(np.sign(d.mean()))
             p_eq = min(p_eq, min(1.0, pe / share))
         if n_look > last:
             break  # later looks hold no seed this comparison has
-    return {**ci, "p_diff": p_diff, "p_equiv": p_eq, "sign": sign}
+    return {**ci, "p_diff": p_diff, "p_equiv": p_eq, "sign": sign, "sd_floor": sd_floor}
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -171,6 +175,7 @@ def seeds_needed(ci: dict, design: Design, family: int) -> int | None:
     mean, sd = ci.get("mean", math.nan), ci.get("sd", math.nan)
     if not (math.isfinite(mean) and math.isfinite(sd)):
         return None
+    sd = max(sd, ci.get("sd_floor", 0.0))
     if sd == 0:
         return MIN_SEEDS
     level = design.alpha * design.shares()[-1] / family
