@@ -72,9 +72,13 @@ class DemoConstructor:
         return f"transferlab.zoo's {self.arch} constructor"
 
 
-def build(arch: str, preprocessing: Preprocessing | None = None) -> Backbone:
+def _check_arch(arch: str) -> None:
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown demo model '{arch}'{closest(arch, ARCHITECTURES)}", f"use one of: {', '.join(ARCHITECTURES)}")
+
+
+def build(arch: str, preprocessing: Preprocessing | None = None) -> Backbone:
+    _check_arch(arch)
     torch.manual_seed(0)
     classes = SOURCES[arch][0]
     blocks, head = ARCHITECTURES[arch](len(classes))
@@ -103,8 +107,7 @@ def _pretrain(arch: str) -> Backbone:
 
 def pretrained(arch: str) -> Backbone:
     """The demo model ``arch`` pretrained on its source (``SOURCES``): loaded from the cache, or trained now and cached."""
-    if arch not in ARCHITECTURES:
-        raise UserError(f"unknown demo model '{arch}'{closest(arch, ARCHITECTURES)}", f"use one of: {', '.join(ARCHITECTURES)}")
+    _check_arch(arch)
     key = hashlib.sha1(json.dumps([arch, RECIPE, SOURCES[arch], torch.__version__.split("+")[0]]).encode()).hexdigest()[:10]
     weights, meta = cache_dir() / f"{arch}-{key}.safetensors", cache_dir() / f"{arch}-{key}.json"
     if weights.exists() and meta.exists():

@@ -42,7 +42,8 @@ def size_sweep(acc_rows: list[dict], gain_rows: list[dict]) -> dict:
             "equivalent_to_scratch": [x["label"] for x in g if x["verdict"] == "equivalent"],
             "worse_than_scratch": [x["label"] for x in g if x["verdict"] == "worse"],
             "inconclusive": [x["label"] for x in open_],
-            "seeds_to_decide": min((x["gain"]["seeds_needed"] or 10**6 for x in open_ if not x["gain"].get("stopped")),
+            "seeds_to_decide": min((x["gain"]["seeds_needed"] for x in open_
+                                    if not x["gain"].get("stopped") and x["gain"]["seeds_needed"] is not None),
                                    default=None),
             "out_of_race": [x["label"] for x in open_ if x["gain"].get("stopped")],
             "scratch_acc": scratch["test_acc"] if scratch else None,

@@ -103,7 +103,7 @@ class Fitted:
 
     def finish(self, early: bool = False) -> None:
         """Train to the end of the budget (or stop now, ``early``) and load the best epoch's weights."""
-        if self.run is not None and not (self.run.done and not early):
+        if self.run is not None:
             self.run.finish(early)
 
 
@@ -146,6 +146,10 @@ class TrialContext:
     def val_split(self, k: int) -> Split:
         return self.at_cut(k, "val", self.data.val)
 
+    def _cache_for(self, k: int) -> FeatureCache:
+        """The study's cache where it may serve cut ``k``; else a throwaway one (computed once for this trial)."""
+        return self.cache if self.uses_cache(k) else FeatureCache(self.budget.eval_batch_size, self.device)
+
     def _view_states(self, k: int, cache: FeatureCache) -> list:
         return view_states(cache, self.pretrained, self.model_key, self.data, k)
 
@@ -162,23 +166,19 @@ class TrialContext:
         idx = torch.as_tensor(self.train_idx, dtype=torch.long)
         if k == 0:
             return OnTheFlyViews(self.augment, self.data.train.subset(idx).inputs, idx, len(self.data.train))
-        cache = self.cache if self.uses_cache(k) else FeatureCache(self.budget.eval_batch_size, self.device)
-        return CachedViews(self._view_states(k, cache), idx)
+        return CachedViews(self._view_states(k, self._cache_for(k)), idx)
 
     def features(self, k: int, split_key: str, split: Split) -> Split:
         """Activations of the pretrained body at cut ``k``: from the cache, or computed now."""
-        if self.uses_cache(k):
-            return self.at_cut(k, split_key, split)
-        return FeatureCache(self.budget.eval_batch_size, self.device).states(self.pretrained, self.model_key, split_key, split, k)
+        return self._cache_for(k).states(self.pretrained, self.model_key, split_key, split, k)
 
     def train_features(self, k: int) -> Split:
         """The training subset's features at cut ``k`` for a closed-form fit (a probe): with augmentation,
         every view of every example, stacked (the augmented training set)."""
         if self.augment is None:
             return self.features(k, "train", self.data.train).subset(self.train_idx)
-        cache = self.cache if self.uses_cache(k) else FeatureCache(self.budget.eval_batch_size, self.device)
         idx = torch.as_tensor(self.train_idx, dtype=torch.long)
-        states = [take(s, idx) for s in self._view_states(k, cache)]
+        states = [take(s, idx) for s in self._view_states(k, self._cache_for(k))]
         y = self.data.train.y[idx]
         return Split(torch.cat(states), y.repeat(len(states)))
 
