@@ -92,7 +92,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     args = ["run", "--model", "demo:cnn", "--data", "demo:digits", "--seeds", "2", "--sizes", "5,20", "--epochs", "4",
             "--strategies", "scratch,finetune,head,lp_ft"]
     exe = [sys.executable, "-m", "transferlab.cli.app"]
-    full = subprocess.run([*exe, *args, "--out", str(tmp_path / "full")], capture_output=True, text=True, timeout=600)
+    full = subprocess.run([*exe, *args, "--out", str(tmp_path / "full")], capture_output=True, text=True)
     assert full.returncode == 0, full.stderr[-2000:]
     out = tmp_path / "killed"
     proc = subprocess.Popen([*exe, *args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,7 +106,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.wait()
     n_before = len(store.read_bytes().splitlines())
     assert 0 < n_before < 16, "killed part-way"
-    again = subprocess.run([*exe, *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    again = subprocess.run([*exe, *args, "--out", str(out)], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stderr
     load = lambda p: {r["trial_id"]: r["test_acc"] for r in map(json.loads, (p / "trials.jsonl").read_text().splitlines())}  # noqa: E731
