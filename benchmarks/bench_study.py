@@ -99,7 +99,7 @@ def run_fastai(args, weights: str, adapt_bn: bool = False) -> dict:
     from fastai.metrics import accuracy
     from fastai.optimizer import Adam
 
-    from transferlab.execution import prepare
+    from transferlab.pipeline import prepare
     from transferlab.sources import resolve
     from transferlab.strategies.base import from_spec
 
@@ -145,7 +145,7 @@ def loop_overhead(args, weights: str, repeats: int = 3) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from transferlab.execution import prepare
+    from transferlab.pipeline import prepare
     from transferlab.sources import resolve
     from transferlab.training import Budget, fit, param_groups
 

@@ -48,7 +48,7 @@ def tiny_budget():
 
 
 def prepared(backbone, data):
-    from transferlab.execution import prepare
+    from transferlab.pipeline import prepare
 
     return prepare(data, backbone)
 

@@ -1,17 +1,20 @@
 """StudyConfig: what a study runs. Plain dataclasses, read from TOML; CLI flags override."""
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from transferlab.errors import UserError
+from transferlab.errors import UserError, closest
 from transferlab.training import Budget
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+EXECUTORS = ("inline", "process", "ray")
 
 DEFAULT_STRATEGIES: tuple[dict, ...] = (
     {"name": "scratch"},
@@ -72,6 +75,13 @@ class StudyConfig:
             raise UserError(f"margin {self.margin} is not an accuracy difference between 0 and 1", "use margin = 0.01 for 1 pp")
         if not 0 < self.alpha < 0.5:
             raise UserError(f"alpha {self.alpha} is not an error rate between 0 and 0.5", "use alpha = 0.05")
+        if self.executor not in EXECUTORS:
+            raise UserError(f"unknown executor '{self.executor}'{closest(str(self.executor), EXECUTORS)}",
+                            f"use one of: {', '.join(EXECUTORS)}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise UserError(f"workers {self.workers!r} is not a positive whole number", "use --workers 1 or more")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", str(self.device))):
+            raise UserError(f"unknown device '{self.device}'", "use auto, cpu, cuda, cuda:N or mps")
         if self.augment_views < 1:
             raise UserError(f"augment_views {self.augment_views} is below 1", "use augment_views = 8")
 

@@ -20,7 +20,6 @@ from transferlab.errors import UserError
 from transferlab.results import TrialSpec
 from transferlab.trial import run_trial
 
-EXECUTORS = ("inline", "process", "ray")
 
 
 def make_cache(config, device, disk_dir: Path | None) -> FeatureCache | None:
@@ -81,8 +80,6 @@ def study_cache(config, device, out: Path | None, n_blocks: int) -> FeatureCache
 def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, device: str, out: Path | None, on_record,
                cache: FeatureCache | None = None) -> None:
     """``cache``: the study's cache (already holding what the profile computed); made here if None."""
-    if config.executor not in EXECUTORS:
-        raise UserError(f"unknown executor '{config.executor}'", f"use one of: {', '.join(EXECUTORS)}")
     if not specs:
         return
     parallel = is_parallel(config)

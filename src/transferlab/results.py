@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+from transferlab.errors import UserError
+
+SCHEMA_VERSION = 2  # of study.json and the records; 2: preflight measurements stored under their own names
 
 
 def label(name: str, params: dict) -> str:
@@ -29,6 +31,7 @@ class TrialSpec:
     seed: int
     n_train: int | str  # examples per class, or "all"
     label: str = ""  # display and grouping name; the strategy's non-default parameters
+    net: str = ""  # which network the strategy starts from, when a run has several (layers: "A" or "B")
 
     def __post_init__(self):
         if not self.label:
@@ -36,7 +39,8 @@ class TrialSpec:
 
     @property
     def trial_id(self) -> str:
-        key = json.dumps([self.strategy, self.params, self.seed, self.n_train], sort_keys=True)
+        parts = [self.strategy, self.params, self.seed, self.n_train] + ([self.net] if self.net else [])
+        key = json.dumps(parts, sort_keys=True)
         return hashlib.sha1(key.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
@@ -125,6 +129,44 @@ class TrialStore:
         return {r["trial_id"] for r in self.load() if r.get("status") in ("ok", "diverged")}
 
 
+def _upgrade_1(study: dict) -> dict:
+    """Version 1 kept the input and BatchNorm checks under "diagnostics"; 2 stores each measurement by its name."""
+    study = dict(study)
+    diag = study.pop("diagnostics", None) or {}
+    study.setdefault("inputs", diag.get("inputs"))
+    study.setdefault("batchnorm", diag.get("batchnorm") or [])
+    return {**study, "schema": 2}
+
+
+UPGRADES = {1: _upgrade_1}  # version -> the function that lifts it one version
+
+
+def check_schema(study: dict, where: str) -> dict:
+    """Read any version this release knows (upgrading older ones in memory); refuse others in one line."""
+    version = study.get("schema", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+        raise UserError(f"{where} was written by another transferlab version (schema {version!r}; this one reads "
+                        f"1 to {SCHEMA_VERSION})", "upgrade transferlab (pip install -U transferlab), or rerun the study "
+                        "into a new --out folder")
+    while version < SCHEMA_VERSION:
+        study, version = UPGRADES[version](study), version + 1
+    return study
+
+
+def read_study(out_dir: str | Path) -> dict:
+    """``study.json`` of a study folder, schema checked."""
+    path = Path(out_dir) / "study.json"
+    if not path.exists():
+        raise UserError(f"{out_dir} is not a study folder (no study.json)", "point to the folder a study wrote with --out")
+    try:
+        study = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})", "rerun the study to rewrite it") from None
+    if not isinstance(study, dict):
+        raise UserError(f"{path} is not a study description", "rerun the study into a new --out folder")
+    return check_schema(study, str(path))
+
+
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -153,7 +195,7 @@ class StudyResult:
         from transferlab.analysis import analyze
 
         out_dir = Path(out_dir)
-        study = json.loads((out_dir / "study.json").read_text())
+        study = read_study(out_dir)
         trials = TrialStore(out_dir / "trials.jsonl").load()
         report = out_dir / "report.html"
         return cls(out_dir, study, trials, analyze(trials, study), report if report.exists() else None)

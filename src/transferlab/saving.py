@@ -21,7 +21,8 @@ from transferlab.backbones.base import Backbone, Preprocessing
 from transferlab.data.base import Split, take
 from transferlab.errors import UserError
 
-FORMAT = 1
+FORMAT = 2  # 2: the head is saved layer by layer (Linear, ReLU, Dropout); 1 kept only its Linear sizes
+HEAD_LAYERS = {"linear": nn.Linear, "relu": nn.ReLU, "dropout": nn.Dropout}
 
 
 def _fold_linear(pipe, n_classes: int) -> nn.Linear:
@@ -48,10 +49,10 @@ def save_model(fitted, pretrained: Backbone, out_dir: str | Path, class_names: l
         cut = fitted.frozen_blocks
         model.head = nn.Sequential(_fold_linear(fitted.model, len(class_names)))
     model = model.cpu()
-    head = [{"in": m.in_features, "out": m.out_features} for m in model.head.modules() if isinstance(m, nn.Linear)]
+    head = _head_layers(model.head)
     meta = {
         "format": FORMAT, "strategy": label, "source": pretrained.spec, "source_options": source_options or {},
-        "blocks": model.block_names, "head_layers": head, "cut": cut if cut != model.n_blocks else None,
+        "blocks": model.block_names, "head": head, "cut": cut if cut != model.n_blocks else None,
         "class_names": class_names, "preprocessing": model.preprocessing.to_dict(),
     }
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
@@ -61,33 +62,52 @@ def save_model(fitted, pretrained: Backbone, out_dir: str | Path, class_names: l
     return out
 
 
-def _head_from(layers: list[dict]) -> nn.Module:
-    mods: list[nn.Module] = []
-    for i, layer in enumerate(layers):
-        mods.append(nn.Linear(layer["in"], layer["out"]))
-        if i < len(layers) - 1:
-            mods.append(nn.ReLU())
-    return nn.Sequential(*mods)
+def _head_layers(head: nn.Module) -> list[dict]:
+    """The head as plain data, one entry per layer in order, so it is rebuilt with the same module indices."""
+    mods = list(head) if isinstance(head, nn.Sequential) else [head]
+    out = []
+    for m in mods:
+        if isinstance(m, nn.Linear):
+            out.append({"type": "linear", "in": m.in_features, "out": m.out_features})
+        elif isinstance(m, nn.ReLU):
+            out.append({"type": "relu"})
+        elif isinstance(m, nn.Dropout):
+            out.append({"type": "dropout", "p": m.p})
+        else:
+            raise UserError(f"cannot save a head with a {type(m).__name__} layer", "save the model with torch.save instead")
+    return out
+
+
+def _head_from(meta: dict) -> nn.Module:
+    if "head" not in meta:  # format 1: Linear sizes only, ReLU between them
+        layers = [{"type": "linear", **x} for x in meta["head_layers"]]
+        layers = [y for x in layers for y in (x, {"type": "relu"})][:-1]
+    else:
+        layers = meta["head"]
+    args = {"linear": lambda x: (x["in"], x["out"]), "relu": lambda x: (), "dropout": lambda x: (x["p"],)}
+    return nn.Sequential(*[HEAD_LAYERS[x["type"]](*args[x["type"]](x)) for x in layers])
 
 
 def load_saved(model_dir: str | Path) -> tuple[Backbone, dict]:
-    from transferlab.sources import load_model
+    from transferlab.registry import accepted_options
+    from transferlab.sources import MODEL_SOURCES, load_model
 
     d = Path(model_dir)
     if not (d / "model.json").exists() or not (d / "model.safetensors").exists():
         raise UserError(f"{d} does not hold a saved model (model.json + model.safetensors)", "save one with --save-best")
     meta = json.loads((d / "model.json").read_text())
+    if meta.get("format", 1) > FORMAT:
+        raise UserError(f"{d} was saved by a newer transferlab (model format {meta['format']}, this one reads up to {FORMAT})",
+                        "upgrade transferlab: pip install -U transferlab")
     pre = Preprocessing.from_dict(meta["preprocessing"])
+    # The architecture alone: the saved file holds every weight, so no pretrained weights are loaded or trained.
     options = {k: v for k, v in meta["source_options"].items() if k not in ("weights", "pretrained")}
-    if meta["source"]["source"].startswith("demo:"):
-        from transferlab import zoo
-
-        bb = zoo.build(meta["source"]["arch"], pre)
-    else:
-        source = load_model(meta["source"]["source"], **options)
-        bb = source.build(_example(pre))
+    scheme = meta["source"]["source"].partition(":")[0]
+    if "pretrained" in (accepted_options(MODEL_SOURCES.get(scheme)) or ()):
+        options["pretrained"] = False
+    bb = load_model(meta["source"]["source"], **options).build(_example(pre))
     bb.preprocessing = pre
-    bb.head = _head_from(meta["head_layers"])
+    bb.head = _head_from(meta)
     state = load_file(str(d / "model.safetensors"))
     missing, unexpected = bb.load_state_dict(state, strict=False)
     if missing or unexpected:

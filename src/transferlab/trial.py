@@ -95,7 +95,7 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
     record.cached, record.frozen_blocks = best.cached, best.frozen_blocks
     record.dynamics = best.dynamics
     if isinstance(best.model, Backbone) and best.frozen_blocks < pretrained.n_blocks and strategy.reuses_weights:
-        from transferlab.profile import what_moved
+        from transferlab.moved import what_moved
 
         record.moved = what_moved(pretrained, best.model, data.val)
     record.wall_s = time.perf_counter() - t0

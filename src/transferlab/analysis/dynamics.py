@@ -49,14 +49,13 @@ def flags(first: dict, study: dict) -> list[str]:
                        f"{head['input_rms']:.2g}) is {step:.2g}, under {HEAD_SLOW:g}x scratch's ({scratch_head:.2g}); the "
                        "head learning rate is too low for the scale of the frozen features (raise the head's learning "
                        "rate, or normalise the features).")
-    diag = study.get("diagnostics") or {}
-    bad_bn = [b for b in diag.get("batchnorm") or [] if b["flag"]]
+    bad_bn = [b for b in study.get("batchnorm") or [] if b["flag"]]
     if bad_bn:
         worst = max(bad_bn, key=lambda b: b["shift"])
         out.append(f"{len(bad_bn)} BatchNorm layers see target statistics far from their running statistics (worst: "
                    f"{worst['layer']}, mean shift {worst['shift']:.2f} sd, variance ratio {worst['var_ratio']:.2f}); frozen "
                    "blocks keep the source's statistics, so consider train_bn=True or unfreezing those blocks.")
-    inputs = diag.get("inputs")
+    inputs = study.get("inputs")
     if inputs and inputs["flag"]:
         out.append(f"Target inputs have per-channel mean {np.round(inputs['mean'], 2).tolist()} and std "
                    f"{np.round(inputs['std'], 2).tolist()} after preprocessing: {inputs['message']}.")

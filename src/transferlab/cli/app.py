@@ -35,7 +35,7 @@ def _sizes(text: Optional[str]):
 
 
 def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=None, ray_address=None, depths=None,
-            schedule=None, design: dict | None = None):
+            schedule=None, design: dict | None = None, device: str | None = None):
     from dataclasses import replace
 
     from transferlab.config import StudyConfig
@@ -57,6 +57,8 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
         cfg.executor, cfg.ray_address = "ray", ray_address
     if depths is not None:
         cfg.depths = depths if depths in ("all", "auto") else [int(k) for k in depths.split(",")]
+    if device is not None:
+        cfg.device = device
     if no_cache:
         cfg.cache = False
     if strategies:
@@ -100,6 +102,7 @@ EPOCHS = typer.Option(None, help="epoch budget of every strategy")
 WORKERS = typer.Option(None, help="parallel worker processes")
 NO_CACHE = typer.Option(False, "--no-cache", help="recompute frozen layers every epoch")
 STRATS = typer.Option(None, help="comma-separated strategy names (default: all)")
+DEVICE = typer.Option(None, help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps")
 SCHEDULE = typer.Option(None, help="LR schedule of every strategy: constant (default), onecycle (fastai's) or cosine")
 
 
@@ -145,7 +148,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --executor ray)"),
         depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3"),
         schedule: Optional[str] = SCHEDULE, max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN,
-        augment: Optional[str] = AUGMENT, no_halving: bool = NO_HALVING):
+        augment: Optional[str] = AUGMENT, no_halving: bool = NO_HALVING, device: Optional[str] = DEVICE):
     """Run a transfer study described by a study file or by --model and --data.
 
     \b
@@ -168,7 +171,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     if not model_spec or not data_spec:
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
     cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address, depths,
-                  schedule, _design(max_seeds, margin, augment, no_halving))
+                  schedule, _design(max_seeds, margin, augment, no_halving), device)
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     model_options = {**{k: v for k, v in (file.model if file else {}).items() if k != "spec"}, **_options(model_opt, "--model-opt")}
     if weights:
@@ -200,8 +203,8 @@ def profile_cmd(model: str = typer.Option(..., help="model spec, e.g. timm:resne
     from rich.console import Console
     from rich.table import Table
 
-    from transferlab.execution import prepare
-    from transferlab.profile import profile
+    from transferlab.measurements.profile import profile
+    from transferlab.pipeline import prepare
     from transferlab.sources import resolve
 
     opts = _options(model_opt, "--model-opt")
@@ -230,8 +233,10 @@ def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. d
            weights: Optional[str] = typer.Option(None, help="pretrained weights file"),
            model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="model option key=value"),
            data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value"),
-           seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS):
-    """Yosinski splice curves AnB, AnB+, BnB, BnB+ at every cut, into a study's report.
+           seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS,
+           workers: Optional[int] = WORKERS, executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
+           device: Optional[str] = DEVICE):
+    """Yosinski splice curves AnB, AnB+, BnB, BnB+ at every cut, into a study's report (rerun to resume).
 
     \b
     Example:
@@ -247,7 +252,7 @@ def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. d
     if weights:
         opts["weights"] = weights
     backbone, target = resolve(model, data, opts, _options(data_opt, "--data-opt"))
-    cfg = _config(None, seeds, sizes, epochs, None, False, None)
+    cfg = _config(None, seeds, sizes, epochs, workers, False, None, executor, device=device)
     run_layers(backbone, target, cfg, out, on_record=lambda r: console.print(
         f"[dim]{r['curve']:5s} n={r['n']} seed={r['seed']}: {100 * (r['test_acc'] or 0):.1f}%[/dim]"))
     if (out / "study.json").exists():

@@ -84,25 +84,32 @@ class Split:
 
 
 class SealedSplit:
-    """The test split. Only ``open(reason)`` hands out its data, and each call is logged."""
+    """The test split. Only ``open(reason)`` hands out its data, and each call is logged.
 
-    def __init__(self, split: Split):
+    Input checks (its fingerprint, its label set, preprocessing it) go through ``open`` too, with a
+    reason starting ``check:``, so the log lists every read and a test can tell checks from scoring.
+    """
+
+    def __init__(self, split: Split, log: list | None = None):
         self._split = split
-        self.log: list[tuple[float, str]] = []
+        self.log: list[tuple[float, str]] = [] if log is None else log
 
     def open(self, reason: str) -> Split:
         self.log.append((time.perf_counter(), reason))
         return self._split
 
     def __len__(self) -> int:
-        return len(self._split)
+        return len(self._split.y)
 
     def label_set(self) -> set[int]:
-        # Checking which classes exist is input validation, not a choice made on test results.
-        return set(self._split.y.unique().tolist())
+        return set(self.open("check:labels").y.unique().tolist())
 
     def fingerprint(self) -> str:
-        return self._split.fingerprint()
+        return self.open("check:fingerprint").fingerprint()
+
+    def mapped(self, fn, reason: str) -> SealedSplit:
+        """``fn`` applied to the split (preprocessing), sealed again; one log, so reads of either are counted."""
+        return SealedSplit(fn(self.open(f"check:{reason}")), self.log)
 
 
 @dataclass

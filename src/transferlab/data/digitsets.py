@@ -52,9 +52,20 @@ def parse_classes(classes) -> list[int]:
     return [int(c) for c in classes]
 
 
+FRAMES = ("stretch", "mnist")
+
+
+def mnist_frame(t: torch.Tensor) -> torch.Tensor:
+    """Digits that fill their frame, fitted into a 20x20 box centred in 28x28, as MNIST's digits are."""
+    t = F.interpolate(t, size=(20, 20), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+    return F.pad(t, (4, 4, 4, 4))
+
+
 def arrays(kind: str, path: str, split: str = "train", classes=None, size=(28, 28), channels: int = 1,
-           max_per_class: int | None = None, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+           max_per_class: int | None = None, seed: int = 0, frame: str = "stretch") -> tuple[torch.Tensor, np.ndarray]:
     """Images (N, channels, *size) in [0, 1] and labels renumbered 0..len(classes)-1."""
+    if frame not in FRAMES:
+        raise UserError(f"unknown frame '{frame}'", "use frame=stretch (the digit fills the image) or frame=mnist")
     x, y = _read(kind, Path(path), split)
     keep = parse_classes(classes)
     rng = np.random.default_rng(seed)
@@ -67,18 +78,20 @@ def arrays(kind: str, path: str, split: str = "train", classes=None, size=(28, 2
     idx = np.sort(np.concatenate(idx))
     remap = {c: i for i, c in enumerate(keep)}
     t = torch.from_numpy(np.ascontiguousarray(x[idx])).unsqueeze(1)
+    if frame == "mnist" and kind != "mnist":
+        t = mnist_frame(t)
     if tuple(t.shape[-2:]) != tuple(size):
         t = F.interpolate(t, size=tuple(size), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
     return t.expand(-1, channels, -1, -1).contiguous(), np.array([remap[v] for v in y[idx]])
 
 
 def target(kind: str, path: str, classes=None, size=(28, 28), channels: int = 1, max_per_class: int | None = None,
-           max_test_per_class: int | None = None, augment: str = "none", seed: int = 0):
+           max_test_per_class: int | None = None, augment: str = "none", seed: int = 0, frame: str = "stretch"):
     keep = parse_classes(classes)
-    train = arrays(kind, path, "train", keep, size, channels, max_per_class, seed)
-    test = arrays(kind, path, "test", keep, size, channels, max_test_per_class, seed)
+    train = arrays(kind, path, "train", keep, size, channels, max_per_class, seed, frame)
+    test = arrays(kind, path, "test", keep, size, channels, max_test_per_class, seed, frame)
     names = [str(c) for c in keep]
     check_labels(train[1], names)
     data = given_splits([train, test], names, f"{kind} {keep[0]}-{keep[-1]}", make_augment(augment))
-    data.split_info.update({"source": kind, "classes": keep, "max_per_class": max_per_class})
+    data.split_info.update({"source": kind, "classes": keep, "max_per_class": max_per_class, "frame": frame})
     return data

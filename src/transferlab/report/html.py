@@ -10,7 +10,7 @@ from pathlib import Path
 from transferlab.analysis import analyze
 from transferlab.errors import UserError
 from transferlab.report import plots
-from transferlab.results import TrialStore
+from transferlab.results import TrialStore, read_study
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -260,13 +260,7 @@ Run: {_e(study.get('run', {}))}. Environment: {_e(study.get('environment', {}))}
 def write_report(out_dir: str | Path) -> Path:
     """Rebuild ``report.html`` in a study folder from its JSON files."""
     out_dir = Path(out_dir)
-    meta = out_dir / "study.json"
-    if not meta.exists():
-        raise UserError(f"{out_dir} is not a study folder (no study.json)", "point to the folder a study wrote with --out")
-    try:
-        study = json.loads(meta.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{meta} is not valid JSON ({exc})", "rerun the study to rewrite it") from None
+    study = read_study(out_dir)
     records = TrialStore(out_dir / "trials.jsonl").load()
     layers = json.loads((out_dir / "layers.json").read_text()) if (out_dir / "layers.json").exists() else None
     path = out_dir / "report.html"

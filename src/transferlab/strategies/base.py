@@ -10,11 +10,8 @@ validation and evaluates the test split once.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import ClassVar
 
 import numpy as np
@@ -24,53 +21,30 @@ from transferlab.backbones.base import Backbone, count_trainable
 from transferlab.cache import FeatureCache
 from transferlab.data.base import Split, TargetData, take
 from transferlab.errors import UserError, closest
+from transferlab.registry import Registry
 from transferlab.results import label
 from transferlab.training import Budget, EpochLog, FitResult, FitRun, Hook, evaluate
 
-_REGISTRY: dict[str, type[Strategy]] = {}
-_LOAD = {"state": "no"}  # no | loading | done
+STRATEGIES = Registry("strategy", "transferlab.strategies", "transferlab.strategies")
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator. A second strategy with the same name is an error, not a silent override."""
-    if _LOAD["state"] == "no":
-        _load_all()  # built-ins first, so a clash with them is caught here, whoever registers first
     if not cls.name:
         raise ValueError(f"{cls.__qualname__} has no name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"strategy name '{cls.name}' is already registered by {_REGISTRY[cls.name].__qualname__}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    """Import every module of this package (one file per strategy) and plugin entry points."""
-    import transferlab.strategies as pkg
-
-    if _LOAD["state"] != "no":
-        return
-    _LOAD["state"] = "loading"
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        importlib.import_module(f"{pkg.__name__}.{mod.name}")
-    for ep in entry_points(group="transferlab.strategies"):
-        ep.load()
-    _LOAD["state"] = "done"
+    return STRATEGIES.register(cls.name, cls)
 
 
 def registry() -> dict[str, type[Strategy]]:
-    _load_all()
-    return dict(_REGISTRY)
+    return STRATEGIES.entries()
 
 
 def list_strategies() -> list[str]:
-    return sorted(registry())
+    return STRATEGIES.names()
 
 
 def from_spec(name: str, params: dict | None = None) -> Strategy:
-    reg = registry()
-    if name not in reg:
-        raise UserError(f"unknown strategy '{name}'{closest(name, reg)}", f"choose one of: {', '.join(sorted(reg))}")
-    cls = reg[name]
+    cls = STRATEGIES.get(name)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(params or {}) - fields
     if unknown:
@@ -192,6 +166,14 @@ def view_states(cache: FeatureCache, pretrained: Backbone, model_key: str, data:
 
 
 @dataclass(frozen=True)
+class PlanContext:
+    """What a strategy may read when it expands itself: the study's depth setting and the preflight profile."""
+
+    depths: str | list[int] = "all"  # "all", "auto" (the profile's best cuts) or a list of k
+    profile: dict | None = None
+
+
+@dataclass(frozen=True)
 class Strategy:
     """Base class. Subclasses are frozen dataclasses whose fields are hyperparameters."""
 
@@ -208,8 +190,8 @@ class Strategy:
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         return label(self.name, {k: v for k, v in self.params().items() if v != defaults[k]})
 
-    def expand(self, backbone: Backbone) -> list[Strategy]:
-        """Concrete configurations to run (``freeze_k`` with no k gives one per cut)."""
+    def expand(self, backbone: Backbone, plan: PlanContext | None = None) -> list[Strategy]:
+        """Concrete configurations to run (``freeze_k`` with no k gives one per cut, or the ``plan``'s depths)."""
         return [self]
 
     def check(self, backbone: Backbone) -> None:

@@ -4,8 +4,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transferlab.backbones.base import Backbone
-from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, train_backbone
+from transferlab.strategies.base import Fitted, PlanContext, Strategy, TrialContext, register, train_backbone
 from transferlab.training import param_groups
+
+
+AUTO_DEPTHS = 3  # with depths="auto", the best cuts by the profile's mean rank, plus k=0
+
+
+def auto_depths(prof: dict, n: int = AUTO_DEPTHS) -> list[int]:
+    """Freeze depths worth training: the cuts the scores rank highest (mean rank over the four scores)."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    cuts = prof["cuts"]
+    ranks = np.mean([rankdata([-c[s] for c in cuts]) for s in ("logme", "hscore", "knn_acc", "probe_acc")], axis=0)
+    best = [cuts[i]["k"] for i in np.argsort(ranks, kind="stable")[:n]]
+    return sorted({0, *best})
 
 
 @register
@@ -18,12 +32,18 @@ class FreezeK(Strategy):
     k: int | None = None
     train_bn: bool = False
 
-    def expand(self, backbone: Backbone) -> list[Strategy]:
+    def expand(self, backbone: Backbone, plan: PlanContext | None = None) -> list[Strategy]:
         if self.k is not None:
             return [self]
         # Freezing a block without weights (a pooling block) changes nothing: skip that duplicate depth.
         blocks = list(backbone.blocks.values())
         depths = [k for k in range(backbone.n_blocks + 1) if k == 0 or any(True for _ in blocks[k - 1].parameters())]
+        chosen = (plan or PlanContext()).depths
+        if chosen != "all":
+            keep = auto_depths(plan.profile) if chosen == "auto" else chosen
+            for k in keep:
+                backbone._check_k(k)
+            depths = [k for k in depths if k in keep]
         return [FreezeK(k=k, train_bn=self.train_bn) for k in depths]
 
     def check(self, backbone: Backbone) -> None:

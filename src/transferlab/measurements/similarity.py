@@ -12,6 +12,7 @@ import torch
 from transferlab.backbones.base import Backbone
 from transferlab.cache import FeatureCache
 from transferlab.data.base import TargetData
+from transferlab.measurements import Measurement, Preflight, register
 from transferlab.strategies.probe import as_matrix, make_classifier, score
 
 MARGIN = 0.05  # pretrained features must beat random ones by this much validation accuracy
@@ -37,3 +38,14 @@ def feature_relevance(pretrained: Backbone, data: TargetData, seed: int = 0, cac
     return {"method": "probe_vs_random_features", "pretrained_val_acc": pre, "random_val_acc": rnd, "level": level,
             "summary": f"a linear probe on the pretrained features reaches {100 * pre:.1f}% validation accuracy vs "
                        f"{100 * rnd:.1f}% on re-initialised features"}
+
+
+@register
+class FeatureRelevance(Measurement):
+    name = "similarity"
+
+    def cuts(self, backbone):
+        return [backbone.n_blocks]
+
+    def measure(self, pf: Preflight) -> dict:
+        return feature_relevance(pf.backbone, pf.data, cache=pf.cache, key=pf.key)

@@ -1,0 +1,71 @@
+"""Per-layer transferability before training: LogME, H-score, kNN and linear-probe validation accuracy per cut;
+LEEP and NCE once for the source classifier; the proxy A-distance when source data is given.
+
+One pass over the target train pool and validation split yields the activations at every cut (the study's
+shared cache), so the frozen trials that follow reuse it.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from transferlab.analysis import transferability as tr
+from transferlab.backbones.base import Backbone
+from transferlab.cache import FeatureCache
+from transferlab.data.base import TargetData, take
+from transferlab.measurements import Measurement, Preflight, register
+from transferlab.moved import pooled
+
+MAX_ROWS = 2000  # scores on at most this many train examples (stratified), to keep the profile a small cost
+
+
+def _rows(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    if len(y) <= limit:
+        return np.arange(len(y))
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(len(y)), train_size=limit, stratify=y, random_state=seed)
+    return np.sort(keep)
+
+
+def profile(backbone: Backbone, data: TargetData, cache: FeatureCache | None = None, key: str = "profile",
+            seed: int = 0) -> dict:
+    """Scores per cut of the (already preprocessed) target data."""
+    t0 = time.perf_counter()
+    cache = cache or FeatureCache()
+    cache.want(range(1, backbone.n_blocks + 1))
+    idx = _rows(data.train.y.numpy(), MAX_ROWS, seed)
+    ytr, yval = data.train.y.numpy()[idx], data.val.y.numpy()
+    rows = []
+    for k in range(1, backbone.n_blocks + 1):
+        xtr = pooled(take(cache.states(backbone, key, "train", data.train, k).inputs, torch.as_tensor(idx)))
+        xval = pooled(cache.states(backbone, key, "val", data.val, k).inputs)
+        rows.append({"k": k, "name": backbone.block_names[k - 1], "dim": int(xtr.shape[1]),
+                     "logme": tr.logme(xtr, ytr), "hscore": tr.hscore(xtr, ytr),
+                     "knn_acc": tr.knn_accuracy(xtr, ytr, xval, yval), "probe_acc": tr.probe_accuracy(xtr, ytr, xval, yval, seed)})
+    out = {"cuts": rows, "n_train": int(len(idx)), "leep": None, "nce": None}
+    if backbone.class_names:  # the source head is still there: score its predictions on the target
+        last = cache.states(backbone, key, "train", data.train, backbone.n_blocks).inputs
+        with torch.no_grad():
+            probs = torch.softmax(backbone.eval().head(take(last, torch.as_tensor(idx))).float(), 1).numpy()
+        out["leep"], out["nce"] = tr.leep(probs, ytr), tr.nce(probs, ytr)
+    if data.source is not None:
+        xs = pooled(cache.states(backbone, key, "source", data.source, backbone.n_blocks).inputs)
+        xt = pooled(cache.states(backbone, key, "train", data.train, backbone.n_blocks).inputs)
+        out["a_distance"] = tr.a_distance(xs, xt, seed)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+@register
+class Profile(Measurement):
+    name = "profile"
+    profile = True
+
+    def cuts(self, backbone):
+        return range(1, backbone.n_blocks + 1)
+
+    def measure(self, pf: Preflight) -> dict:
+        return profile(pf.backbone, pf.data, pf.cache, pf.key)

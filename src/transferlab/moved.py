@@ -1,0 +1,40 @@
+"""What fine-tuning moved: per block, how far the weights went and how similar the activations stayed.
+
+``pooled`` turns any cut's activations into an (n, channels) matrix (feature maps average-pooled over
+space, token states averaged over the mask), the form every per-layer score reads.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from transferlab.analysis.cka import linear_cka
+from transferlab.backbones.base import Backbone
+from transferlab.data.base import Split, take
+
+
+def pooled(states) -> np.ndarray:
+    """(n, d) view of a cut's activations."""
+    if isinstance(states, (tuple, list)):  # (hidden, mask): mean over real tokens
+        hidden, mask = states
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return ((hidden * m).sum(1) / m.sum(1).clamp(min=1)).numpy()
+    if states.dim() > 2:
+        return states.float().mean(dim=tuple(range(2, states.dim()))).numpy()
+    return states.float().numpy()
+
+
+@torch.no_grad()
+def what_moved(pretrained: Backbone, tuned: Backbone, inputs: Split, max_rows: int = 256) -> list[dict]:
+    """Per block: relative weight change ||W - W0|| / ||W0|| and linear CKA of its activations before/after."""
+    x = take(inputs.inputs, torch.arange(min(max_rows, len(inputs))))
+    pretrained.eval(), tuned.eval()
+    a, b = x, x
+    rows = []
+    for name in pretrained.block_names:
+        p0 = torch.cat([p.detach().flatten().float() for p in pretrained.blocks[name].parameters()] or [torch.zeros(1)])
+        p1 = torch.cat([p.detach().cpu().flatten().float() for p in tuned.blocks[name].parameters()] or [torch.zeros(1)])
+        a, b = pretrained.blocks[name](a), tuned.blocks[name](b)
+        change = float((p1 - p0).norm() / p0.norm()) if p0.norm() > 0 else 0.0
+        rows.append({"block": name, "weight_change": change, "cka": linear_cka(pooled(a), pooled(b))})
+    return rows

@@ -1,0 +1,224 @@
+"""The steps every study shares: preflight, run (with resume and executors), write.
+
+``preflight`` checks everything a run needs (config, executor, device, data against the model, the output
+folder) before anything is written, prepares the data once, and runs the registered measurements over one
+shared set of activations. ``run_specs`` runs trial specs that are not in the store yet and appends each
+record the moment it finishes, so a stopped study loses nothing. ``execution.run_study`` and
+``layers.run_layers`` are these steps in order.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from transferlab.backbones.base import Backbone
+from transferlab.cache import FeatureCache
+from transferlab.config import StudyConfig
+from transferlab.data.base import Split, TargetData
+from transferlab.errors import UserError
+from transferlab.results import TrialSpec, TrialStore, read_study, write_json_atomic
+
+
+@dataclass
+class Prepared:
+    """A study's checked inputs: what every later step reads."""
+
+    backbone: Backbone
+    data: TargetData  # preprocessed for the backbone; the test split still sealed
+    config: StudyConfig
+    device: str
+    out: Path | None
+    cache: FeatureCache  # the study's one cache (a throwaway in-memory one when caching is off)
+    study_cache: FeatureCache | None  # the cache trials may use (None with cache = false)
+    model_key: str
+    data_key: str
+    measurements: dict = field(default_factory=dict)
+
+    @property
+    def cache_key(self) -> str:  # weights + preprocessing + data: any change, a new entry
+        return f"{self.model_key}-{self.data_key}"
+
+
+# ---- inputs --------------------------------------------------------------------------
+def as_target(data, class_names: list[str] | None = None) -> TargetData:
+    """A TargetData from a TargetData, an ``(X, y)`` pair of arrays, or a torch Dataset of (x, y) pairs."""
+    import numpy as np
+
+    from transferlab.data.base import split_arrays
+    from transferlab.data.tables import encode_labels
+
+    if isinstance(data, TargetData):
+        return data
+    if isinstance(data, torch.utils.data.Dataset):
+        pairs = [data[i] for i in range(len(data))]
+        data = (torch.stack([torch.as_tensor(x) for x, _ in pairs]), np.array([int(y) for _, y in pairs]))
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not torch.is_tensor(x) else x.float()
+        codes, names = encode_labels(np.asarray(y), class_names)
+        return split_arrays(x, codes, names, name="arrays")
+    raise UserError(f"cannot use {type(data).__name__} as target data", "pass a TargetData, (X, y) arrays or a torch Dataset")
+
+
+def as_backbone(model, data: TargetData) -> Backbone:
+    """A Backbone from a Backbone, a ModelSource, or any nn.Module (blocks found on the data's first rows)."""
+    from transferlab.data.base import take
+    from transferlab.sources import ModelSource, build_checked
+
+    if isinstance(model, Backbone):
+        return model
+    if isinstance(model, ModelSource):
+        return build_checked(model, data)
+    if isinstance(model, torch.nn.Module):
+        from transferlab.backbones.torch import from_module
+
+        return from_module(model, take(data.train.inputs, torch.arange(2)), spec={"source": f"module:{type(model).__name__}"})
+    raise UserError(f"cannot use {type(model).__name__} as a model", "pass an nn.Module, a Backbone or a model spec")
+
+
+def check_inputs(config: StudyConfig, data: TargetData) -> None:
+    if not config.strategies:
+        raise UserError("the study lists no strategies", "add at least 'scratch' and one transfer strategy")
+    # Which classes exist is input validation, not a choice made on test results; the read is logged all the same.
+    extra = data.test.label_set() - set(data.train.y.unique().tolist())
+    if extra:
+        names = ", ".join(data.class_names[c] for c in sorted(extra))
+        raise UserError(f"the test split has classes the training split lacks ({names})", "give every class some training examples, or drop those test rows")
+    for n in config.sizes:
+        data.train_indices(n, 0)  # raises a UserError for sizes larger than the data
+    if config.depths == "auto" and not config.profile:
+        raise UserError('depths = "auto" needs the profile', "turn profile back on, or list the depths")
+
+
+def resolve_device(device: str) -> str:
+    """The device a study runs on; a device this machine lacks is refused here, before anything runs."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' was asked for but this machine has no CUDA GPU", "use --device cpu or auto")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise UserError(f"device '{device}' does not exist (this machine has {torch.cuda.device_count()} GPUs)",
+                        "use --device cuda:0")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device 'mps' was asked for but is not available here", "use --device cpu or auto")
+    return device
+
+
+def check_executor(config: StudyConfig) -> None:
+    import importlib.util
+
+    if config.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError("the ray executor needs Ray", 'pip install "transferlab[ray]"')
+
+
+def prepare(data: TargetData, backbone: Backbone) -> TargetData:
+    """Apply the pretrained model's preprocessing once, to every split (the test split stays sealed and logged)."""
+    pre = backbone.preprocessing.apply
+    mapped = lambda s: Split(pre(s.inputs), s.y)  # noqa: E731
+    source = mapped(data.source) if data.source is not None else None
+    return replace(data, train=mapped(data.train), val=mapped(data.val), test=data.test.mapped(mapped, "preprocess"),
+                   source=source)
+
+
+def check_folder(out: Path | None, model_key: str, data_key: str, config: StudyConfig | None) -> None:
+    """A folder that holds another study (other model, data or, given ``config``, settings) is refused, not mixed."""
+    if out is None or not (out / "study.json").exists():
+        return
+    old = read_study(out)
+    mine = json.loads(json.dumps(config.result_defining())) if config else {}
+    theirs = {k: v for k, v in old.get("config", {}).items() if k in mine}
+    same_inputs = (old.get("model_key"), old.get("data_key")) == (model_key, data_key)
+    if not same_inputs or theirs != mine:
+        raise UserError(f"{out} holds a different study (other model, data or settings)", "choose a new --out folder, or delete that one")
+
+
+def preflight(model, data, config: StudyConfig, out: str | Path | None, measure: bool = True) -> Prepared:
+    """Check, prepare and measure; nothing is written. Every refusal happens here."""
+    from transferlab.data.augment import resolve
+    from transferlab.executors import study_cache
+    from transferlab.measurements import Preflight, run_measurements
+
+    data = as_target(data)
+    data = replace(data, augment=resolve(config.augment, data.augment, config.augment_views))
+    if data.augment is not None:
+        data.augment.check(data.train.inputs)
+    backbone = as_backbone(model, data)
+    device = resolve_device(config.device)
+    check_executor(config)
+    check_inputs(config, data)
+    data = prepare(data, backbone)
+    out = Path(out) if out else None
+    model_key, data_key = backbone.fingerprint(), data.fingerprint()
+    check_folder(out, model_key, data_key, config if measure else None)
+    cache = study_cache(config, device, out, backbone.n_blocks)
+    prepared = Prepared(backbone, data, config, device, out, cache or FeatureCache(config.budget.eval_batch_size, device),
+                        cache, model_key, data_key)
+    if measure:
+        pf = Preflight(backbone, data, config, prepared.cache, prepared.cache_key, device)
+        prepared.measurements = run_measurements(pf)
+    return prepared
+
+
+# ---- running ------------------------------------------------------------------------------
+def open_store(out: Path | None, study: dict, name: str = "trials.jsonl") -> TrialStore | None:
+    if out is None:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "study.json", study)
+    return TrialStore(out / name)
+
+
+class Runner:
+    """Runs specs through the configured executor, skipping those already in the store (resume)."""
+
+    def __init__(self, prep: Prepared, store: TrialStore | None, on_record=None):
+        from transferlab.executors import run_trials
+
+        self.prep, self.store, self.on_record, self._run = prep, store, on_record, run_trials
+        done = store.done_ids() if store else set()
+        self.stored = {r["trial_id"]: r for r in store.load() if r["trial_id"] in done} if store else {}
+        self.by_id = dict(self.stored)  # every record this run can use: stored, then each as it finishes
+        self.ran = 0
+
+    def record(self, rec: dict) -> None:
+        if self.store:
+            self.store.append(rec)
+        self.by_id[rec["trial_id"]] = rec
+        if self.on_record:
+            self.on_record(rec)
+
+    def records(self, specs: list[TrialSpec]) -> list[dict]:
+        return [self.by_id[s.trial_id] for s in specs if s.trial_id in self.by_id]
+
+    def run(self, specs: list[TrialSpec], backbone: Backbone | None = None, key: str | None = None) -> list[dict]:
+        """Records of ``specs`` in order: stored ones reused, the rest run now (``backbone``: another model)."""
+        p = self.prep
+        todo = [s for s in specs if s.trial_id not in self.stored]
+        self._run(todo, backbone or p.backbone, key or p.cache_key, p.data, p.config, p.device, p.out, self.record,
+                  p.study_cache if backbone is None else None)
+        self.ran += len(todo)
+        return self.records(specs)
+
+
+def environment() -> dict:
+    import numpy
+    import sklearn
+
+    return {
+        "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
+        "sklearn": sklearn.__version__, "platform": platform.platform(), "machine": platform.machine(),
+        "cpus": os.cpu_count(), "cuda": torch.cuda.is_available(),
+    }
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
