@@ -34,33 +34,37 @@ def test_config_round_trip(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_same_seed_same_result(name, cnn, digits, tiny_budget):
-    data = prepared(cnn, digits)
-    a = run_trial(spec(name), cnn, "k", data, tiny_budget)
-    b = run_trial(spec(name), cnn, "k", data, tiny_budget)
-    assert a.status == "ok", a.error
-    assert a.test_acc == b.test_acc
-    strip = lambda hs: [{k: v for k, v in h.items() if k != "seconds"} for h in hs]  # noqa: E731
-    assert strip(a.history) == strip(b.history)
-    assert a.chosen == b.chosen
+def test_check_strategy_passes_every_registered_strategy(name, cnn, digits, tiny_budget):
+    """The public conformance suite (transferlab.testing), which a plugin author runs on their own strategy."""
+    from transferlab.testing import CHECKS, check_strategy
+
+    assert check_strategy(from_spec(name, CONCRETE.get(name)), cnn, digits, tiny_budget) == list(CHECKS)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_pretrained_untouched_and_frozen_blocks_bit_identical(name, cnn, digits, tiny_budget):
-    """The pretrained backbone is never modified, and frozen blocks (weights and BN statistics) stay bit-identical."""
-    data = prepared(cnn, digits)
-    before = {k: v.clone() for k, v in cnn.state_dict().items()}
-    kept = []
-    rec = run_trial(spec(name), cnn, "k", data, tiny_budget, keep=kept)
-    assert rec.status == "ok", rec.error
-    for k, v in cnn.state_dict().items():
-        assert torch.equal(v, before[k]), f"{name} modified the pretrained weights ({k})"
-    trained = kept[0].model
-    if not hasattr(trained, "blocks"):
-        return  # a scikit-learn probe: the body is only read
-    for i, block_name in enumerate(trained.block_names[: rec.frozen_blocks]):
-        for key, value in trained.blocks[block_name].state_dict().items():
-            assert torch.equal(value.cpu(), before[f"blocks.{block_name}.{key}"]), f"frozen {block_name}.{key} changed"
-    if rec.frozen_blocks == 0 and rec.best_epoch > 0:  # lp_ft may keep its epoch-0 probe checkpoint
-        changed = [k for k, v in trained.blocks.state_dict().items() if not torch.equal(v.cpu(), before[f"blocks.{k}"])]
-        assert changed, f"{name} trains the body, yet no body weight changed"
+def test_check_strategy_catches_a_strategy_that_breaks_the_rules(cnn, digits, tiny_budget):
+    from dataclasses import dataclass
+
+    from transferlab.strategies.base import STRATEGIES, Strategy
+    from transferlab.strategies.finetune import FineTune
+    from transferlab.testing import check_strategy
+
+    @dataclass(frozen=True)
+    class GreedyTune(FineTune):  # tunes twice as many values as the others: an unfair search
+        name = "greedy_tune_for_test"
+
+        def candidates(self, budget):
+            return [{"lr": lr, "body_lr_mult": m} for lr in budget.lrs for m in (0.1, 1.0)]
+
+    STRATEGIES.register(GreedyTune.name, GreedyTune)
+    try:
+        with pytest.raises(AssertionError, match="as many as the LR grid"):
+            check_strategy(GreedyTune(), cnn, digits, tiny_budget)
+    finally:
+        STRATEGIES._entries.pop(GreedyTune.name)
+
+    @dataclass(frozen=True)
+    class Unregistered(Strategy):
+        name = "nobody_registered_me"
+
+    with pytest.raises(AssertionError, match="not registered"):
+        check_strategy(Unregistered(), cnn, digits, tiny_budget)
