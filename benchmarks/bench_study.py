@@ -78,7 +78,7 @@ def run_transferlab(args, weights: str, cache: bool, workers: int) -> dict:
     t0 = time.perf_counter()
     res = tl.run_study(bb, data, cfg, report=False)
     wall = time.perf_counter() - t0
-    acc = {r["label"]: r["test_acc"]["mean"] for r in res.analysis["accuracy"]}
+    acc = {r.label: r.test_acc.mean for r in res.analysis.accuracy}
     per, seeds = {}, {}
     for t in res.trials:
         per[t["label"]] = per.get(t["label"], 0.0) + t["wall_s"]

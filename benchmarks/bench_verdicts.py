@@ -70,12 +70,12 @@ def run(task: str, design: str, epochs: int) -> dict:
         t0 = time.perf_counter()
         result = run_study(model, data, config, out=out, report=False)
         wall = time.perf_counter() - t0
-    dec = result.analysis["decided"]
+    dec = result.analysis.decided.to_dict()
     epochs_run = sum(r.get("epochs_run", 0) for r in result.trials)
     return {"task": task, "design": design, "decided": dec["decided"], "total": dec["total"], "share": dec["share"],
             "trials": len([r for r in result.trials if r["strategy"] != "zero_shot"]), "trial_epochs": epochs_run,
             "wall_s": wall, "verdicts": {k: dec[k] for k in ("better", "worse", "equivalent", "inconclusive")},
-            "recommendation": result.analysis["recommendation"]["text"]}
+            "recommendation": result.analysis.recommendation.text}
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import contextlib
 import torch
 from torch import nn
 
-from transferlab.data.base import Inputs, to_device
+from transferlab.data.base import Inputs, to_device, tree_map
 
 
 def on_cuda(device) -> bool:
@@ -32,13 +32,7 @@ def move(x: Inputs, device) -> Inputs:
     """Host -> device through pinned memory, without blocking the host."""
     if not on_cuda(device):
         return to_device(x, device)
-    pin = (lambda t: t.pin_memory() if not t.is_pinned() else t)  # noqa: E731
-    if isinstance(x, dict):
-        x = {k: pin(v) for k, v in x.items()}
-    elif isinstance(x, (tuple, list)):
-        x = type(x)(pin(v) for v in x)
-    else:
-        x = pin(x)
+    x = tree_map(lambda t: t.pin_memory() if not t.is_pinned() else t, x)
     x = to_device(x, device, non_blocking=True)
     if torch.is_tensor(x) and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -23,21 +23,13 @@ import numpy as np
 import torch
 
 from transferlab.backbones.base import Backbone
-from transferlab.data.base import Inputs, Split, concat, n_rows, take, to_device
+from transferlab.data.base import Inputs, Split, concat, leaves, n_rows, take, to_device, tree_map
 
 DEFAULT_BUDGET = 2 << 30  # 2 GiB
 
 
-def _parts(states: Inputs) -> list[torch.Tensor]:
-    if isinstance(states, dict):
-        return list(states.values())
-    if isinstance(states, (tuple, list)):
-        return list(states)
-    return [states]
-
-
 def _nbytes(states: Inputs) -> int:
-    return sum(t.numel() * t.element_size() for t in _parts(states))
+    return sum(t.numel() * t.element_size() for t in leaves(states))
 
 
 class FeatureCache:
@@ -95,19 +87,19 @@ class FeatureCache:
 
     def _store(self, key, states: Inputs) -> None:
         if self.fp16:
-            states = _map(states, lambda t: t.half() if t.is_floating_point() else t)
+            states = tree_map(lambda t: t.half() if t.is_floating_point() else t, states)
         spill = self.disk_dir is not None and (self.persist or self.memory_bytes + _nbytes(states) > self.memory_budget)
         if not spill:
             self._mem[key] = states
             return
         self.disk_dir.mkdir(parents=True, exist_ok=True)
         names = list(states.keys()) if isinstance(states, dict) else None
-        for i, t in enumerate(_parts(states)):
+        for i, t in enumerate(leaves(states)):
             path = self._path(key, i)
             tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
             np.save(tmp, t.numpy())
             os.replace(tmp, path)  # atomic: another process sees all of it or none
-        meta = {"layout": self._layout(states), "names": names, "n": len(_parts(states))}
+        meta = {"layout": self._layout(states), "names": names, "n": len(leaves(states))}
         self._path(key, "meta").with_suffix(".txt").write_text(repr(meta))
         self._load(key)
 
@@ -131,7 +123,7 @@ class FeatureCache:
     def _unwrap(self, states):
         states = states.states if isinstance(states, _Mapped) else states
         if self.fp16:  # train on float32 as uncached trials do; only storage is half precision
-            states = _map(states, lambda t: t.float() if t.is_floating_point() else t)
+            states = tree_map(lambda t: t.float() if t.is_floating_point() else t, states)
         return states
 
     @torch.no_grad()
@@ -161,10 +153,3 @@ class _Mapped:
     def __init__(self, states):
         self.states = states
 
-
-def _map(states: Inputs, fn) -> Inputs:
-    if isinstance(states, dict):
-        return {k: fn(v) for k, v in states.items()}
-    if isinstance(states, (tuple, list)):
-        return type(states)(fn(v) for v in states)
-    return fn(states)

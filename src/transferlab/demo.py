@@ -41,7 +41,7 @@ def demo(out: str | Path = "transferlab-demo", config: StudyConfig | None = None
 def write_index(out: Path, results: list[StudyResult]) -> Path:
     items = "".join(
         f"<li><a href='{html.escape(r.out_dir.name)}/report.html'>{html.escape(r.study.get('title', r.out_dir.name))}</a>"
-        f"<p>{html.escape(r.analysis['recommendation']['text'])}</p></li>" for r in results)
+        f"<p>{html.escape(r.analysis.recommendation.text)}</p></li>" for r in results)
     path = out / "index.html"
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>transferlab demo</title></head>"
                     f"<body style='font-family:sans-serif;max-width:60em;margin:2em auto'><h1>transferlab demo</h1>"

@@ -129,11 +129,11 @@ def _save_best(result: StudyResult, prep: Prepared, folder, meta) -> dict:
     """Retrain the recommended configuration (first seed, largest size; deterministic) and save it."""
     from transferlab.saving import save_model
 
-    rec = result.analysis["recommendation"]
-    if not rec.get("label"):
+    rec = result.analysis.recommendation
+    if not rec.label:
         raise UserError("no strategy finished, so there is no model to save", "look at the failed trials in the report")
     seed = prep.config.seed_order()[0]
-    record = next(r for r in result.trials if r["label"] == rec["label"] and r["n_train"] == rec["n_train"] and r["seed"] == seed)
+    record = next(r for r in result.trials if r["label"] == rec.label and r["n_train"] == rec.n_train and r["seed"] == seed)
     spec = TrialSpec(record["strategy"], record["params"], seed, record["n_train"], record["label"])
     kept: list = []
     again = run_trial(spec, prep.backbone, prep.model_key, prep.data, prep.config.budget, None, prep.device, keep=kept)
@@ -147,7 +147,7 @@ def _write_outputs(result: StudyResult, report: bool) -> None:
 
     out = result.out_dir
     write_json_atomic(out / "study.json", result.study)
-    write_json_atomic(out / "analysis.json", result.analysis)
+    write_json_atomic(out / "analysis.json", result.analysis.to_dict())
     (out / "summary.csv").write_text(summary_csv(result.analysis))
     if report:
         from transferlab.report.html import write_report

@@ -181,7 +181,7 @@ class StudyResult:
     out_dir: Path | None
     study: dict
     trials: list[dict]
-    analysis: dict
+    analysis: Any  # analysis.types.Analysis
     report_path: Path | None = None
 
     def to_frame(self):

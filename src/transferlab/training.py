@@ -68,24 +68,19 @@ def block_lr(i: int, n_blocks: int, head_lr: float, body_lr_mult: float, layer_d
     return head_lr * body_lr_mult * layer_decay ** (n_blocks - 1 - i)
 
 
-def is_frozen(i: int, k: int) -> bool:
-    """Block ``i`` is frozen when it is among the first ``k``."""
-    return i < k
-
-
 def param_groups(blocks: Sequence[nn.Module], head: nn.Module, head_lr: float, body_lr_mult: float = 1.0,
-                 layer_decay: float = 1.0, first_block: int = 0) -> list[dict]:
+                 layer_decay: float = 1.0) -> list[dict]:
     """One optimizer group per block (trainable parameters only) plus the head.
 
-    ``first_block`` is the index of ``blocks[0]`` in the full backbone, so the
-    decay is measured the same way for a suffix as for the whole model.
+    ``blocks`` are all the backbone's blocks, so the decay counts depth below the head in the whole model
+    (frozen blocks have no trainable parameters and get no group).
     """
-    n = first_block + len(blocks)
+    n = len(blocks)
     groups = []
     for j, block in enumerate(blocks):
         params = [p for p in block.parameters() if p.requires_grad]
         if params:
-            groups.append({"params": params, "lr": block_lr(first_block + j, n, head_lr, body_lr_mult, layer_decay)})
+            groups.append({"params": params, "lr": block_lr(j, n, head_lr, body_lr_mult, layer_decay)})
     groups.append({"params": [p for p in head.parameters() if p.requires_grad], "lr": head_lr})
     return groups
 

@@ -31,19 +31,19 @@ def _random_label_source():
 
 def test_a_source_pretrained_on_random_labels_is_never_recommended_over_scratch():
     result = tl.run_study(_random_label_source(), digits_target(half="B"), _config())
-    rec = result.analysis["recommendation"]
-    better = [g["label"] for g in result.analysis["gains"] if g["verdict"] == "better"]
+    rec = result.analysis.recommendation
+    better = [g.label for g in result.analysis.gains if g.verdict == "better"]
     assert not better, f"random-label features called better than scratch: {better}"
-    assert rec["strategy"] == "scratch" or rec["gain_verdict"] != "better", rec["text"]
+    assert rec.strategy == "scratch" or rec.gain_verdict != "better", rec.text
 
 
 def test_a_source_that_knows_the_target_classes_is_recommended_with_a_decided_gain(tmp_path):
     from transferlab import zoo
 
     result = tl.run_study(zoo.pretrained("cnn10"), digits_target(half="B"), _config(), out=tmp_path)
-    rec = result.analysis["recommendation"]
-    assert rec["strategy"] != "scratch" and rec["gain_verdict"] == "better", rec["text"]
-    assert "measurably better than scratch" in rec["text"]
+    rec = result.analysis.recommendation
+    assert rec.strategy != "scratch" and rec.gain_verdict == "better", rec.text
+    assert "measurably better than scratch" in rec.text
     study = result.study
     assert study["model"]["init"].startswith("by its constructor"), "scratch must use the architecture's own init"
     assert study["augmentation"]["kinds"] == [], "digits get no augmentation by default"

@@ -50,17 +50,17 @@ def test_gradient_probe_and_slow_head_flag(mlp, digits):
     cfg = tl.StudyConfig(seeds=[0], sizes=[5], budget=tl.Budget(epochs=3, lrs=(1e-3,)),
                          strategies=[{"name": "scratch"}, {"name": "head"}])
     res = tl.run_study(mlp, digits, cfg)
-    first = res.analysis["first_epochs"]["strategies"]
+    first = res.analysis.first_epochs.strategies
     assert set(first["scratch"]) == {"fc1", "fc2", "fc3", "head"}
     assert first["head"]["fc1"]["update_ratio"] == 0.0 and first["head"]["head"]["update_ratio"] > 0
-    assert "head:" not in " ".join(res.analysis["slow_start_flags"])
+    assert "head:" not in " ".join(res.analysis.slow_start_flags)
     # Shrink the frozen features 1000x: Adam still moves the head's weights, but the logits barely move.
     tiny = mlp.clone()
     with torch.no_grad():
         tiny.blocks["fc3"][0].weight.mul_(1e-3)
         tiny.blocks["fc3"][0].bias.mul_(1e-3)
     res = tl.run_study(tiny, digits, cfg)
-    assert any(f.startswith("head:") and "too low" in f for f in res.analysis["slow_start_flags"]), res.analysis["slow_start_flags"]
+    assert any(f.startswith("head:") and "too low" in f for f in res.analysis.slow_start_flags), res.analysis.slow_start_flags
 
 
 def test_top_activations_for_text_and_images(cnn, digits):
@@ -84,3 +84,25 @@ def test_depths_auto_runs_the_best_scored_cuts(cnn, digits):
     res = tl.run_study(cnn, digits, cfg)
     ran = sorted(t["params"]["k"] for t in res.trials if t["strategy"] == "freeze_k")
     assert ran == auto_depths(res.study["profile"])
+
+
+def test_layers_resumes_from_its_store_and_runs_through_the_executors(tmp_path, cnn, digits):
+    from transferlab.layers import run_layers
+    from transferlab.training import Budget
+
+    config = tl.StudyConfig(seeds=[0], sizes=[5], budget=Budget(epochs=2, lrs=(1e-2,)))
+    first = run_layers(cnn, digits, config, tmp_path)
+    store = tmp_path / "layers.jsonl"
+    lines = store.read_text().splitlines()
+    assert len(lines) == 1 + 2 * 2 * (cnn.n_blocks - 1), "the baseline B and every splice trial, each stored once"
+    store.write_text("\n".join(lines[:4]) + "\n")  # as if stopped after four trials
+    config.executor, config.workers = "process", 2
+    again = run_layers(cnn, digits, config, tmp_path)
+    assert len(store.read_text().splitlines()) == len(lines), "only the missing trials ran"
+    key = lambda rows: sorted((r["curve"], r["n"], r["seed"]) for r in rows)  # noqa: E731
+    assert key(again["records"]) == key(first["records"])
+    kept = {json.loads(x)["trial_id"] for x in lines[:4]}
+    assert len(kept) == 4
+    before = len(store.read_text().splitlines())
+    run_layers(cnn, digits, config, tmp_path)
+    assert len(store.read_text().splitlines()) == before, "a finished run resumes to nothing"

@@ -15,7 +15,7 @@ from transferlab.backbones.base import Backbone, from_sequential
 from transferlab.errors import UserError
 from transferlab.results import TrialStore
 from transferlab.strategies.base import Strategy, from_spec, register
-from transferlab.training import block_lr, is_frozen
+from transferlab.training import block_lr
 
 
 def test_mean_ci_matches_scipy():
@@ -29,7 +29,6 @@ def test_mean_ci_matches_scipy():
 def test_block_lr_is_layer_decay():
     assert block_lr(2, 3, 1.0, 0.1) == pytest.approx(0.1)
     assert block_lr(0, 3, 1.0, 0.1, 0.5) == pytest.approx(0.025)
-    assert is_frozen(0, 1) and not is_frozen(1, 1)
 
 
 def test_store_survives_a_torn_line(tmp_path):

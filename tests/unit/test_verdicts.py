@@ -168,12 +168,12 @@ def test_recommendation_is_chosen_on_validation_permuting_test_changes_nothing()
     rng = np.random.default_rng(0)
     study = {"design": Design(looks=(5,)).to_dict(), "data": {"class_names": list("abcde")}, "model": {"blocks": []}}
     records = _study_records(rng)
-    first = analyze(records, study)["recommendation"]
+    first = analyze(records, study).recommendation
     for _ in range(5):
         tests = rng.permutation([r["test_acc"] for r in records])
         shuffled = [{**r, "test_acc": float(t)} for r, t in zip(records, tests)]
-        again = analyze(shuffled, study)["recommendation"]
-        assert (again["label"], again["leader"], again["contenders"]) == (first["label"], first["leader"], first["contenders"])
+        again = analyze(shuffled, study).recommendation
+        assert (again.label, again.leader, again.contenders) == (first.label, first.leader, first.contenders)
 
 
 def test_recommendation_prefers_a_cheaper_strategy_only_when_decided_equivalent_on_validation():
@@ -183,9 +183,9 @@ def test_recommendation_prefers_a_cheaper_strategy_only_when_decided_equivalent_
                  _record("finetune", 5, s, 0.9, 0.900 + 0.001 * (s % 2), params=10**6),
                  _record("linear_probe", 5, s, 0.9, 0.899 + 0.001 * ((s + 1) % 2), params=10**3)]
     study = {"design": Design(looks=(8,)).to_dict(), "data": {"class_names": list("abcde")}, "model": {"blocks": []}}
-    rec = analyze(recs, study)["recommendation"]
-    assert rec["leader"] == "finetune" and rec["label"] == "linear_probe"
-    assert "decided equivalent" in rec["text"] and "measurably better than scratch" in rec["text"]
+    rec = analyze(recs, study).recommendation
+    assert rec.leader == "finetune" and rec.label == "linear_probe"
+    assert "decided equivalent" in rec.text and "measurably better than scratch" in rec.text
 
 
 def test_a_strategy_stopped_early_cannot_lead_on_fewer_seeds():

@@ -1,4 +1,4 @@
-"""Analyses: pure functions from trial records (plain dicts) to plain dicts. No torch."""
+"""Analyses: pure functions from trial records (plain dicts) to a typed ``Analysis`` (analysis/types.py). No torch."""
 from __future__ import annotations
 
 from transferlab.analysis.dynamics import first_epochs, flags
@@ -7,6 +7,7 @@ from transferlab.analysis.layers import moved, score_validation
 from transferlab.analysis.recommend import recommend
 from transferlab.analysis.stats import Design
 from transferlab.analysis.sweep import depth_profile, size_sweep
+from transferlab.analysis.types import Analysis
 
 
 def decided_share(gain_rows: list[dict]) -> dict:
@@ -26,7 +27,7 @@ def _mark_stopped(gain_rows: list[dict], raced: list[dict]) -> None:
             g["gain"]["stopped"] = "out of the race"
 
 
-def analyze(records: list[dict], study: dict) -> dict:
+def analyze(records: list[dict], study: dict) -> Analysis:
     design = Design.from_dict(study.get("design"))
     acc = accuracy_rows(records)
     gain = gains(records, design)
@@ -48,7 +49,7 @@ def analyze(records: list[dict], study: dict) -> dict:
     analysis["first_epochs"] = first_epochs(records)
     analysis["slow_start_flags"] = flags(analysis["first_epochs"], study)
     analysis["recommendation"] = recommend(analysis, study)
-    return analysis
+    return Analysis.from_dict(analysis)
 
 
-__all__ = ["analyze"]
+__all__ = ["Analysis", "analyze"]

@@ -19,11 +19,11 @@ from transferlab.analysis.stats import seeds_phrase
 # CS231n's "small dataset" has no number; we call a target small below this many labels per class.
 SMALL_PER_CLASS = 100
 
-TABLE = {  # (data amount, similarity) -> what the table of seed 002 says
-    ("low", "low"): "unfreeze more layers of the pretrained model",
-    ("low", "high"): "unfreeze fewer layers of the pretrained model",
-    ("high", "low"): "initialise with pretrained weights and train completely",
-    ("high", "high"): "fine-tune completely",
+TABLE = {  # (data amount, similarity) -> what the table of seed 002 says, and which layers it would train
+    ("low", "low"): ("unfreeze more layers of the pretrained model", "more"),
+    ("low", "high"): ("unfreeze fewer layers of the pretrained model", "fewer"),
+    ("high", "low"): ("initialise with pretrained weights and train completely", "all"),
+    ("high", "high"): ("fine-tune completely", "all"),
 }
 
 
@@ -58,9 +58,9 @@ def placement(study: dict, per_class: float) -> dict:
     data_level = "low" if per_class < SMALL_PER_CLASS else "high"
     sim = similarity(study)
     level = (sim or {}).get("level", "unknown")
-    return {"data": data_level, "per_class": per_class, "similarity": level, "rule": TABLE.get((data_level, level)),
-            "cell": (data_level, level),
-            "similarity_detail": sim}
+    rule, unfreeze = TABLE.get((data_level, level), (None, None))
+    return {"data": data_level, "per_class": per_class, "similarity": level, "rule": rule, "unfreeze": unfreeze,
+            "cell": [data_level, level], "similarity_detail": sim}
 
 
 def _agrees(place: dict, choice: dict, n_blocks: int | None) -> bool | None:
@@ -70,7 +70,7 @@ def _agrees(place: dict, choice: dict, n_blocks: int | None) -> bool | None:
     if choice["strategy"] == SCRATCH:
         return False  # the table assumes transfer helps; a scratch win contradicts every cell
     frozen_few = choice["frozen_blocks"] >= n_blocks / 2
-    return frozen_few if tuple(place["cell"]) == ("low", "high") else not frozen_few
+    return frozen_few if place["unfreeze"] == "fewer" else not frozen_few
 
 
 GAIN_WORDS = {

@@ -339,14 +339,11 @@ def count_trainable(module: nn.Module) -> int:
 
 
 def _shape(state: State) -> tuple[int, ...]:
-    if torch.is_tensor(state):
-        return tuple(state.shape)
-    if isinstance(state, (tuple, list)) and state and torch.is_tensor(state[0]):
-        return tuple(state[0].shape)
-    if isinstance(state, dict):
-        first = next(iter(state.values()))
-        return tuple(first.shape)
-    return ()
+    """The shape of a state's first array (hidden states of a (hidden, mask) pair, token ids of a dict)."""
+    from transferlab.data.base import leaves
+
+    first = leaves(state)[0] if isinstance(state, (dict, tuple, list)) and len(state) else state
+    return tuple(first.shape) if torch.is_tensor(first) else ()
 
 
 def from_sequential(model: nn.Sequential, example_input: State, **kwargs) -> Backbone:

@@ -45,29 +45,27 @@ class RichProgress(StudyCallback):
             self.progress = None
 
 
-def _ci(ci: dict) -> str:
-    if not math.isfinite(ci["lo"]):
-        return f"{100 * ci['mean']:.1f}"
-    return f"{100 * ci['mean']:.1f} ± {100 * (ci['hi'] - ci['mean']):.1f}"
+def _ci(ci) -> str:
+    if not math.isfinite(ci.lo):
+        return f"{100 * ci.mean:.1f}"
+    return f"{100 * ci.mean:.1f} ± {100 * (ci.hi - ci.mean):.1f}"
 
 
 def print_summary(result: StudyResult) -> None:
     a = result.analysis
-    size = a["recommendation"].get("n_train")
-    gains = {g["label"]: g for g in a["gains"] if g["n_train"] == size}
+    size = a.recommendation.n_train
     table = Table(title=f"{result.study.get('title') or result.study['data']['name']}: {size} per class")
     for col in ("strategy", "test acc %", "gain vs scratch, pp", "verdict", "trainable"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
-    for r in a["accuracy"]:
-        if r["n_train"] != size:
+    for r in a.accuracy:
+        if r.n_train != size:
             continue
-        g = gains.get(r["label"])
-        table.add_row(r["label"], _ci(r["test_acc"]), _ci(g["gain"]) if g else "", g["verdict"] if g else "",
-                      f"{r['trainable_params']:,}")
+        g = a.gain(r.label, size)
+        table.add_row(r.label, _ci(r.test_acc), _ci(g.gain) if g else "", g.verdict if g else "", f"{r.trainable_params:,}")
     out = Console()
     out.print(table)
-    out.print(f"[bold]Recommendation:[/bold] {a['recommendation']['text']}")
-    if a["failed"]:
-        out.print(f"[yellow]{len(a['failed'])} trials did not finish; see the report.[/yellow]")
+    out.print(f"[bold]Recommendation:[/bold] {a.recommendation.text}")
+    if a.failed:
+        out.print(f"[yellow]{len(a.failed)} trials did not finish; see the report.[/yellow]")
     if result.report_path:
         out.print(f"report: {result.report_path}")

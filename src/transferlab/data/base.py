@@ -21,47 +21,48 @@ from transferlab.errors import UserError
 Inputs = Any  # torch.Tensor | dict[str, torch.Tensor]
 
 
-def take(inputs: Inputs, idx) -> Inputs:
-    if isinstance(inputs, np.ndarray):  # raw texts, before tokenisation
-        return inputs[np.asarray(idx)]
+def tree_map(fn, inputs: Inputs) -> Inputs:
+    """``fn`` applied to every array of a model input: a tensor (or array), a dict or a tuple/list of them.
+
+    The one place that knows the shapes a model input takes; every helper below goes through it."""
     if isinstance(inputs, dict):
-        return {k: v[idx] for k, v in inputs.items()}
+        return {k: fn(v) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(v[idx] for v in inputs)
-    return inputs[idx]
+        return type(inputs)(fn(v) for v in inputs)
+    return fn(inputs)
+
+
+def leaves(inputs: Inputs) -> list:
+    """The arrays of a model input, in order."""
+    out: list = []
+    tree_map(out.append, inputs)
+    return out
+
+
+def take(inputs: Inputs, idx) -> Inputs:
+    if isinstance(inputs, np.ndarray):  # raw texts, before tokenisation: numpy indexing
+        return inputs[np.asarray(idx)]
+    return tree_map(lambda v: v[idx], inputs)
 
 
 def to_device(inputs: Inputs, device, non_blocking: bool = False) -> Inputs:
-    if isinstance(inputs, dict):
-        return {k: v.to(device, non_blocking=non_blocking) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(v.to(device, non_blocking=non_blocking) for v in inputs)
-    return inputs.to(device, non_blocking=non_blocking)
+    return tree_map(lambda v: v.to(device, non_blocking=non_blocking), inputs)
 
 
 def n_rows(inputs: Inputs) -> int:
-    if isinstance(inputs, np.ndarray):
-        return len(inputs)
-    if isinstance(inputs, dict):
-        return len(next(iter(inputs.values())))
-    if isinstance(inputs, (tuple, list)):
-        return len(inputs[0])
-    return len(inputs)
+    return len(leaves(inputs)[0])
 
 
 def concat(parts: list) -> Inputs:
-    first = parts[0]
-    if isinstance(first, dict):
-        return {k: torch.cat([p[k] for p in parts]) for k in first}
-    if isinstance(first, (tuple, list)):
-        return type(first)(torch.cat([p[i] for p in parts]) for i in range(len(first)))
-    return torch.cat(parts)
+    """Row-wise concatenation of inputs that share one structure."""
+    columns = [leaves(p) for p in parts]
+    joined = iter([torch.cat([c[i] for c in columns]) for i in range(len(columns[0]))])
+    return tree_map(lambda _: next(joined), parts[0])
 
 
 def fingerprint_inputs(inputs: Inputs, y: torch.Tensor) -> str:
     h = hashlib.sha256()
-    tensors = list(inputs.values()) if isinstance(inputs, dict) else list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
-    for t in [*tensors, y]:
+    for t in [*leaves(inputs), y]:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]

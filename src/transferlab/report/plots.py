@@ -1,4 +1,4 @@
-"""The report's figures, from the analysis dict alone (matplotlib, no torch)."""
+"""The report's figures, from the typed analysis alone (matplotlib, no torch)."""
 from __future__ import annotations
 
 import base64
@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from transferlab.analysis.gain import SCRATCH, size_key  # noqa: E402
+from transferlab.analysis.types import Analysis, Interval  # noqa: E402
 
 COLORS = plt.get_cmap("tab20").colors
 
@@ -22,12 +23,12 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _sizes(analysis: dict) -> list:
-    return sorted({r["n_train"] for r in analysis["accuracy"]}, key=size_key)
+def _sizes(analysis: Analysis) -> list:
+    return sorted({r.n_train for r in analysis.accuracy}, key=size_key)
 
 
-def _labels(analysis: dict) -> list[str]:
-    labels = sorted({r["label"] for r in analysis["accuracy"]})
+def _labels(analysis: Analysis) -> list[str]:
+    labels = sorted({r.label for r in analysis.accuracy})
     return [SCRATCH] + [lab for lab in labels if lab != SCRATCH] if SCRATCH in labels else labels
 
 
@@ -35,20 +36,21 @@ def _color(labels: list[str], lab: str):
     return "black" if lab == SCRATCH else COLORS[labels.index(lab) % len(COLORS)]
 
 
-def _err(ci: dict) -> tuple[float, float]:
-    if not math.isfinite(ci["lo"]):
+def _err(ci: Interval | dict) -> tuple[float, float]:
+    ci = Interval.from_dict(ci) if isinstance(ci, dict) else ci
+    if not math.isfinite(ci.lo):
         return 0.0, 0.0
-    return ci["mean"] - ci["lo"], ci["hi"] - ci["mean"]
+    return ci.mean - ci.lo, ci.hi - ci.mean
 
 
-def learning_curves(analysis: dict) -> str:
+def learning_curves(analysis: Analysis) -> str:
     sizes, labels = _sizes(analysis), _labels(analysis)
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.6), squeeze=False, sharey=True)
     for ax, n in zip(axes[0], sizes):
-        for c in analysis["curves"].values():
-            if c["n_train"] == n and len(c["epochs"]) > 1:
-                ax.plot(c["epochs"], c["val_acc"], color=_color(labels, c["label"]),
-                        lw=2.2 if c["label"] == SCRATCH else 1.2, ls="--" if c["label"] == SCRATCH else "-", label=c["label"])
+        for c in analysis.curves.values():
+            if c.n_train == n and len(c.epochs) > 1:
+                ax.plot(c.epochs, c.val_acc, color=_color(labels, c.label),
+                        lw=2.2 if c.label == SCRATCH else 1.2, ls="--" if c.label == SCRATCH else "-", label=c.label)
         ax.set_title(f"{n} per class")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -58,18 +60,18 @@ def learning_curves(analysis: dict) -> str:
     return _png(fig)
 
 
-def accuracy_vs_depth(analysis: dict) -> str | None:
-    depth = analysis["depth"]
+def accuracy_vs_depth(analysis: Analysis) -> str | None:
+    depth = analysis.depth
     if not depth:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    scratch = {r["n_train"]: r["test_acc"]["mean"] for r in analysis["accuracy"] if r["label"] == SCRATCH}
+    scratch = {r.n_train: r.test_acc.mean for r in analysis.accuracy if r.label == SCRATCH}
     for i, n in enumerate(_sizes(analysis)):
-        pts = [d for d in depth if d["n_train"] == n]
+        pts = [d for d in depth if d.n_train == n]
         if not pts:
             continue
-        err = list(zip(*[_err(d["test_acc"]) for d in pts]))
-        ax.errorbar([d["k"] for d in pts], [d["test_acc"]["mean"] for d in pts], yerr=err, marker="o", capsize=3,
+        err = list(zip(*[_err(d.test_acc) for d in pts]))
+        ax.errorbar([d.k for d in pts], [d.test_acc.mean for d in pts], yerr=err, marker="o", capsize=3,
                     color=COLORS[2 * i], label=f"{n} per class")
         if n in scratch:
             ax.axhline(scratch[n], color=COLORS[2 * i], ls=":", lw=1)
@@ -81,8 +83,8 @@ def accuracy_vs_depth(analysis: dict) -> str | None:
     return _png(fig)
 
 
-def gains(analysis: dict) -> str | None:
-    rows = analysis["gains"]
+def gains(analysis: Analysis) -> str | None:
+    rows = analysis.gains
     if not rows:
         return None
     sizes = _sizes(analysis)
@@ -91,12 +93,12 @@ def gains(analysis: dict) -> str | None:
     colors = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "inconclusive": "tab:gray"}
     for ax, n in zip(axes[0], sizes):
         for g in rows:
-            if g["n_train"] != n:
+            if g.n_train != n:
                 continue
-            y = labels.index(g["label"])
-            lo, hi = _err(g["gain"])
-            ax.errorbar([100 * g["gain"]["mean"]], [y], xerr=[[100 * lo], [100 * hi]], fmt="o", capsize=3,
-                        color=colors[g["verdict"]])
+            y = labels.index(g.label)
+            lo, hi = _err(g.gain)
+            ax.errorbar([100 * g.gain.mean], [y], xerr=[[100 * lo], [100 * hi]], fmt="o", capsize=3,
+                        color=colors[g.verdict])
         ax.axvline(0, color="black", lw=1)
         ax.set_title(f"{n} per class")
         ax.set_xlabel("gain over scratch (pp, 95% CI)")
@@ -105,16 +107,16 @@ def gains(analysis: dict) -> str | None:
     return _png(fig)
 
 
-def accuracy_vs_size(analysis: dict) -> str | None:
+def accuracy_vs_size(analysis: Analysis) -> str | None:
     sizes, labels = _sizes(analysis), _labels(analysis)
     if len(sizes) < 2:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for lab in labels:
-        rows = sorted([r for r in analysis["accuracy"] if r["label"] == lab], key=lambda r: size_key(r["n_train"]))
-        xs = [sizes.index(r["n_train"]) for r in rows]
-        err = list(zip(*[_err(r["test_acc"]) for r in rows])) if rows else None
-        ax.errorbar(xs, [r["test_acc"]["mean"] for r in rows], yerr=err, marker="o", capsize=2, label=lab,
+        rows = sorted([r for r in analysis.accuracy if r.label == lab], key=lambda r: size_key(r.n_train))
+        xs = [sizes.index(r.n_train) for r in rows]
+        err = list(zip(*[_err(r.test_acc) for r in rows])) if rows else None
+        ax.errorbar(xs, [r.test_acc.mean for r in rows], yerr=err, marker="o", capsize=2, label=lab,
                     color=_color(labels, lab), lw=2.2 if lab == SCRATCH else 1.2, ls="--" if lab == SCRATCH else "-")
     ax.set_xticks(range(len(sizes)), [str(s) for s in sizes])
     ax.set_xlabel("target training examples per class")
@@ -146,7 +148,7 @@ def splice_curves(splice: dict | None) -> str | None:
     return _png(fig)
 
 
-def profile_scores(profile: dict | None, depth: list[dict]) -> str | None:
+def profile_scores(profile: dict | None, depth: list) -> str | None:
     """Each per-cut score scaled to [0, 1] across cuts, with freeze_k's measured accuracy on the same axis."""
     if not profile or not profile.get("cuts"):
         return None
@@ -159,12 +161,12 @@ def profile_scores(profile: dict | None, depth: list[dict]) -> str | None:
         lo, hi = min(v), max(v)
         ax.plot(ks, [(x - lo) / (hi - lo) if hi > lo else 0.5 for x in v], marker="o", color=COLORS[2 * i], label=label)
     if depth:
-        size = max({d["n_train"] for d in depth}, key=size_key)
-        pts = [d for d in depth if d["n_train"] == size and d["k"] in ks]
+        size = max({d.n_train for d in depth}, key=size_key)
+        pts = [d for d in depth if d.n_train == size and d.k in ks]
         if len(pts) > 1:
-            v = [d["test_acc"]["mean"] for d in pts]
+            v = [d.test_acc.mean for d in pts]
             lo, hi = min(v), max(v)
-            ax.plot([d["k"] for d in pts], [(x - lo) / (hi - lo) if hi > lo else 0.5 for x in v], color="black", lw=2.2,
+            ax.plot([d.k for d in pts], [(x - lo) / (hi - lo) if hi > lo else 0.5 for x in v], color="black", lw=2.2,
                     ls="--", marker="s", label=f"freeze_k test acc ({size}/class)")
     ax.set_xticks(ks, [f"{c['k']}: {c['name']}" for c in cuts], fontsize=7, rotation=30)
     ax.set_ylabel("scaled to [0, 1] across cuts")

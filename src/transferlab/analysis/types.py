@@ -1,0 +1,281 @@
+"""The analysis as typed, versioned plain data: dataclasses with ``to_dict`` / ``from_dict``.
+
+``analyze`` returns an ``Analysis``; ``analysis.json`` is its ``to_dict()``; the report, the terminal
+summary and the CSV read its attributes. ``from_dict`` follows the type hints into nested results,
+so ``Analysis.from_dict(json.load(f))`` rebuilds the whole tree. No torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from transferlab.analysis.stats import Design
+from transferlab.results import SCHEMA_VERSION
+
+Size = Union[int, str]  # examples per class, or "all"
+
+
+class Plain:
+    """``to_dict`` / ``from_dict`` for a dataclass of plain values, lists, dicts and nested ``Plain``s."""
+
+    def to_dict(self) -> dict:
+        return {f.name: _out(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict | None):
+        if d is None:
+            return None
+        hints = typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _in(hints[k], v) for k, v in d.items() if k in names})  # unknown keys: a newer minor field
+
+
+def _out(v: Any) -> Any:
+    if hasattr(v, "to_dict"):
+        return v.to_dict()
+    if isinstance(v, (list, tuple)):
+        return [_out(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _out(x) for k, x in v.items()}
+    return v
+
+
+def _in(hint: Any, v: Any) -> Any:
+    if v is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        typed = [a for a in args if isinstance(a, type) and hasattr(a, "from_dict")]
+        if typed and v == {} and type(None) in args:
+            return None  # an optional section with nothing in it
+        return _in(typed[0], v) if typed and isinstance(v, dict) else v
+    if origin is list:
+        return [_in(args[0], x) for x in v] if args else list(v)
+    if origin is dict:
+        return {k: _in(args[1], x) for k, x in v.items()} if args else dict(v)
+    if isinstance(hint, type) and hasattr(hint, "from_dict") and isinstance(v, dict):
+        return hint.from_dict(v)
+    return v
+
+
+@dataclass
+class Interval(Plain):
+    """Mean over seeds with its 95% CI (lo, hi NaN with one seed)."""
+
+    mean: float = math.nan
+    lo: float = math.nan
+    hi: float = math.nan
+    sd: float = math.nan
+    n: int = 0
+
+    @property
+    def has_ci(self) -> bool:
+        return math.isfinite(self.lo)
+
+
+@dataclass
+class Comparison(Interval):
+    """A paired difference (a - b over shared seeds), its tests and its verdict."""
+
+    label: str = ""
+    p_diff: Optional[float] = None
+    p_equiv: Optional[float] = None
+    p_diff_adj: Optional[float] = None
+    p_equiv_adj: Optional[float] = None
+    sign: Optional[float] = None
+    sd_floor: Optional[float] = None
+    verdict: str = "inconclusive"
+    seeds_needed: Optional[int] = None
+    stopped: Optional[str] = None  # why no more seeds were run ("out of the race")
+
+
+@dataclass
+class AccuracyRow(Plain):
+    label: str
+    strategy: str
+    n_train: Size
+    n_train_total: int = 0
+    params: dict = field(default_factory=dict)
+    test_acc: Interval = field(default_factory=Interval)
+    val_acc: Interval = field(default_factory=Interval)
+    best_val_acc: float = math.nan
+    trainable_params: int = 0
+    frozen_blocks: int = 0
+    wall_s: float = 0.0
+    seeds: list[int] = field(default_factory=list)
+    not_ok: int = 0
+    per_seed: list[list] = field(default_factory=list)
+    per_seed_val: list[list] = field(default_factory=list)
+
+
+@dataclass
+class GainRow(Plain):
+    label: str
+    n_train: Size
+    gain: Comparison = field(default_factory=Comparison)
+    verdict: str = "inconclusive"
+
+
+@dataclass
+class SpeedupRow(Plain):
+    label: str
+    n_train: Size
+    seeds: int = 0
+    reached: int = 0
+    speedup: Optional[float] = None
+
+
+@dataclass
+class RaceRow(Plain):
+    n_train: Size
+    leader: str
+    vs_leader: list[Comparison] = field(default_factory=list)
+
+
+@dataclass
+class Curve(Plain):
+    label: str
+    n_train: Size
+    epochs: list[int] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SweepSize(Plain):
+    n_train: Size
+    n_train_total: int = 0
+    status: Optional[str] = None
+    better_than_scratch: list[str] = field(default_factory=list)
+    equivalent_to_scratch: list[str] = field(default_factory=list)
+    worse_than_scratch: list[str] = field(default_factory=list)
+    inconclusive: list[str] = field(default_factory=list)
+    out_of_race: list[str] = field(default_factory=list)
+    seeds_to_decide: Optional[int] = None
+    scratch_acc: Optional[Interval] = None
+    best_transfer: Optional[str] = None
+    best_gain: Optional[Comparison] = None
+    best_verdict: Optional[str] = None
+
+
+@dataclass
+class Sweep(Plain):
+    sizes: list[SweepSize] = field(default_factory=list)
+    scratch_catches_up_at: Optional[Size] = None
+    text: str = ""
+
+
+@dataclass
+class DepthRow(Plain):
+    n_train: Size
+    k: int
+    test_acc: Interval = field(default_factory=Interval)
+    val_acc: Interval = field(default_factory=Interval)
+
+
+@dataclass
+class Decided(Plain):
+    better: int = 0
+    worse: int = 0
+    equivalent: int = 0
+    inconclusive: int = 0
+    total: int = 0
+    decided: int = 0
+    share: Optional[float] = None
+
+
+@dataclass
+class ProfileValidation(Plain):
+    n_train: Size
+    depths: list[int] = field(default_factory=list)
+    kendall_tau: dict[str, Optional[float]] = field(default_factory=dict)
+
+
+@dataclass
+class MovedBlock(Plain):
+    block: str
+    weight_change: float = 0.0
+    cka: float = math.nan
+
+
+@dataclass
+class Moved(Plain):
+    label: str
+    n_train: Size
+    blocks: list[MovedBlock] = field(default_factory=list)
+
+
+@dataclass
+class FirstEpochs(Plain):
+    n_train: Size
+    strategies: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # label -> block -> measure
+
+
+@dataclass
+class Failed(Plain):
+    label: str
+    n_train: Size
+    seed: int
+    status: str
+    error: Optional[str] = None
+    diverged_epoch: Optional[int] = None
+
+
+@dataclass
+class Placement(Plain):
+    """Where the task sits in the CS231n data-size x similarity table, and the table's rule there."""
+
+    data: str
+    per_class: float
+    similarity: str
+    rule: Optional[str] = None
+    unfreeze: Optional[str] = None  # what the rule asks for: "fewer", "more" or "all" layers trained
+    cell: list[str] = field(default_factory=list)
+    similarity_detail: Optional[dict] = None
+
+
+@dataclass
+class Recommendation(Plain):
+    text: str
+    label: Optional[str] = None
+    strategy: Optional[str] = None
+    params: dict = field(default_factory=dict)
+    n_train: Optional[Size] = None
+    leader: Optional[str] = None
+    equivalent_to_leader: list[str] = field(default_factory=list)
+    contenders: list[str] = field(default_factory=list)
+    gain_verdict: Optional[str] = None
+    placement: Optional[Placement] = None
+    agrees_with_table: Optional[bool] = None
+
+
+@dataclass
+class Analysis(Plain):
+    """Everything ``analyze`` concludes from a study's records; ``analysis.json`` is its ``to_dict()``."""
+
+    recommendation: Recommendation
+    design: Design = field(default_factory=Design)
+    decided: Decided = field(default_factory=Decided)
+    race: list[RaceRow] = field(default_factory=list)
+    accuracy: list[AccuracyRow] = field(default_factory=list)
+    gains: list[GainRow] = field(default_factory=list)
+    speedups: list[SpeedupRow] = field(default_factory=list)
+    curves: dict[str, Curve] = field(default_factory=dict)
+    sweep: Sweep = field(default_factory=Sweep)
+    depth: list[DepthRow] = field(default_factory=list)
+    zero_shot: Optional[dict] = None  # the zero-shot trial's record
+    failed: list[Failed] = field(default_factory=list)
+    profile_validation: Optional[ProfileValidation] = None
+    moved: list[Moved] = field(default_factory=list)
+    first_epochs: Optional[FirstEpochs] = None
+    slow_start_flags: list[str] = field(default_factory=list)
+    schema: int = SCHEMA_VERSION
+
+    def gain(self, label: str, n_train: Size) -> GainRow | None:
+        return next((g for g in self.gains if g.label == label and g.n_train == n_train), None)
+
+    def speedup(self, label: str, n_train: Size) -> SpeedupRow | None:
+        return next((s for s in self.speedups if s.label == label and s.n_train == n_train), None)
