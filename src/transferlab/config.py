@@ -120,7 +120,8 @@ def budget_from_dict(d: dict) -> Budget:
     names = {f.name for f in fields(Budget)}
     unknown = set(d) - names
     if unknown:
-        raise UserError(f"unknown budget setting '{sorted(unknown)[0]}'", f"budget settings are: {', '.join(sorted(names))}")
+        bad = sorted(unknown)[0]
+        raise UserError(f"unknown budget setting '{bad}'{closest(bad, names)}", f"budget settings are: {', '.join(sorted(names))}")
     d = dict(d)
     if "lrs" in d:
         d["lrs"] = tuple(float(x) for x in d["lrs"])
@@ -149,7 +150,8 @@ def read_study_file(path: str | Path) -> StudyFile:
     known = {f.name for f in fields(StudyConfig)}
     unknown = set(study) - known
     if unknown:
-        raise UserError(f"unknown [study] setting '{sorted(unknown)[0]}' in {path}", f"settings are: {', '.join(sorted(known))}")
+        bad = sorted(unknown)[0]
+        raise UserError(f"unknown [study] setting '{bad}' in {path}{closest(bad, known)}", f"settings are: {', '.join(sorted(known))}")
     if "strategies" in raw:
         study["strategies"] = raw["strategies"]
     for section in ("model", "data"):
