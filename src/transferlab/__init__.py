@@ -20,6 +20,9 @@ _LAZY = {
     "StudyResult": "transferlab.results",
     "list_strategies": "transferlab.strategies.base",
     "demo": "transferlab.demo",
+    "run_layers": "transferlab.layers",
+    "Analysis": "transferlab.analysis",
+    "check_strategy": "transferlab.testing",
 }
 __all__ = sorted(_LAZY)
 

@@ -84,27 +84,25 @@ def _split_spec(spec: str, registry: Registry) -> tuple[str, str]:
     return scheme, rest
 
 
-def _call(spec: str, registry: Registry, rest: str, options: dict, **given):
+def _call(spec: str, registry: Registry, options: dict, **given):
     """Call the source's loader after refusing any option it does not take (a misspelling is never ignored)."""
-    scheme, _ = _split_spec(spec, registry)
+    scheme, rest = _split_spec(spec, registry)
     loader = registry.get(scheme)
+    what = registry.kind.split()[0]
     first = next(iter(inspect.signature(loader).parameters))
-    check_options(f"{registry.kind.split()[0]} '{scheme}:'", options, accepted_options(loader), (first, *HIDDEN))
+    check_options(f"{what} '{scheme}:'", options, accepted_options(loader), (first, *HIDDEN))
     try:
         return loader(rest, **given, **options)
     except TypeError as exc:  # an option of the right name but the wrong kind of value, deeper down
-        raise UserError(f"bad option for {registry.kind.split()[0]} '{spec}': {exc}",
-                        "see the README's section on data formats and models") from None
+        raise UserError(f"bad option for {what} '{spec}': {exc}", "see the README's section on data formats and models") from None
 
 
 def load_model(spec: str, **options) -> ModelSource:
-    scheme, rest = _split_spec(spec, MODEL_SOURCES)
-    return _call(spec, MODEL_SOURCES, rest, options)
+    return _call(spec, MODEL_SOURCES, options)
 
 
 def load_data(spec: str, model: ModelSource | None = None, **options) -> TargetData:
-    scheme, rest = _split_spec(spec, DATA_SOURCES)
-    return _call(spec, DATA_SOURCES, rest, options, model=model)
+    return _call(spec, DATA_SOURCES, options, model=model)
 
 
 def build_checked(source: ModelSource, data: TargetData, spec: str = "the model") -> Backbone:
