@@ -58,7 +58,7 @@ def plan(config: StudyConfig, configs: list[Strategy], seeds: list[int] | None =
     return specs
 
 
-def describe(prep: Prepared, meta: dict | None) -> dict:
+def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict:
     """study.json before any trial: what was run on what, and the preflight measurements."""
     data = prep.data
     design = replace(prep.config.design(), test_resolution=1 / len(data.test), val_resolution=1 / len(data.val))
@@ -66,7 +66,8 @@ def describe(prep: Prepared, meta: dict | None) -> dict:
         "schema": SCHEMA_VERSION, "config": prep.config.to_dict(), "design": design.to_dict(),
         "model": prep.backbone.describe(), "model_key": prep.model_key, "data": data.describe(), "data_key": prep.data_key,
         "augmentation": data.augment.describe() if data.augment else {"kinds": [], "views": 0},
-        "environment": environment(), **prep.measurements, **(meta or {}),
+        "environment": environment(), "depth_axes": {s.name: s.depth_param for s in configs if s.depth_param},
+        **prep.measurements, **(meta or {}),
     }
 
 
@@ -87,7 +88,7 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     config = config or StudyConfig()
     prep = preflight(model, data, config, out)  # every refusal happens here, before anything is written
     configs = strategies(config, prep)
-    study = describe(prep, meta)
+    study = describe(prep, configs, meta)
     runner = Runner(prep, open_store(prep.out, study), lambda rec: [cb.on_trial_end(rec) for cb in callbacks])
     t0 = time.perf_counter()
     records = _zero_shot(prep, runner)

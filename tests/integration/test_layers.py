@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import torch
 
 import transferlab as tl
@@ -40,7 +39,7 @@ def test_diagnostics_flag_bad_normalisation_and_bn_shift(cnn, digits):
     data = prepared(cnn, digits)
     assert not input_check(cnn, data)["flag"]
     assert not any(b["flag"] for b in bn_check(cnn, data))
-    shifted = tl.execution.prepare(digits, cnn)
+    shifted = prepared(cnn, digits)
     shifted.train.inputs = shifted.train.inputs * 40 + 25  # as if 0-255 pixels skipped normalisation
     assert input_check(cnn, shifted)["flag"]
     assert any(b["flag"] for b in bn_check(cnn, shifted))

@@ -39,7 +39,7 @@ def analyze(records: list[dict], study: dict) -> Analysis:
     analysis = {
         "design": design.to_dict(), "decided": decided_share(gain), "race": raced,
         "accuracy": acc, "gains": gain, "speedups": speed, "curves": curves(records), "sweep": sweep,
-        "depth": depth_profile(acc), "zero_shot": zero[0] if zero else None,
+        "depth": depth_profile(acc, study.get("depth_axes", {"freeze_k": "k"})), "zero_shot": zero[0] if zero else None,
         "failed": [{"label": r["label"], "n_train": r["n_train"], "seed": r["seed"], "status": r["status"],
                     "error": (r.get("error") or "").splitlines()[0] if r.get("error") else None,
                     "diverged_epoch": r.get("diverged_epoch")} for r in records if r["status"] != "ok"],

@@ -111,11 +111,14 @@ def sweep_text(per_size: list[dict]) -> str:
     return " ".join(parts)
 
 
-def depth_profile(acc_rows: list[dict]) -> list[dict]:
-    """Test accuracy of freeze_k against k, per target size (for the figure; choices use validation)."""
+def depth_profile(acc_rows: list[dict], axes: dict[str, str]) -> list[dict]:
+    """Accuracy against freeze depth, per target size (for the figure; choices use validation).
+
+    ``axes``: strategy name -> its parameter that is a depth, from the study (``freeze_k`` -> ``k``)."""
     out = []
     for r in acc_rows:
-        if r["strategy"] == "freeze_k":
-            out.append({"n_train": r["n_train"], "k": r["params"]["k"], "test_acc": r["test_acc"], "val_acc": r["val_acc"]})
+        if r["strategy"] in axes:
+            k = r["params"][axes[r["strategy"]]]
+            out.append({"n_train": r["n_train"], "k": k, "test_acc": r["test_acc"], "val_acc": r["val_acc"]})
     out.sort(key=lambda r: (size_key(r["n_train"]), r["k"]))
     return out

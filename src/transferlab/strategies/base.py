@@ -180,6 +180,7 @@ class Strategy:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     reuses_weights: ClassVar[bool] = True  # starts from the pretrained body, so "what moved" is measured
+    depth_param: ClassVar[str | None] = None  # a parameter that is a freeze depth: its runs form the depth curve
 
     def params(self) -> dict:
         return dataclasses.asdict(self)

@@ -28,6 +28,7 @@ class FreezeK(Strategy):
     """``k=None`` runs every cut point 0..n_blocks."""
 
     name = "freeze_k"
+    depth_param = "k"
     summary = "first k blocks frozen (BatchNorm in eval mode), the rest and a new head fine-tuned"
     k: int | None = None
     train_bn: bool = False
