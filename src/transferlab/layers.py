@@ -14,7 +14,7 @@ from transferlab.backbones.base import Backbone
 from transferlab.config import StudyConfig
 from transferlab.data.base import TargetData
 from transferlab.errors import UserError
-from transferlab.pipeline import Prepared, Runner, TrialStore, preflight
+from transferlab.pipeline import Prepared, Runner, open_store, preflight
 from transferlab.results import SCHEMA_VERSION, TrialSpec, write_json_atomic
 from transferlab.trial import run_trial
 
@@ -77,20 +77,16 @@ def run_layers(model, data: TargetData, config: StudyConfig | None = None, out: 
     seeds, size, specs = plan(config, prep.backbone.n_blocks)
     meta = _meta(prep, seeds, size)
     _check_resume(prep.out, meta)
-    store = None
-    if prep.out:
-        prep.out.mkdir(parents=True, exist_ok=True)
-        store = TrialStore(prep.out / "layers.jsonl")
-    runner = Runner(prep, store)
+    runner = Runner(prep, open_store(prep.out, None, "layers.jsonl"))  # study.json stays the transfer study's
     net_b, base = _net_b(prep, runner, seeds[0], size)
     rows = [{"curve": "base B", "n": prep.backbone.n_blocks, "seed": seeds[0], "test_acc": base["test_acc"]}]
+    by_id = {s.trial_id: s for s in specs}
+    if on_record is not None:
+        runner.on_record = lambda rec: on_record(_row(by_id[rec["trial_id"]], rec))
     for net, backbone in (("A", None), ("B", net_b)):
-        mine = [s for s in specs if s.net == net]
         key = None if backbone is None else f"layers-B-{backbone.fingerprint()}"
-        runner.on_record = None if on_record is None else (
-            lambda rec, net=net: on_record(_row(next(s for s in mine if s.trial_id == rec["trial_id"]), rec)))
-        runner.run(mine, backbone, key)
-        rows += [_row(s, runner.by_id[s.trial_id]) for s in mine if s.trial_id in runner.by_id]
+        runner.run([s for s in specs if s.net == net], backbone, key)
+    rows += [_row(s, runner.by_id[s.trial_id]) for s in specs if s.trial_id in runner.by_id]
     result = {**meta, "blocks": prep.backbone.block_names, "records": rows}
     if prep.out:
         write_json_atomic(prep.out / "layers.json", result)

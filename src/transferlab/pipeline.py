@@ -167,11 +167,13 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
 
 
 # ---- running ------------------------------------------------------------------------------
-def open_store(out: Path | None, study: dict, name: str = "trials.jsonl") -> TrialStore | None:
+def open_store(out: Path | None, study: dict | None, name: str = "trials.jsonl") -> TrialStore | None:
+    """The folder's store of records (None without a folder); ``study``, when given, is written as study.json."""
     if out is None:
         return None
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "study.json", study)
+    if study is not None:
+        write_json_atomic(out / "study.json", study)
     return TrialStore(out / name)
 
 
