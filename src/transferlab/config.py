@@ -22,6 +22,8 @@ DEFAULT_STRATEGIES: tuple[dict, ...] = (
     {"name": "linear_probe", "params": {"kind": "svm"}},
     {"name": "head", "params": {"depth": 2}},
     {"name": "freeze_k"},
+    {"name": "freeze_k", "params": {"train_bn": True}},  # left out, with the reason, for a model without BatchNorm
+    {"name": "bn_adapt"},
     {"name": "finetune", "params": {"body_lr_mult": 0.1}},
     {"name": "lp_ft"},
     {"name": "gradual"},
@@ -130,12 +132,20 @@ def budget_from_dict(d: dict) -> Budget:
 
 @dataclass
 class StudyFile:
-    """A study described in a TOML file: model, data, output and the StudyConfig."""
+    """A study described in a TOML file: model(s), data, output and the StudyConfig.
 
-    model: dict
+    ``[model]`` names one model; ``[[models]]`` (each with ``spec``, an optional ``name`` and options) several,
+    for a multi-source study. ``models`` is the list either way.
+    """
+
+    models: list[dict]
     data: dict
     out: str | None
     config: StudyConfig
+
+    @property
+    def model(self) -> dict:
+        return self.models[0]
 
 
 def read_study_file(path: str | Path) -> StudyFile:
@@ -154,11 +164,16 @@ def read_study_file(path: str | Path) -> StudyFile:
         raise UserError(f"unknown [study] setting '{bad}' in {path}{closest(bad, known)}", f"settings are: {', '.join(sorted(known))}")
     if "strategies" in raw:
         study["strategies"] = raw["strategies"]
-    for section in ("model", "data"):
-        if not isinstance(raw.get(section), dict) or "spec" not in raw[section]:
-            raise UserError(f"config file {path} has no [{section}] spec", f'add [{section}] with spec = "..." (for example spec = "demo:mlp")')
+    if "model" in raw and "models" in raw:
+        raise UserError(f"config file {path} has both [model] and [[models]]", "keep one: [[models]] lists several models")
+    models = raw.get("models", [raw.get("model")])
+    if not isinstance(models, list) or not models or not all(isinstance(m, dict) and "spec" in m for m in models):
+        raise UserError(f"config file {path} has no [model] spec", 'add [model] with spec = "..." (for example spec = "demo:mlp"), '
+                        "or one [[models]] table per model")
+    if not isinstance(raw.get("data"), dict) or "spec" not in raw["data"]:
+        raise UserError(f"config file {path} has no [data] spec", 'add [data] with spec = "..." (for example spec = "demo:digits")')
     try:
         config = StudyConfig(**study)
     except TypeError as exc:
         raise UserError(f"bad [study] section in {path}: {exc}", "see the README's study-file example") from None
-    return StudyFile(raw["model"], raw["data"], raw.get("out"), config)
+    return StudyFile(models, raw["data"], raw.get("out"), config)

@@ -31,13 +31,20 @@ class StudyCallback:
     def on_end(self, result: StudyResult) -> None: ...
 
 
-def strategies(config: StudyConfig, prep: Prepared) -> list[Strategy]:
-    """Each configured strategy, checked against the backbone and expanded into the configurations to run."""
+def strategies(config: StudyConfig, prep: Prepared, skipped: list | None = None) -> list[Strategy]:
+    """Each configured strategy expanded into the configurations to run (the preflight checked them).
+
+    A strategy that does not apply to this model (``Strategy.applies``) is left out; ``skipped`` collects why.
+    """
     ctx = PlanContext(config.depths, prep.measurements.get("profile"))
     out: list[Strategy] = []
     for entry in config.strategies:
         strategy = from_spec(entry["name"], entry.get("params"))
-        strategy.check(prep.backbone)
+        reason = strategy.applies(prep.backbone)
+        if reason:
+            if skipped is not None:
+                skipped.append({"label": strategy.label, "reason": reason})
+            continue
         out.extend(strategy.expand(prep.backbone, ctx))
     return out
 
@@ -58,7 +65,7 @@ def plan(config: StudyConfig, configs: list[Strategy], seeds: list[int] | None =
     return specs
 
 
-def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict:
+def describe(prep: Prepared, configs: list[Strategy], meta: dict | None, skipped: list | None = None) -> dict:
     """study.json before any trial: what was run on what, and the preflight measurements."""
     data = prep.data
     design = replace(prep.config.design(), test_resolution=1 / len(data.test), val_resolution=1 / len(data.val))
@@ -67,19 +74,21 @@ def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict
         "model": prep.backbone.describe(), "model_key": prep.model_key, "data": data.describe(), "data_key": prep.data_key,
         "augmentation": data.augment.describe() if data.augment else {"kinds": [], "views": 0},
         "environment": environment(), "depth_axes": {s.name: s.depth_param for s in configs if s.depth_param},
-        **prep.measurements, **(meta or {}),
+        "skipped": skipped, **prep.measurements, **(meta or {}),
     }
 
 
 def run_study(model, data, config: StudyConfig | None = None, out: str | Path | None = None,
               callbacks: list[StudyCallback] | tuple = (), report: bool = True, meta: dict | None = None,
-              save_best: str | Path | None = None) -> StudyResult:
+              save_best: str | Path | None = None, shared: list[dict] | tuple = ()) -> StudyResult:
     """Run every strategy against scratch on the same splits, budget and seeds.
 
     ``model``: a Backbone, or any nn.Module; ``data``: a TargetData, ``(X, y)`` or a torch Dataset.
     ``out``: the study folder (``study.json``, ``trials.jsonl``, ``summary.csv``,
     ``report.html``). Rerunning into the same folder resumes.
     ``save_best``: a folder for the recommended strategy's trained model (safetensors + JSON).
+    ``shared``: finished records of identical trials run elsewhere (a multi-source study's scratch trials for
+    the same architecture and inputs): adopted into the store instead of being run again.
     """
     from transferlab.analysis import analyze
     from transferlab.analysis.sequential import run_sequential
@@ -87,9 +96,11 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
 
     config = config or StudyConfig()
     prep = preflight(model, data, config, out)  # every refusal happens here, before anything is written
-    configs = strategies(config, prep)
-    study = describe(prep, configs, meta)
+    skipped: list[dict] = []
+    configs = strategies(config, prep, skipped)
+    study = describe(prep, configs, meta, skipped)
     runner = Runner(prep, open_store(prep.out, study), lambda rec: [cb.on_trial_end(rec) for cb in callbacks])
+    runner.adopt(shared)
     t0 = time.perf_counter()
     records = _zero_shot(prep, runner)
     specs: list[TrialSpec] = []

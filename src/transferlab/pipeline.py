@@ -97,6 +97,25 @@ def check_inputs(config: StudyConfig, data: TargetData) -> None:
         raise UserError('depths = "auto" needs the profile', "turn profile back on, or list the depths")
 
 
+def check_strategies(config: StudyConfig, backbone: Backbone) -> list[dict]:
+    """Each strategy's parameters checked against the model; those that do not apply are listed with the reason.
+
+    A study in which no transfer strategy applies is refused (here, before anything is written).
+    """
+    from transferlab.strategies.base import from_spec
+
+    applied, left_out = [], []
+    for entry in config.strategies:
+        strategy = from_spec(entry["name"], entry.get("params"))
+        strategy.check(backbone)
+        reason = strategy.applies(backbone)
+        (left_out.append({"label": strategy.label, "reason": reason}) if reason else applied.append(strategy))
+    if left_out and not any(s.reuses_weights for s in applied):
+        raise UserError(f"no transfer strategy of the study applies to this model ({left_out[0]['label']}: "
+                        f"{left_out[0]['reason']})", "add strategies that do, e.g. --strategies scratch,linear_probe,finetune")
+    return left_out
+
+
 def resolve_device(device: str) -> str:
     """The device a study runs on; a device this machine lacks is refused here, before anything runs."""
     if device == "auto":
@@ -153,6 +172,7 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     device = resolve_device(config.device)
     check_executor(config)
     check_inputs(config, data)
+    check_strategies(config, backbone)
     data = prepare(data, backbone)
     out = Path(out) if out else None
     model_key, data_key = backbone.fingerprint(), data.fingerprint()
@@ -195,6 +215,14 @@ class Runner:
         self.by_id[rec["trial_id"]] = rec
         if self.on_record:
             self.on_record(rec)
+
+    def adopt(self, records) -> None:
+        """Take finished records of identical trials run elsewhere as this run's own (stored, never rerun)."""
+        for rec in records:
+            if rec["trial_id"] not in self.stored:
+                if self.store:
+                    self.store.append(rec)
+                self.stored[rec["trial_id"]] = self.by_id[rec["trial_id"]] = rec
 
     def records(self, specs: list[TrialSpec]) -> list[dict]:
         return [self.by_id[s.trial_id] for s in specs if s.trial_id in self.by_id]

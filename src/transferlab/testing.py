@@ -20,6 +20,10 @@ CHECKS = (
 )
 
 
+class NotApplicable(Exception):
+    """The strategy says it does not apply to the given model (``Strategy.applies``): nothing was checked."""
+
+
 def _default_inputs(backbone, data, budget):
     from transferlab import zoo
     from transferlab.data.builtin import digits_target
@@ -49,6 +53,9 @@ def check_strategy(strategy, backbone=None, data=None, budget=None, n_train: int
     assert from_spec(cls.name, params) == strategy, f"{cls.__name__}'s params() do not rebuild it through JSON"
     backbone, data, budget = _default_inputs(backbone, data, budget)
     strategy.check(backbone)
+    reason = strategy.applies(backbone)
+    if reason:
+        raise NotApplicable(f"{cls.__name__} does not apply to this model: {reason}")
     assert len(strategy.candidates(budget)) == len(budget.lrs), (
         f"{cls.__name__} tunes {len(strategy.candidates(budget))} values; every strategy gets as many as the LR grid "
         f"({len(budget.lrs)}), so none is favoured by a larger search")
@@ -67,9 +74,13 @@ def check_strategy(strategy, backbone=None, data=None, budget=None, n_train: int
         assert torch.equal(v, before[k]), f"{cls.__name__} modified the pretrained model ({k}): train a ctx.fresh() copy"
     trained = kept[0].model
     if hasattr(trained, "blocks"):
-        for name in trained.block_names[: a.frozen_blocks]:
-            for key, value in trained.blocks[name].state_dict().items():
-                assert torch.equal(value.cpu(), before[f"blocks.{name}.{key}"]), f"frozen block {name}.{key} changed"
+        # Frozen weights never change; BatchNorm statistics may, where the strategy adapts them on purpose.
+        weights_only = trained.train_bn or cls.adapts_statistics
+        for name in [n for i, n in enumerate(trained.block_names) if i in trained.frozen]:
+            block = trained.blocks[name]
+            state = dict(block.named_parameters()) if weights_only else block.state_dict()
+            for key, value in state.items():
+                assert torch.equal(value.detach().cpu(), before[f"blocks.{name}.{key}"]), f"frozen block {name}.{key} changed"
     cached = run_trial(spec, backbone, "check", data, budget, FeatureCache(budget.eval_batch_size))
     assert abs(cached.test_acc - a.test_acc) < 1e-6, (
         f"{cls.__name__} scores {cached.test_acc} with the feature cache and {a.test_acc} without: cached "

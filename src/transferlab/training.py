@@ -112,6 +112,11 @@ class Hook:
 
     def on_after_backward(self, model: nn.Module) -> None: ...
 
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """A term added to this step's loss (a regulariser such as L2-SP), or None. The logged train loss
+        stays the cross-entropy, so curves compare across strategies."""
+        return None
+
     def on_epoch_end(self, log: EpochLog) -> None: ...
 
 
@@ -204,7 +209,8 @@ class FitRun:
                         logits = model(x)
                         loss = F.cross_entropy(logits.float(), y)
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    terms = [t for t in (h.penalty(model) for h in hooks) if t is not None]
+                    (loss + sum(terms) if terms else loss).backward()
                     for h in hooks:
                         h.on_after_backward(model)
                     opt.step()

@@ -13,6 +13,9 @@ SCORES = ("logme", "hscore", "knn_acc", "probe_acc")
 
 def score_validation(profile: dict | None, depth_rows: list[dict]) -> dict | None:
     """Kendall tau between each per-cut score and freeze_k's validation accuracy at that cut (largest size)."""
+    from transferlab.analysis.sweep import main_series
+
+    depth_rows = main_series(depth_rows)
     if not profile or not depth_rows:
         return None
     size = max({d["n_train"] for d in depth_rows}, key=size_key)

@@ -63,14 +63,15 @@ def placement(study: dict, per_class: float) -> dict:
             "cell": [data_level, level], "similarity_detail": sim}
 
 
-def _agrees(place: dict, choice: dict, n_blocks: int | None) -> bool | None:
-    """Does the measured winner unfreeze 'few' (frozen >= half) or 'more/all' layers, as the table says?"""
-    if place["rule"] is None or not n_blocks:
+def _agrees(place: dict, choice: dict, model_params: int | None) -> bool | None:
+    """Does the measured winner train 'fewer' layers (at most half the pretrained weights) or 'more/all', as the
+    table says? Counted in parameters, not blocks, so LoRA's adapters or a tuned last block count as few."""
+    if place["rule"] is None or not model_params:
         return None
     if choice["strategy"] == SCRATCH:
         return False  # the table assumes transfer helps; a scratch win contradicts every cell
-    frozen_few = choice["frozen_blocks"] >= n_blocks / 2
-    return frozen_few if place["unfreeze"] == "fewer" else not frozen_few
+    few = choice["trainable_params"] <= model_params / 2
+    return few if place["unfreeze"] == "fewer" else not few
 
 
 GAIN_WORDS = {
@@ -98,7 +99,7 @@ def recommend(analysis: dict, study: dict) -> dict:
     speed = next((s for s in analysis["speedups"] if s["label"] == choice["label"] and s["n_train"] == size), None)
     n_classes = len(study.get("data", {}).get("class_names", [])) or 1
     place = placement(study, choice["n_train_total"] / n_classes)
-    agrees = _agrees(place, choice, len(study.get("model", {}).get("blocks", [])))
+    agrees = _agrees(place, choice, study.get("model", {}).get("params"))
 
     seeds = len(choice["seeds"])
     parts = [f"Use {choice['label']}: at {size} examples per class ({choice['n_train_total']} in all) it was chosen on "

@@ -111,14 +111,36 @@ def sweep_text(per_size: list[dict]) -> str:
     return " ".join(parts)
 
 
-def depth_profile(acc_rows: list[dict], axes: dict[str, str]) -> list[dict]:
-    """Accuracy against freeze depth, per target size (for the figure; choices use validation).
+def depth_series(label: str, name: str, axis: str) -> str:
+    """The label without its depth parameter: ``freeze_k(k=2, train_bn=True)`` -> ``freeze_k(train_bn=True)``."""
+    inner = label[len(name) + 1:-1] if label.startswith(name + "(") else ""
+    rest = [x for x in inner.split(", ") if x and not x.startswith(f"{axis}=")]
+    return f"{name}({', '.join(rest)})" if rest else name
 
-    ``axes``: strategy name -> its parameter that is a depth, from the study (``freeze_k`` -> ``k``)."""
+
+def depth_profile(acc_rows: list[dict], axes: dict[str, str]) -> list[dict]:
+    """Accuracy against depth, per target size and series (for the figure; choices use validation).
+
+    ``axes``: strategy name -> its parameter that is a depth, from the study (``freeze_k`` -> ``k``, ``surgical``
+    -> ``block``). Each strategy configuration apart from that parameter is one series."""
     out = []
     for r in acc_rows:
         if r["strategy"] in axes:
-            k = r["params"][axes[r["strategy"]]]
-            out.append({"n_train": r["n_train"], "k": k, "test_acc": r["test_acc"], "val_acc": r["val_acc"]})
-    out.sort(key=lambda r: (size_key(r["n_train"]), r["k"]))
+            axis = axes[r["strategy"]]
+            out.append({"n_train": r["n_train"], "k": r["params"][axis], "test_acc": r["test_acc"], "val_acc": r["val_acc"],
+                        "series": depth_series(r["label"], r["strategy"], axis)})
+    out.sort(key=lambda r: (size_key(r["n_train"]), r["series"], r["k"]))
     return out
+
+
+def main_series(depth_rows: list[dict]) -> list[dict]:
+    """The depth series with the most depths at the largest size (freeze_k's, in the default study)."""
+    if not depth_rows:
+        return []
+    size = max({d["n_train"] for d in depth_rows}, key=size_key)
+    counts: dict[str, int] = {}
+    for d in depth_rows:
+        if d["n_train"] == size:
+            counts[d["series"]] = counts.get(d["series"], 0) + 1
+    series = min(counts, key=lambda s: (-counts[s], s))
+    return [d for d in depth_rows if d["series"] == series]

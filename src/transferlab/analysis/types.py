@@ -174,6 +174,7 @@ class DepthRow(Plain):
     k: int
     test_acc: Interval = field(default_factory=Interval)
     val_acc: Interval = field(default_factory=Interval)
+    series: str = "freeze_k"  # the configuration apart from its depth, e.g. freeze_k(train_bn=True), surgical
 
 
 @dataclass

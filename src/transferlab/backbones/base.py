@@ -99,6 +99,13 @@ class _Suffix(nn.Module):
         self.k = k
         self.blocks = nn.ModuleList(list(backbone.blocks.values())[k:])
         self.head = backbone.head
+        object.__setattr__(self, "_modes", backbone)  # a plain reference, not a submodule: its frozen blocks stay in eval
+
+    def train(self, mode: bool = True) -> _Suffix:
+        super().train(mode)
+        if mode:  # a frozen block after the cut (surgical fine-tuning) stays in eval mode, as in the Backbone
+            self._modes.train(True)
+        return self
 
     def forward(self, state: State) -> torch.Tensor:
         for block in self.blocks:
@@ -142,6 +149,7 @@ class Backbone(nn.Module):
         self.class_names = list(class_names) if class_names is not None else None
         self.spec = dict(spec or {})
         self.frozen_k = 0
+        self.frozen: frozenset[int] = frozenset()
         self.train_bn = False
         self.constructor: Callable[[], nn.Module] | None = None  # see set_constructor
         self._constructor_keys: dict[str, str] = {}
@@ -271,10 +279,24 @@ class Backbone(nn.Module):
     def freeze(self, k: int, train_bn: bool = False) -> Backbone:
         """Freeze the first ``k`` blocks; their BatchNorm stays in eval mode unless ``train_bn``."""
         self._check_k(k)
-        self.frozen_k, self.train_bn = k, train_bn
+        return self.freeze_blocks(range(k), train_bn)
+
+    def freeze_blocks(self, frozen, train_bn: bool = False) -> Backbone:
+        """Freeze the blocks at the indices ``frozen`` (any set, e.g. all but one for surgical fine-tuning).
+
+        Frozen blocks stay in eval mode; their BatchNorm too unless ``train_bn``. The leading run of frozen
+        blocks is ``frozen_k``: what a cache may hold (see ``fixed_prefix``).
+        """
+        frozen = frozenset(int(i) for i in frozen)
+        for i in frozen:
+            if not 0 <= i < self.n_blocks:
+                raise UserError(f"block {i} is outside this model's blocks 0..{self.n_blocks - 1}",
+                                f"choose blocks between 0 and {self.n_blocks - 1}")
+        self.frozen, self.train_bn = frozen, train_bn
+        self.frozen_k = next((i for i in range(self.n_blocks) if i not in frozen), self.n_blocks)
         for i, block in enumerate(self.blocks.values()):
             for module in block.modules():
-                trainable = i >= k or (train_bn and isinstance(module, _NORM_TYPES))
+                trainable = i not in frozen or (train_bn and isinstance(module, _NORM_TYPES))
                 for p in module.parameters(recurse=False):
                     p.requires_grad_(trainable)
         self.train(self.training)
@@ -291,7 +313,9 @@ class Backbone(nn.Module):
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
         if mode:  # frozen blocks never leave eval mode (dropout off, BN statistics kept)
-            for block in list(self.blocks.values())[: self.frozen_k]:
+            for i, block in enumerate(self.blocks.values()):
+                if i not in self.frozen:
+                    continue
                 block.eval()
                 if self.train_bn:
                     for m in block.modules():

@@ -22,7 +22,8 @@ CAPTIONS = {
                "scratch dashed black."),
     "gains": ("Gain over scratch", "Paired by seed, unadjusted 95% CI. Green: better; red: worse; blue: equivalent "
               "(inside the margin); gray: inconclusive (not decided at these seeds)."),
-    "depth": ("Accuracy vs freeze depth", "Which layers transfer: freezing the first k blocks and fine-tuning the rest."),
+    "depth": ("Accuracy vs depth", "Which layers transfer: freezing the first k blocks and fine-tuning the rest "
+              "(freeze_k), and, where the study ran it, tuning block k alone (surgical)."),
     "size": ("Accuracy vs target size", "How the answer changes with the amount of target data."),
     "splice": ("Splice curves: where features stop transferring",
                "AnB: the first n pretrained blocks frozen, the rest re-initialised and trained on the target; AnB+: "

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from transferlab.analysis.sweep import main_series  # noqa: E402
 from transferlab.analysis.gain import SCRATCH, size_key  # noqa: E402
 from transferlab.analysis.types import Analysis, Interval  # noqa: E402
 
@@ -64,22 +65,28 @@ def accuracy_vs_depth(analysis: Analysis) -> str | None:
     depth = analysis.depth
     if not depth:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
     scratch = {r.n_train: r.test_acc.mean for r in analysis.accuracy if r.label == SCRATCH}
+    first = main_series([d.to_dict() for d in depth])[0]["series"]
+    series = sorted({d.series for d in depth}, key=lambda s: (s != first, s))
+    styles = ["-", "--", "-.", ":"]
     for i, n in enumerate(_sizes(analysis)):
-        pts = [d for d in depth if d.n_train == n]
-        if not pts:
-            continue
-        err = list(zip(*[_err(d.test_acc) for d in pts]))
-        ax.errorbar([d.k for d in pts], [d.test_acc.mean for d in pts], yerr=err, marker="o", capsize=3,
-                    color=COLORS[2 * i], label=f"{n} per class")
-        if n in scratch:
+        for j, name in enumerate(series):
+            pts = [d for d in depth if d.n_train == n and d.series == name]
+            if not pts:
+                continue
+            err = list(zip(*[_err(d.test_acc) for d in pts]))
+            ax.errorbar([d.k + 0.06 * j for d in pts], [d.test_acc.mean for d in pts], yerr=err, marker="os^D"[j % 4],
+                        capsize=3, color=COLORS[2 * i], ls=styles[j % 4], label=f"{name}, {n} per class")
+        if n in scratch and any(d.n_train == n for d in depth):
             ax.axhline(scratch[n], color=COLORS[2 * i], ls=":", lw=1)
-    ax.set_xlabel("blocks frozen (k)")
+    ax.set_xlabel("first block that trains (freeze_k: k blocks frozen; surgical: only block k trains)"
+                  if len(series) > 1 else "blocks frozen (k)", fontsize=8)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy (95% CI)")
-    ax.set_title("freeze_k: accuracy vs freeze depth (dotted: scratch)")
+    ax.set_title("Accuracy vs depth (dotted: scratch)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _png(fig)
 
 
@@ -160,6 +167,8 @@ def profile_scores(profile: dict | None, depth: list) -> str | None:
         v = [c[name] for c in cuts]
         lo, hi = min(v), max(v)
         ax.plot(ks, [(x - lo) / (hi - lo) if hi > lo else 0.5 for x in v], marker="o", color=COLORS[2 * i], label=label)
+    main = main_series([d.to_dict() for d in depth])
+    depth = [d for d in depth if main and d.series == main[0]["series"]]
     if depth:
         size = max({d.n_train for d in depth}, key=size_key)
         pts = [d for d in depth if d.n_train == size and d.k in ks]

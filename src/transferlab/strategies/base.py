@@ -95,9 +95,16 @@ class TrialContext:
     device: str = "cpu"
     hooks: tuple = ()
     lazy: bool = False  # train_backbone returns candidates not yet trained (the runner advances them)
+    memo: dict = field(default_factory=dict)  # what a strategy computes once per trial and its candidates share
 
     def fresh(self) -> Backbone:
         return self.pretrained.clone().to(self.device)
+
+    def with_body(self, body: Backbone, key: str) -> TrialContext:
+        """This trial on another fixed body (e.g. BatchNorm adapted to the target): its activations are cached
+        under ``key`` in the study's cache, or once for this trial (``memo``) without one."""
+        cache = self.cache or self.memo.setdefault("cache", FeatureCache(self.budget.eval_batch_size, self.device))
+        return dataclasses.replace(self, pretrained=body, model_key=key, cache=cache)
 
     def uses_cache(self, k: int) -> bool:
         return self.cache is not None and k > 0
@@ -180,7 +187,8 @@ class Strategy:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     reuses_weights: ClassVar[bool] = True  # starts from the pretrained body, so "what moved" is measured
-    depth_param: ClassVar[str | None] = None  # a parameter that is a freeze depth: its runs form the depth curve
+    depth_param: ClassVar[str | None] = None  # a parameter that is a depth: its runs form a depth curve
+    adapts_statistics: ClassVar[bool] = False  # changes frozen blocks' BatchNorm statistics on purpose (AdaBN)
 
     def params(self) -> dict:
         return dataclasses.asdict(self)
@@ -197,6 +205,11 @@ class Strategy:
 
     def check(self, backbone: Backbone) -> None:
         """Raise ``UserError`` if these hyperparameters do not fit this backbone."""
+
+    def applies(self, backbone: Backbone) -> str | None:
+        """Why this strategy cannot help on ``backbone`` (no BatchNorm to adapt, no attention to adapt), or None.
+        A study leaves such a strategy out and records the reason; it is not an error."""
+        return None
 
     def candidates(self, budget: Budget) -> list[dict]:
         return [{"lr": lr} for lr in budget.lrs]
@@ -223,4 +236,4 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     def score(test: Split) -> tuple[float, float]:
         return evaluate(model, ctx.at_cut(cut, "test", test), ctx.budget.eval_batch_size, ctx.device)
 
-    return Fitted(run.result, count_trainable(bb), score, bb, cached, k, probe.rows, run)
+    return Fitted(run.result, count_trainable(bb), score, bb, cached, len(bb.frozen), probe.rows, run)

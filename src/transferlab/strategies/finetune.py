@@ -24,6 +24,10 @@ class FineTune(Strategy):
                             "use for example body_lr_mult=0.1, layer_decay=0.8")
 
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
+        return self.fine_tune(ctx, candidate)
+
+    def fine_tune(self, ctx: TrialContext, candidate: dict, hooks=lambda bb: ()) -> Fitted:
+        """The fine-tuning run; ``hooks(bb)`` adds fit hooks built on the fresh model (l2sp's penalty)."""
         bb = ctx.fresh().replace_head(ctx.data.n_classes, class_names=ctx.data.class_names)
         groups = param_groups(list(bb.blocks.values()), bb.head, candidate["lr"], self.body_lr_mult, self.layer_decay)
-        return train_backbone(ctx, bb, 0, groups)
+        return train_backbone(ctx, bb, 0, groups, hooks=hooks(bb))

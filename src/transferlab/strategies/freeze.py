@@ -22,6 +22,12 @@ def auto_depths(prof: dict, n: int = AUTO_DEPTHS) -> list[int]:
     return sorted({0, *best})
 
 
+def _norm_blocks(backbone: Backbone) -> list[int]:
+    from transferlab.backbones.base import _NORM_TYPES
+
+    return [i for i, b in enumerate(backbone.blocks.values()) if any(isinstance(m, _NORM_TYPES) for m in b.modules())]
+
+
 @register
 @dataclass(frozen=True)
 class FreezeK(Strategy):
@@ -33,12 +39,21 @@ class FreezeK(Strategy):
     k: int | None = None
     train_bn: bool = False
 
+    def applies(self, backbone: Backbone) -> str | None:
+        if self.train_bn and not _norm_blocks(backbone):
+            return "train_bn=True needs BatchNorm layers, and the model has none (it would equal train_bn=False)"
+        return None
+
     def expand(self, backbone: Backbone, plan: PlanContext | None = None) -> list[Strategy]:
         if self.k is not None:
             return [self]
         # Freezing a block without weights (a pooling block) changes nothing: skip that duplicate depth.
+        # With train_bn, a depth whose frozen blocks hold no BatchNorm equals train_bn=False: skipped too.
         blocks = list(backbone.blocks.values())
         depths = [k for k in range(backbone.n_blocks + 1) if k == 0 or any(True for _ in blocks[k - 1].parameters())]
+        if self.train_bn:
+            norms = _norm_blocks(backbone)
+            depths = [k for k in depths if any(i < k for i in norms)]
         chosen = (plan or PlanContext()).depths
         if chosen != "all":
             keep = auto_depths(plan.profile) if chosen == "auto" else chosen

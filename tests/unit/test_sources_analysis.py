@@ -1,0 +1,67 @@
+"""The source comparison and the depth series as pure functions of records (no torch, no training)."""
+from __future__ import annotations
+
+import numpy as np
+
+from transferlab.analysis.sources import compare_sources
+from transferlab.analysis.stats import Design
+from transferlab.analysis.sweep import depth_profile, depth_series, main_series
+
+
+def _rec(label, strategy, seed, val, test, n=20, params=None):
+    return {"trial_id": f"{label}-{seed}-{n}", "label": label, "strategy": strategy, "params": params or {}, "seed": seed,
+            "n_train": n, "n_train_total": 5 * n, "status": "ok", "test_acc": test, "best_val_acc": val,
+            "trainable_params": 100, "frozen_blocks": 0, "wall_s": 1.0, "history": []}
+
+
+def _source(name, group, params, shift, seeds=10, noise=0.002, rng=None):
+    rng = rng or np.random.default_rng(0)
+    recs = []
+    for s in range(seeds):
+        recs.append(_rec("scratch", "scratch", s, 0.80 + rng.normal(0, 0.01), 0.80 + rng.normal(0, 0.01)))
+        base = 0.90 + rng.normal(0, 0.01)
+        recs.append(_rec("head", "head", s, base + shift + rng.normal(0, noise), base + shift + rng.normal(0, noise)))
+        recs.append(_rec("finetune", "finetune", s, base + shift - 0.05, base + shift - 0.05))
+    return {"name": name, "folder": name, "spec": name, "scratch_group": group, "arch": name, "model_params": params,
+            "study": {}, "records": recs}
+
+
+def test_an_equivalent_smaller_source_is_preferred_and_test_is_only_reported():
+    rng = np.random.default_rng(1)
+    big = _source("big", "g1", 10_000_000, 0.0, rng=rng)
+    rng = np.random.default_rng(1)  # the same per-seed draws: the two sources differ by a tiny shift
+    small = _source("small", "g2", 1_000_000, -0.001, rng=rng)
+    c = compare_sources([big, small], Design(looks=(10,), seed_order=tuple(range(10))))
+    r = c.rankings[-1]
+    assert r.leader == "big"
+    small_row = next(x for x in r.contestants if x.name == "small")
+    assert small_row.vs_leader_val.verdict == "equivalent"
+    assert c.recommendation["source"] == "small" and "smaller model" in c.recommendation["text"]
+    assert c.recommendation["label"] == "head"
+    scratch = [x for x in r.contestants if x.is_scratch]
+    assert len(scratch) == 2 and all(x.vs_leader_test.verdict == "worse" for x in scratch)
+
+
+def test_scratch_leading_on_validation_recommends_no_pretrained_model():
+    rng = np.random.default_rng(2)
+    src = _source("weak", "g", 1000, -0.2, rng=rng)
+    other = _source("weaker", "g", 1000, -0.25, rng=np.random.default_rng(3))
+    c = compare_sources([src, other], Design(looks=(10,), seed_order=tuple(range(10))))
+    assert c.rankings[-1].leader == "none: scratch"  # one shared control: one "none" row
+    assert c.recommendation["source"] is None and c.recommendation["text"].startswith("Use none")
+
+
+def test_depth_series_keep_configurations_apart():
+    assert depth_series("freeze_k(k=2, train_bn=True)", "freeze_k", "k") == "freeze_k(train_bn=True)"
+    assert depth_series("freeze_k(k=2)", "freeze_k", "k") == "freeze_k"
+    assert depth_series("surgical(block=1)", "surgical", "block") == "surgical"
+    iv = {"mean": 0.5, "lo": 0.4, "hi": 0.6, "sd": 0.1, "n": 3}
+    rows = [{"label": lab, "strategy": s, "params": p, "n_train": 5, "test_acc": iv, "val_acc": iv}
+            for lab, s, p in [("freeze_k(k=0)", "freeze_k", {"k": 0, "train_bn": False}),
+                              ("freeze_k(k=1)", "freeze_k", {"k": 1, "train_bn": False}),
+                              ("freeze_k(k=1, train_bn=True)", "freeze_k", {"k": 1, "train_bn": True}),
+                              ("surgical(block=0)", "surgical", {"block": 0})]]
+    depth = depth_profile(rows, {"freeze_k": "k", "surgical": "block"})
+    assert {(d["series"], d["k"]) for d in depth} == {("freeze_k", 0), ("freeze_k", 1), ("freeze_k(train_bn=True)", 1),
+                                                      ("surgical", 0)}
+    assert {d["series"] for d in main_series(depth)} == {"freeze_k"}
