@@ -17,6 +17,8 @@ _LAZY = {
     "StudyConfig": "transferlab.config",
     "StudyCallback": "transferlab.execution",
     "run_study": "transferlab.execution",
+    "Source": "transferlab.multisource",
+    "run_sources": "transferlab.multisource",
     "StudyResult": "transferlab.results",
     "list_strategies": "transferlab.strategies.base",
     "demo": "transferlab.demo",

@@ -69,7 +69,7 @@ def test_demo_end_to_end_and_report_rebuild(tmp_path):
     out = tmp_path / "demo"
     res = cli("demo", "--out", str(out), "--seeds", "2", "--sizes", "5,all", "--epochs", "3")
     assert res.returncode == 0, res.stderr
-    assert "Recommendation:" in res.stdout and "report:" in res.stdout
+    assert "Recommendation:" in res.stdout and "report:" in res.stdout and "which pretrained model" in res.stdout
     for arch in ("mlp", "cnn"):
         folder = out / arch
         for name in ("study.json", "trials.jsonl", "summary.csv", "report.html", "analysis.json"):
@@ -99,3 +99,13 @@ def test_demo_end_to_end_and_report_rebuild(tmp_path):
     res = cli("report", str(out / "mlp"))
     assert res.returncode == 0 and "report.html" in res.stdout
     _one_line_error(cli("report", str(tmp_path)), "not a study folder")
+    # The demo is one multi-source study: its comparison report rebuilds without torch too.
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["recommendation"]["source"] in ("mlp", "cnn", "cnn10", None)
+    (out / "report.html").unlink()
+    code = code.replace("from transferlab.report.html import write_report", "from transferlab.report.sources import "
+                        "write_sources_report as write_report").replace(repr(str(out / "cnn")), repr(str(out)))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    html = (out / "report.html").read_text()
+    assert comparison["recommendation"]["text"][:80] in html and "mlp/report.html" in html

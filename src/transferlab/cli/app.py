@@ -112,35 +112,36 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
          no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS, schedule: Optional[str] = SCHEDULE,
          max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN, augment: Optional[str] = AUGMENT,
          no_halving: bool = NO_HALVING):
-    """Run the embedded study: three pretrained models (an MLP and a CNN on digits 0-4, a CNN on all ten digits) on digits 5-9.
+    """Run the embedded study: three pretrained models (an MLP and a CNN on digits 0-4, a CNN on all ten digits) on digits 5-9,
+    each against scratch, then the three compared: which pretrained model, or none?
 
     \b
     Examples:
       transferlab demo
       transferlab demo --out /tmp/demo --seeds 5 --sizes 5,all
     """
-    from transferlab.cli.progress import RichProgress, print_summary
-    from transferlab.demo import demo as run_demo
-
+    from transferlab.cli.progress import RichProgress, print_sources, print_summary
     from transferlab.config import StudyConfig
     from transferlab.demo import DEMO_SIZES
+    from transferlab.demo import demo as run_demo
 
     cfg = _config(StudyConfig(sizes=list(DEMO_SIZES)), seeds, sizes, epochs, workers, no_cache, strategies,
                   schedule=schedule, design=_design(max_seeds, margin, augment, no_halving))
-    results = run_demo(out, cfg, callbacks=[RichProgress()])
-    for r in results:
+    result = run_demo(out, cfg, callbacks=[RichProgress()])
+    for r in result.studies:
         print_summary(r)
-    typer.echo(f"index: {out / 'index.html'}")
+    print_sources(result)
 
 
 @app.command()
 def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="study file (TOML)"),
-        model: Optional[str] = typer.Option(None, help="model spec, e.g. demo:cnn"),
+        model: Optional[list[str]] = typer.Option(None, help="model spec, e.g. demo:cnn; repeat it to compare models"),
         data: Optional[str] = typer.Option(None, help="data spec, e.g. demo:digits"),
         out: Optional[Path] = typer.Option(None, help="study folder (rerun into it to resume)"),
         seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS,
         workers: Optional[int] = WORKERS, no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS,
-        weights: Optional[str] = typer.Option(None, help="pretrained weights file (safetensors or a .pt state dict)"),
+        weights: Optional[list[str]] = typer.Option(None, help="pretrained weights file (safetensors or a .pt state "
+                                                   "dict); with several --model, one per model in order ('none': no file)"),
         model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="model option key=value (repeatable)"),
         data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value (repeatable)"),
         save_best: Optional[Path] = typer.Option(None, "--save-best", help="folder for the recommended model"),
@@ -151,38 +152,65 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         augment: Optional[str] = AUGMENT, no_halving: bool = NO_HALVING, device: Optional[str] = DEVICE):
     """Run a transfer study described by a study file or by --model and --data.
 
+    Give --model more than once (or one "models" table per model in the study file) to ask which pretrained model to start from, or none: every model runs the same study and a comparison ranks them.
+
     \b
     Examples:
       transferlab run --config study.toml
       transferlab run --model demo:cnn --data demo:digits --out study-cnn --max-seeds 20 --margin 0.5
       transferlab run --model demo:cnn --data demo:digits --out study-fixed --seeds 5
+      transferlab run --model demo:cnn --model demo:cnn10 --model demo:mlp --data demo:digits --out which-model
       transferlab run --model timm:resnet18 --weights r18.safetensors --model-opt in_chans=1 \\
           --data mnist:../shared/data/mnist --data-opt 'size=[32,32]' --data-opt max_per_class=100
       transferlab run --model hf:sentence-transformers/all-MiniLM-L6-v2 --data text:reviews.csv --save-best best
     """
-    from transferlab.cli.progress import RichProgress, print_summary
+    from transferlab.cli.progress import RichProgress, print_sources, print_summary
     from transferlab.config import read_study_file
     from transferlab.execution import run_study
     from transferlab.sources import resolve
 
     file = read_study_file(config) if config else None
-    model_spec = model or (file.model["spec"] if file else None)
+    models = _models(model, weights, file, _options(model_opt, "--model-opt"))
     data_spec = data or (file.data["spec"] if file else None)
-    if not model_spec or not data_spec:
+    if not models or not data_spec:
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
     cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address, depths,
                   schedule, _design(max_seeds, margin, augment, no_halving), device)
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
-    model_options = {**{k: v for k, v in (file.model if file else {}).items() if k != "spec"}, **_options(model_opt, "--model-opt")}
-    if weights:
-        model_options["weights"] = weights
     data_options = {**{k: v for k, v in (file.data if file else {}).items() if k != "spec"}, **_options(data_opt, "--data-opt")}
+    if len(models) > 1:
+        from transferlab.multisource import run_sources, sources_from_specs
+
+        if save_best:
+            raise UserError("--save-best takes one model", "run the recommended source alone with --save-best")
+        result = run_sources(sources_from_specs(models, data_spec, data_options), cfg, folder, [RichProgress()],
+                             meta={"data_options": data_options})
+        print_sources(result)
+        return
+    model_spec, model_options, _ = models[0]
     backbone, target = resolve(model_spec, data_spec, model_options, data_options)
     result = run_study(backbone, target, cfg, folder, [RichProgress()], save_best=save_best,
                        meta={"model_options": model_options, "data_options": data_options})
     print_summary(result)
     if save_best:
         typer.echo(f"saved model: {save_best}")
+
+
+def _models(specs, weights, file, cli_options: dict) -> list[tuple[str, dict, str | None]]:
+    """(spec, options, name) per model: --model (with --weights in order), else the study file's models."""
+    if specs:
+        weights = list(weights or [])
+        if weights and len(weights) != len(specs):
+            raise UserError(f"{len(weights)} --weights for {len(specs)} --model",
+                            "give one --weights per --model, in order ('none' for a model without a file)")
+        files = weights or [None] * len(specs)
+        return [(s, {**cli_options, **({"weights": w} if w and w != "none" else {})}, None) for s, w in zip(specs, files)]
+    if weights:
+        raise UserError("--weights needs --model", "give the model spec with --model, or the weights in the study file")
+    if not file:
+        return []
+    return [(m["spec"], {**{k: v for k, v in m.items() if k not in ("spec", "name")}, **cli_options}, m.get("name"))
+            for m in file.models]
 
 
 @app.command("profile")
@@ -262,15 +290,21 @@ def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. d
 
 
 @app.command()
-def report(folder: Path = typer.Argument(..., help="a study folder")):
+def report(folder: Path = typer.Argument(..., help="a study folder, or a multi-source study's folder")):
     """Rebuild report.html from study.json and trials.jsonl alone (no torch needed).
 
     \b
-    Example:
+    Examples:
       transferlab report transferlab-demo/cnn
+      transferlab report transferlab-demo
     """
     from transferlab.report.html import write_report
 
+    if (folder / "sources.json").exists():
+        from transferlab.report.sources import write_sources_report
+
+        typer.echo(f"report: {write_sources_report(folder)}")
+        return
     typer.echo(f"report: {write_report(folder)}")
 
 

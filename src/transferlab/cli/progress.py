@@ -69,3 +69,22 @@ def print_summary(result: StudyResult) -> None:
         out.print(f"[yellow]{len(a.failed)} trials did not finish; see the report.[/yellow]")
     if result.report_path:
         out.print(f"report: {result.report_path}")
+
+
+def print_sources(result) -> None:
+    """A multi-source study: the ranking at the largest size, then the recommendation."""
+    c = result.comparison
+    out = Console()
+    if c.rankings:
+        r = c.rankings[-1]
+        table = Table(title=f"which pretrained model: {r.n_train} per class")
+        for col in ("source", "best configuration", "val acc %", "test acc %", f"vs {r.leader}, pp", "verdict"):
+            table.add_column(col, justify="left" if col in ("source", "best configuration") else "right")
+        for x in r.contestants:
+            t = x.vs_leader_test
+            table.add_row(x.name, x.label, f"{100 * x.val_acc.mean:.1f}", _ci(x.test_acc), _ci(t) if t else "leader",
+                          t.verdict if t else "")
+        out.print(table)
+    out.print(f"[bold]Recommendation:[/bold] {c.recommendation['text']}")
+    if result.report_path:
+        out.print(f"report: {result.report_path}")

@@ -108,6 +108,12 @@ class SealedSplit:
     def fingerprint(self) -> str:
         return self.open("check:fingerprint").fingerprint()
 
+    def label_digest(self) -> str:
+        """A hash of the labels in order: whether two loads of a dataset made the same test split."""
+        import hashlib
+
+        return hashlib.sha1(self.open("check:labels").y.numpy().tobytes()).hexdigest()
+
     def mapped(self, fn, reason: str) -> SealedSplit:
         """``fn`` applied to the split (preprocessing), sealed again; one log, so reads of either are counted."""
         return SealedSplit(fn(self.open(f"check:{reason}")), self.log)

@@ -1,0 +1,242 @@
+"""Which pretrained model, or none: the sources of a multi-source study compared. Pure functions, no torch.
+
+Each source ran the same strategies on the same splits, sizes and seeds (its own study folder). At each
+target size a source is represented by its best transfer configuration, chosen on validation within that
+source; the scratch control of each distinct architecture is a contestant of its own ("none"). Contestants
+are ranked on validation (that ranking chooses), then every one is compared with the validation leader by
+the paired difference over shared seeds, on validation (Holm across the family: this decides equivalence)
+and on test (reported, never used to choose). The transferability scores each rank the sources before
+training; Kendall's tau says how well each ranking matched the measured one.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from transferlab.analysis.gain import SCRATCH, accuracy_rows, by_config, clip01, gains, size_key
+from transferlab.analysis.stats import Design, compare, decide, seeds_phrase
+from transferlab.analysis.types import Comparison, Interval, Plain, Size
+from transferlab.errors import UserError
+from transferlab.results import SCHEMA_VERSION, TrialStore, check_schema, read_study
+
+SCORES = ("logme", "hscore", "knn_acc", "probe_acc")  # read at the last cut: the features a head reads
+
+
+@dataclass
+class Contestant(Plain):
+    """One source's best configuration at one size (or a scratch control), with its comparisons."""
+
+    name: str  # the source, or "none: scratch" (with its architecture when there are several)
+    source: str  # the source whose study ran it
+    label: str
+    is_scratch: bool
+    val_acc: Interval = field(default_factory=Interval)
+    test_acc: Interval = field(default_factory=Interval)
+    seeds: list[int] = field(default_factory=list)
+    trainable_params: int = 0
+    model_params: int = 0
+    gain_verdict: Optional[str] = None  # against its own architecture's scratch, on test (the source's study)
+    gain: Optional[Comparison] = None
+    vs_leader_val: Optional[Comparison] = None
+    vs_leader_test: Optional[Comparison] = None
+
+
+@dataclass
+class Ranking(Plain):
+    n_train: Size
+    leader: str
+    contestants: list[Contestant] = field(default_factory=list)  # validation order, best first
+
+
+@dataclass
+class ScoreAgreement(Plain):
+    score: str
+    by_source: dict[str, float] = field(default_factory=dict)
+    kendall_tau: Optional[float] = None
+    p_value: Optional[float] = None
+    ranks_first: str = ""
+    agrees_on_first: Optional[bool] = None
+
+
+@dataclass
+class SourceComparison(Plain):
+    sources: list[dict] = field(default_factory=list)  # name, folder, spec, scratch_group, model_params
+    rankings: list[Ranking] = field(default_factory=list)
+    table: list[dict] = field(default_factory=list)  # label -> {source: test accuracy} at the largest size
+    scores: list[ScoreAgreement] = field(default_factory=list)
+    measured_order: list[str] = field(default_factory=list)
+    recommendation: dict = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+
+def _best_transfer(acc: list[dict], n) -> dict | None:
+    """The transfer configuration a source's own study would choose at size ``n``: best validation mean
+    among those that ran the most seeds (as the race picks its leader)."""
+    rows = [r for r in acc if r["n_train"] == n and r["strategy"] != SCRATCH]
+    if not rows:
+        return None
+    most = max(len(r["seeds"]) for r in rows)
+    return max((r for r in rows if len(r["seeds"]) == most), key=lambda r: r["best_val_acc"])
+
+
+def _contestants(sources: list[dict], n, design: Design) -> list[tuple[Contestant, dict, dict]]:
+    """(contestant, {seed: val acc}, {seed: test acc}) for each source's best and each distinct scratch."""
+    out, scratch_seen = [], set()
+    groups = {s["scratch_group"] for s in sources}
+    for s in sources:
+        acc, per = accuracy_rows(s["records"]), by_config(s["records"])
+        picks = [(_best_transfer(acc, n), False)]
+        if s["scratch_group"] not in scratch_seen:
+            scratch_seen.add(s["scratch_group"])
+            picks.append((next((r for r in acc if r["n_train"] == n and r["strategy"] == SCRATCH), None), True))
+        gain_rows = {(g["label"], g["n_train"]): g for g in gains(s["records"], design)}
+        for row, is_scratch in picks:
+            if row is None:
+                continue
+            seeds = per[(row["label"], n)]
+            same = [o["name"] for o in sources if o["scratch_group"] == s["scratch_group"]]
+            name = ("none: scratch" + (f" (for {', '.join(same)})" if len(groups) > 1 else "")) if is_scratch else s["name"]
+            g = gain_rows.get((row["label"], n))
+            c = Contestant(name, s["name"], row["label"], is_scratch, Interval.from_dict(row["val_acc"]),
+                           Interval.from_dict(row["test_acc"]), row["seeds"], row["trainable_params"], s["model_params"],
+                           g["verdict"] if g else None, Comparison.from_dict({**g["gain"], "verdict": g["verdict"]}) if g else None)
+            out.append((c, {k: r["best_val_acc"] for k, r in seeds.items()}, {k: r["test_acc"] for k, r in seeds.items()}))
+    return out
+
+
+def rank_at(sources: list[dict], n, design: Design) -> Ranking | None:
+    items = _contestants(sources, n, design)
+    if not items:
+        return None
+    most = max(len(c.seeds) for c, _, _ in items)
+    order = sorted(items, key=lambda it: (len(it[0].seeds) == most, it[0].val_acc.mean, it[0].is_scratch), reverse=True)
+    (leader, lv, lt), rest = order[0], order[1:]
+    if rest:
+        val = decide([compare(v, lv, design, design.val_resolution) for _, v, _ in rest], design)
+        test = decide([compare(t, lt, design, design.test_resolution) for _, _, t in rest], design)
+        for (c, _, _), dv, dt in zip(rest, val, test):
+            c.vs_leader_val = Comparison.from_dict({**dv, "label": leader.name})
+            c.vs_leader_test = Comparison.from_dict({**dt, "label": leader.name})
+    return Ranking(n, leader.name, [c for c, _, _ in order])
+
+
+def score_agreement(sources: list[dict], measured: dict[str, float]) -> list[ScoreAgreement]:
+    """Kendall's tau between each score's ranking of the sources (before training) and the measured one."""
+    from scipy.stats import kendalltau
+
+    names = [s["name"] for s in sources if s["name"] in measured]
+    out = []
+    for score in SCORES:
+        values = {}
+        for s in sources:
+            cuts = (s["study"].get("profile") or {}).get("cuts") or []
+            if s["name"] in measured and cuts and score in cuts[-1]:
+                values[s["name"]] = float(cuts[-1][score])
+        if len(values) != len(names) or len(names) < 2:
+            continue
+        xs, ys = [values[n] for n in names], [measured[n] for n in names]
+        tau, p = kendalltau(xs, ys)
+        first = max(names, key=lambda n: values[n])
+        out.append(ScoreAgreement(score, values, None if math.isnan(tau) else float(tau),
+                                  None if math.isnan(p) else float(p), first, first == max(names, key=lambda n: measured[n])))
+    return out
+
+
+def source_table(sources: list[dict], n) -> list[dict]:
+    """Source x strategy: each configuration's mean test accuracy (95% CI) per source at size ``n``."""
+    rows: dict[str, dict] = {}
+    for s in sources:
+        for r in accuracy_rows(s["records"]):
+            if r["n_train"] == n:
+                rows.setdefault(r["label"], {"label": r["label"], "cells": {}})["cells"][s["name"]] = clip01(r["test_acc"])
+    return sorted(rows.values(), key=lambda r: (r["label"] != SCRATCH, -max(c["mean"] for c in r["cells"].values())))
+
+
+def compare_sources(sources: list[dict], design: Design) -> SourceComparison:
+    """``sources``: per source its ``name``, ``study`` (study.json), ``records``, ``scratch_group``, ``arch``,
+    ``model_params`` and ``folder``."""
+    sizes = sorted({r["n_train"] for s in sources for r in s["records"] if r["status"] == "ok" and r["n_train"]},
+                   key=size_key)
+    rankings = [r for r in (rank_at(sources, n, design) for n in sizes) if r is not None]
+    result = SourceComparison([{k: s[k] for k in ("name", "folder", "spec", "scratch_group", "arch", "model_params")}
+                               for s in sources], rankings)
+    if not rankings:
+        result.recommendation = {"text": "No trial has finished yet, so there is nothing to compare."}
+        return result
+    last = rankings[-1]
+    result.table = source_table(sources, last.n_train)
+    measured = {c.name: c.test_acc.mean for c in last.contestants if not c.is_scratch}
+    result.measured_order = sorted(measured, key=measured.get, reverse=True)
+    result.scores = score_agreement(sources, measured)
+    result.recommendation = recommend_source(last, design)
+    return result
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _diff(c: Comparison) -> str:
+    ci = f"95% CI {100 * c.lo:+.1f} to {100 * c.hi:+.1f} pp" if c.has_ci else "CI n/a with one seed"
+    return f"{100 * c.mean:+.1f} pp ({ci})"
+
+
+def recommend_source(r: Ranking, design: Design) -> dict:
+    """Chosen on validation: the leader, or a smaller model decided equivalent to it. Test numbers are quoted."""
+    leader = r.contestants[0]
+    equivalent = [c for c in r.contestants[1:] if c.vs_leader_val and c.vs_leader_val.verdict == "equivalent"]
+    choice = min([leader, *equivalent], key=lambda c: (c.model_params, -c.val_acc.mean))
+    m = f"±{100 * design.margin:.0f} pp"
+    what = "train from scratch (no pretrained model)" if choice.is_scratch else f"start from {choice.name} with {choice.label}"
+    parts = [f"Use {'none' if choice.is_scratch else choice.name}: {what}. At {r.n_train} examples per class it "
+             f"{'leads' if choice is leader else 'is decided equivalent to the leader'} on validation "
+             f"({_pct(choice.val_acc.mean)}) and scores {_pct(choice.test_acc.mean)} on test over {len(choice.seeds)} seeds."]
+    if choice is not leader:
+        parts.append(f"The validation leader was {leader.name} ({leader.label}, {_pct(leader.val_acc.mean)}); "
+                     f"{choice.name} is inside {m} of it on validation and is the smaller model "
+                     f"({choice.model_params:,} against {leader.model_params:,} parameters).")
+    for c in r.contestants[1:]:
+        if c is choice:
+            continue
+        t, v = c.vs_leader_test, c.vs_leader_val
+        tail = f"; {seeds_phrase(t.seeds_needed)}" if t.verdict == "inconclusive" else ""
+        what = c.name if c.is_scratch else f"{c.name} ({c.label})"
+        parts.append(f"{what}: {_diff(t)} on test against {leader.name}, {t.verdict}{tail} (validation: {v.verdict}).")
+    if not choice.is_scratch and choice.gain is not None:
+        parts.append(f"Against its own architecture trained from scratch, {choice.name} with {choice.label} gains "
+                     f"{_diff(choice.gain)} on test: {choice.gain_verdict} in its study (Holm-adjusted across the "
+                     "strategies compared with scratch at that size; the interval is not).")
+    return {"source": None if choice.is_scratch else choice.name, "label": choice.label, "n_train": r.n_train,
+            "leader": leader.name, "equivalent_to_leader": [c.name for c in equivalent], "text": " ".join(parts)}
+
+
+
+# ---- from a multi-source study's folder (no torch) ----------------------------------------------------------
+def compare_studies(info: list[dict], studies: list[dict], records: list[list[dict]]) -> SourceComparison:
+    """``compare_sources`` on per-source study descriptions and records (the verdicts' design is the first's)."""
+    items = [{**i, "study": st, "records": rec} for i, st, rec in zip(info, studies, records)]
+    return compare_sources(items, Design.from_dict(studies[0].get("design")))
+
+
+def read_sources(out_dir: Path) -> dict:
+    """``sources.json`` of a multi-source study folder, schema checked."""
+    path = Path(out_dir) / "sources.json"
+    if not path.exists():
+        raise UserError(f"{out_dir} is not a multi-source study folder (no sources.json)",
+                        "point to the --out folder of a study run with several --model")
+    try:
+        return check_schema(json.loads(path.read_text()), str(path))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})", "rerun the study to rewrite it") from None
+
+
+def load_sources(out_dir) -> tuple[list[dict], SourceComparison]:
+    """The sources of a multi-source folder and their comparison, analysed again from its files."""
+    out_dir = Path(out_dir)
+    info = read_sources(out_dir)["sources"]
+    studies = [read_study(out_dir / i["folder"]) for i in info]
+    records = [TrialStore(out_dir / i["folder"] / "trials.jsonl").load() for i in info]
+    return info, compare_studies(info, studies, records)
