@@ -171,3 +171,22 @@ def test_a_study_of_strategies_that_do_not_apply_is_refused_and_others_are_left_
     assert [s["label"] for s in res.study["skipped"]] == ["bn_adapt", "lora"]
     assert {r["strategy"] for r in res.trials} == {"scratch", "head"}
     assert "Left out because they do not apply" in (tmp_path / "b" / "report.html").read_text()
+
+
+def test_a_lora_model_saves_and_loads_as_a_plain_model(minilm_text, tmp_path):
+    """The chosen LoRA candidate is merged before it is scored, so --save-best writes the pretrained structure."""
+    from transferlab.pipeline import prepare
+    from transferlab.saving import load_saved, save_model
+    from transferlab.training import Budget
+
+    bb, data = minilm_text
+    data = prepare(data, bb)
+    kept = []
+    rec = run_trial(TrialSpec("lora", {"r": 4}, 0, 8), bb, "k", data, Budget(epochs=1, patience=1, batch_size=16, lrs=(3e-3,)),
+                    keep=kept)
+    assert rec.status == "ok" and rec.trainable_params < 0.01 * rec.total_params
+    save_model(kept[0], bb, tmp_path / "m", data.class_names, rec.label)
+    loaded, meta = load_saved(tmp_path / "m")
+    x = {k: v[:5] for k, v in data.val.inputs.items()}
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), kept[0].model.eval()(x), atol=1e-5)

@@ -23,6 +23,13 @@ from transferlab.errors import UserError
 from transferlab.results import SCHEMA_VERSION, TrialStore, check_schema, read_study
 
 SCORES = ("logme", "hscore", "knn_acc", "probe_acc")  # read at the last cut: the features a head reads
+HEAD_SCORES = ("leep", "nce")  # of the source classifier, where every source kept one
+
+
+def _score(profile: dict, score: str) -> float | None:
+    cuts = profile.get("cuts") or []
+    value = profile.get(score) if score in HEAD_SCORES else (cuts[-1].get(score) if cuts else None)
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 @dataclass
@@ -129,12 +136,12 @@ def score_agreement(sources: list[dict], measured: dict[str, float]) -> list[Sco
 
     names = [s["name"] for s in sources if s["name"] in measured]
     out = []
-    for score in SCORES:
+    for score in (*SCORES, *HEAD_SCORES):
         values = {}
         for s in sources:
-            cuts = (s["study"].get("profile") or {}).get("cuts") or []
-            if s["name"] in measured and cuts and score in cuts[-1]:
-                values[s["name"]] = float(cuts[-1][score])
+            value = _score(s["study"].get("profile") or {}, score)
+            if s["name"] in measured and value is not None:
+                values[s["name"]] = value
         if len(values) != len(names) or len(names) < 2:
             continue
         xs, ys = [values[n] for n in names], [measured[n] for n in names]
