@@ -190,3 +190,13 @@ def test_a_lora_model_saves_and_loads_as_a_plain_model(minilm_text, tmp_path):
     x = {k: v[:5] for k, v in data.val.inputs.items()}
     with torch.no_grad():
         assert torch.allclose(loaded.eval()(x), kept[0].model.eval()(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("epochs,blocks", [(1, 0), (2, 1), (5, 3)])
+def test_gradual_counts_the_parameters_its_budget_unfreezes(cnn, digits, epochs, blocks):
+    from transferlab.training import Budget
+
+    rec = run_trial(TrialSpec("gradual", {"body_lr_mult": 0.1, "every": 1}, 0, 5), cnn, "k", prepared(cnn, digits),
+                    Budget(epochs=epochs, patience=5, lrs=(1e-3,)))
+    tuned = list(cnn.blocks.values())[cnn.n_blocks - blocks:] if blocks else []
+    assert rec.trainable_params == 325 + sum(p.numel() for b in tuned for p in b.parameters())

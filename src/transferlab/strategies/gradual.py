@@ -37,4 +37,8 @@ class Gradual(Strategy):
         bb.freeze(bb.n_blocks)
         fitted = train_backbone(ctx, bb, 0, groups, hooks=(_Unfreeze(bb, self.every),))
         fitted.frozen_blocks = 0
+        # Counted at the start only the head would train: count what the budget's last epoch trains.
+        last = max(0, bb.n_blocks - (ctx.budget.epochs - 1) // self.every)
+        fitted.trainable_params = sum(p.numel() for b in list(bb.blocks.values())[last:] for p in b.parameters()) + \
+            sum(p.numel() for p in bb.head.parameters())
         return fitted
