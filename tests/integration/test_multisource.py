@@ -133,6 +133,11 @@ def test_study_file_lists_models(tmp_path):
     f.write_text('[[models]]\nspec = "demo:cnn"\n[[models]]\nname = "ours"\nspec = "demo:mlp"\n[data]\nspec = "demo:digits"\n')
     sf = read_study_file(f)
     assert [m["spec"] for m in sf.models] == ["demo:cnn", "demo:mlp"] and sf.models[1]["name"] == "ours"
+    res = cli("run", "--config", str(f), "--seeds", "2", "--sizes", "5", "--epochs", "1", "--strategies", "scratch,head",
+              "--out", str(tmp_path / "o"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads((tmp_path / "o" / "sources.json").read_text())["sources"]
+    assert [i["name"] for i in info] == ["demo-cnn", "ours"] and (tmp_path / "o" / "ours" / "report.html").exists()
     f.write_text('[model]\nspec = "demo:cnn"\n[[models]]\nspec = "demo:mlp"\n[data]\nspec = "demo:digits"\n')
     with pytest.raises(UserError, match=r"both \[model\] and \[\[models\]\]"):
         read_study_file(f)
