@@ -109,3 +109,26 @@ def test_demo_end_to_end_and_report_rebuild(tmp_path):
     assert res.returncode == 0, res.stderr
     html = (out / "report.html").read_text()
     assert comparison["recommendation"]["text"][:80] in html and "mlp/report.html" in html
+
+
+def test_output_without_a_terminal_is_plain_lines_and_tables_keep_their_labels(tmp_path):
+    import io
+    import re
+
+    from rich.console import Console
+
+    from transferlab.cli.progress import _table
+
+    res = cli("run", "--model", "demo:cnn", "--data", "demo:digits", "--seeds", "2", "--sizes", "5", "--epochs", "1",
+              "--strategies", "scratch,head", "--out", str(tmp_path / "s"))
+    assert res.returncode == 0, res.stderr
+    lines = [x for x in res.stderr.splitlines() if re.match(r"^\[\d+/4\] ", x)]
+    assert len(lines) == 4 and "left)" in lines[0] and lines[-1].startswith("[4/4] head n=5 s=1")
+    assert "…" not in res.stderr + res.stdout and "━━" not in res.stderr  # no bar, nothing cut
+    buf = io.StringIO()
+    table = _table("t", ("strategy", "test acc %"), ("strategy",))
+    label = "linear_probe(kind=svm, Cs=(0.01, 1.0, 100.0))"
+    table.add_row(label, "99.9")
+    Console(file=buf, width=40).print(table)
+    folded = "".join(line.strip("│ ").split("│")[0].strip() for line in buf.getvalue().splitlines()[3:-1])
+    assert label.replace(" ", "") in folded.replace(" ", "")

@@ -82,6 +82,8 @@ def gains(records: list[dict], design: Design = Design()) -> list[dict]:
     rows = []
     for n, items in families.items():
         for (lab, _), decided in zip(items, decide([c for _, c in items], design)):
+            # A difference of two accuracies lies in [-1, 1]; the t interval of a few seeds can leave it.
+            decided = {**decided, "lo": max(-1.0, decided["lo"]), "hi": min(1.0, decided["hi"])}
             rows.append({"label": lab, "n_train": n, "gain": decided, "verdict": decided["verdict"]})
     rows.sort(key=lambda r: (size_key(r["n_train"]), -r["gain"]["mean"] if math.isfinite(r["gain"]["mean"]) else 0))
     return rows

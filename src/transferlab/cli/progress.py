@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -14,18 +15,29 @@ console = Console(stderr=True)
 
 
 class RichProgress(StudyCallback):
-    def __init__(self):
+    """A progress bar on a terminal; piped to a file or a CI log, one plain line per finished trial instead."""
+
+    def __init__(self, plain: bool | None = None):
         self.progress = None
+        self.plain = (not console.is_terminal) if plain is None else plain
+        self.total = self.done = 0
+        self.started = 0.0
 
     def on_start(self, total: int, todo: int, study: dict) -> None:
         """Called once per round of seeds: the first starts the bar, later ones extend it."""
         title = study.get("title") or study["model"]["spec"].get("source", "study")
-        if self.progress is not None:
+        if self.total and (self.progress is not None or self.plain):
             console.print(f"[dim]{title}: {todo} more trials, where a verdict is still open[/dim]")
-            self.progress.update(self.task, total=self.progress.tasks[0].total + todo)
+            self.total += todo
+            if self.progress is not None:
+                self.progress.update(self.task, total=self.total)
             return
         if todo < total:
             console.print(f"[dim]{title}: resuming, {total - todo} of {total} trials already done[/dim]")
+        self.total, self.done, self.started = todo, 0, time.perf_counter()
+        if self.plain:
+            console.print(f"{title}: {todo} trials to run")
+            return
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
                                  console=console, transient=False)
@@ -33,16 +45,41 @@ class RichProgress(StudyCallback):
         self.task = self.progress.add_task(title, total=todo, last="")
 
     def on_trial_end(self, record: dict) -> None:
+        if record["strategy"] == "zero_shot":
+            return
         acc = record.get("test_acc")
         shown = f"{record['label']} n={record['n_train']} s={record['seed']}: " + (
             f"{100 * acc:.1f}%" if acc is not None else record["status"])
-        if record["strategy"] != "zero_shot":
+        self.done += 1
+        if self.progress is not None:
             self.progress.update(self.task, advance=1, last=shown)
+        elif self.plain:
+            console.print(f"[{self.done}/{self.total}] {shown}  ({self._times()})", highlight=False, soft_wrap=True)
+
+    def _times(self) -> str:
+        """Elapsed, and the time left at the mean pace so far (trials differ in cost: an estimate)."""
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.done * max(0, self.total - self.done) if self.done else 0.0
+        return f"elapsed {_clock(elapsed)}, about {_clock(left)} left" if self.done < self.total else f"elapsed {_clock(elapsed)}"
 
     def on_end(self, result: StudyResult) -> None:
         if self.progress:
             self.progress.stop()
-            self.progress = None
+        self.progress, self.total = None, 0
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
+    """Cells fold rather than end in '...', so a label is never cut (a log file is 80 columns wide)."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col in left else "right", overflow="fold")
+    return table
 
 
 def _ci(ci) -> str:
@@ -54,9 +91,8 @@ def _ci(ci) -> str:
 def print_summary(result: StudyResult) -> None:
     a = result.analysis
     size = a.recommendation.n_train
-    table = Table(title=f"{result.study.get('title') or result.study['data']['name']}: {size} per class")
-    for col in ("strategy", "test acc %", "gain vs scratch, pp", "verdict", "trainable"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+    table = _table(f"{result.study.get('title') or result.study['data']['name']}: {size} per class",
+                   ("strategy", "test acc %", "gain vs scratch, pp", "verdict", "trainable"), ("strategy",))
     for r in a.accuracy:
         if r.n_train != size:
             continue
@@ -77,9 +113,8 @@ def print_sources(result) -> None:
     out = Console()
     if c.rankings:
         r = c.rankings[-1]
-        table = Table(title=f"which pretrained model: {r.n_train} per class")
-        for col in ("source", "best configuration", "val acc %", "test acc %", f"vs {r.leader}, pp", "verdict"):
-            table.add_column(col, justify="left" if col in ("source", "best configuration") else "right")
+        table = _table(f"which pretrained model: {r.n_train} per class", ("source", "best configuration", "val acc %",
+                       "test acc %", f"vs {r.leader}, pp", "verdict"), ("source", "best configuration"))
         for x in r.contestants:
             t = x.vs_leader_test
             table.add_row(x.name, x.label, f"{100 * x.val_acc.mean:.1f}", _ci(x.test_acc), _ci(t) if t else "leader",
