@@ -66,7 +66,8 @@ def read_frame(path: str, sep: str | None = None, header: bool = True, columns: 
         # Tab-separated text: split on '\n' only (sentences may hold other Unicode line breaks), no quoting.
         frame = pd.read_csv(p, sep=sep, header=0 if header else None, names=columns, quoting=3, lineterminator="\n")
         frame.columns = [str(c).strip() for c in frame.columns]
-        return frame.apply(lambda c: c.str.rstrip("\r") if c.dtype == object else c)
+        # pandas 3 reads text as the "str" dtype, older pandas as object: strip a CR from either.
+        return frame.apply(lambda c: c.str.rstrip("\r") if c.dtype == object or pd.api.types.is_string_dtype(c) else c)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {p} as a table ({str(exc).splitlines()[0][:160]})", "check the separator and encoding") from None
 

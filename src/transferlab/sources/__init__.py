@@ -78,6 +78,13 @@ def image_size(pre: Preprocessing, native: tuple[int, ...] = (3, 224, 224)) -> t
 
 def _split_spec(spec: str, registry: Registry) -> tuple[str, str]:
     scheme, sep, rest = spec.partition(":")
+    if registry is DATA_SOURCES and not (sep and scheme in registry.entries()) and Path(spec).exists():
+        from transferlab.sources.detect import data_scheme
+
+        return data_scheme(spec), spec  # a bare path: the format is read from what is there
+    if registry is DATA_SOURCES and not sep:
+        raise UserError(f"data path {spec} does not exist", "check the path, or write the data as SCHEME:PATH with "
+                        f"SCHEME one of: {', '.join(registry.names())}")
     if not sep or scheme not in registry.entries():
         raise UserError(f"cannot read {registry.kind.split()[0]} spec '{spec}'{closest(scheme, registry.entries())}",
                         f"write it as SCHEME:NAME with SCHEME one of: {', '.join(registry.names())}")
