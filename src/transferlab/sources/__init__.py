@@ -3,7 +3,8 @@
 A spec is ``SCHEME:REST``: ``demo:cnn``, ``timm:resnet18``, ``torchvision:resnet18``,
 ``hf:PATH_OR_ID``, ``torch:package.module:ClassName``; ``demo:digits``,
 ``images:DIR``, ``table:FILE.csv``, ``text:FILE.tsv``, ``npz:FILE``,
-``mnist:DIR``, ``usps:DIR``.  The model is resolved first (its input size
+``mnist:DIR``, ``usps:DIR``, ``hf-datasets:DIR``, or a bare path whose format is read from its content
+(``sources/detect.py``).  The model is resolved first (its input size
 and preprocessing shape how images and texts are read), then the data, then
 the Backbone is built and checked on real example rows.
 """
