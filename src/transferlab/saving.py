@@ -125,22 +125,35 @@ def _example(pre: Preprocessing):
 
 @torch.no_grad()
 def predict(model_dir: str | Path, data_spec: str, out_csv: str | Path, data_options: dict | None = None) -> Path:
-    """Predict every example of ``data_spec`` (all its splits) and write a CSV."""
+    """Predict every example of ``data_spec`` and write a CSV: labelled data with its split and label; new inputs
+    without labels (a flat image folder, a text file of one sentence per line, a table without its label column)
+    with their path, text or row number."""
     from transferlab.sources import ModelSource, load_data
 
+    from transferlab.data.unlabelled import read_unlabelled
+
     bb, meta = load_saved(model_dir)
-    data = load_data(data_spec, model=ModelSource(meta["source"], bb.preprocessing), **(data_options or {}))
-    names = meta["class_names"]
-    cut = meta.get("cut")
+    names, cut, options = meta["class_names"], meta.get("cut"), data_options or {}
+    new = read_unlabelled(data_spec, bb.preprocessing, **{k: v for k, v in options.items() if k.endswith("_col")})
+    if new is not None:  # inputs without labels: one row per input, named by its path, text or row number
+        x, given = new
+        probs = _probabilities(bb, Split(bb.preprocessing.apply(x), torch.zeros(len(given), dtype=torch.long)), cut)
+        return _write(out_csv, ["input", "prediction", *[f"p_{n}" for n in names]],
+                      [[g, names[int(p.argmax())], *[f"{v:.6f}" for v in p]] for g, p in zip(given, probs)])
+    data = load_data(data_spec, model=ModelSource(meta["source"], bb.preprocessing), **options)
     rows = []
     for split_name, split in (("train", data.train), ("val", data.val), ("test", data.test.open("predict"))):
         probs = _probabilities(bb, Split(bb.preprocessing.apply(split.inputs), split.y), cut)
         for i, p in enumerate(probs):
             rows.append([split_name, i, data.class_names[int(split.y[i])], names[int(p.argmax())], *[f"{v:.6f}" for v in p]])
+    return _write(out_csv, ["split", "row", "label", "prediction", *[f"p_{n}" for n in names]], rows)
+
+
+def _write(out_csv, header: list[str], rows: list[list]) -> Path:
     out = Path(out_csv)
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["split", "row", "label", "prediction", *[f"p_{n}" for n in names]])
+        w.writerow(header)
         w.writerows(rows)
     return out
 

@@ -310,14 +310,19 @@ def report(folder: Path = typer.Argument(..., help="a study folder, or a multi-s
 
 @app.command()
 def predict(model_dir: Path = typer.Argument(..., help="a folder written by --save-best"),
-            data: str = typer.Option(..., help="data spec, e.g. text:new.csv"),
+            data: str = typer.Option(..., help="data spec or path, labelled or not, e.g. new_photos/ or text:new.csv"),
             out: Path = typer.Option(Path("predictions.csv"), help="CSV to write"),
             data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value")):
     """Load a saved model (no pickle) and write its predictions as CSV.
 
+    New inputs need no labels: a flat folder of images, a text file of one sentence per line, or a table without its
+    label column give one row per input (its path, text or row number), the predicted class and each probability.
+
     \b
-    Example:
+    Examples:
       transferlab predict best --data text:reviews.csv --out predictions.csv
+      transferlab predict best --data new_photos/ --out predictions.csv
+      transferlab predict best --data new_sentences.txt
     """
     from transferlab.saving import predict as run_predict
 
