@@ -1,6 +1,7 @@
 """Analyses: pure functions from trial records (plain dicts) to a typed ``Analysis`` (analysis/types.py). No torch."""
 from __future__ import annotations
 
+from transferlab.analysis.answer import answer
 from transferlab.analysis.dynamics import first_epochs, flags
 from transferlab.analysis.gain import accuracy_rows, curves, gains, race, speedups
 from transferlab.analysis.layers import moved, score_validation
@@ -49,6 +50,7 @@ def analyze(records: list[dict], study: dict) -> Analysis:
     analysis["first_epochs"] = first_epochs(records)
     analysis["slow_start_flags"] = flags(analysis["first_epochs"], study)
     analysis["recommendation"] = recommend(analysis, study)
+    analysis["answer"] = answer(analysis)
     return Analysis.from_dict(analysis)
 
 

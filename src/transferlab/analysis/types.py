@@ -273,6 +273,7 @@ class Analysis(Plain):
     moved: list[Moved] = field(default_factory=list)
     first_epochs: Optional[FirstEpochs] = None
     slow_start_flags: list[str] = field(default_factory=list)
+    answer: list[str] = field(default_factory=list)  # three lines first: did transfer help, what to use, how sure
     schema: int = SCHEMA_VERSION
 
     def gain(self, label: str, n_train: Size) -> GainRow | None:

@@ -99,6 +99,8 @@ def print_summary(result: StudyResult) -> None:
         g = a.gain(r.label, size)
         table.add_row(r.label, _ci(r.test_acc), _ci(g.gain) if g else "", g.verdict if g else "", f"{r.trainable_params:,}")
     out = Console()
+    for line in a.answer:  # the answer first, then the evidence
+        out.print(line, highlight=False)
     out.print(table)
     out.print(f"[bold]Recommendation:[/bold] {a.recommendation.text}")
     if a.failed:
