@@ -31,21 +31,16 @@ class StudyCallback:
     def on_end(self, result: StudyResult) -> None: ...
 
 
-def strategies(config: StudyConfig, prep: Prepared, skipped: list | None = None) -> list[Strategy]:
-    """Each configured strategy expanded into the configurations to run (the preflight checked them).
-
-    A strategy that does not apply to this model (``Strategy.applies``) is left out; ``skipped`` collects why.
-    """
+def strategies(config: StudyConfig, prep: Prepared) -> list[Strategy]:
+    """Each configured strategy expanded into the configurations to run; those the preflight found do not apply
+    to this model (``prep.skipped``) are left out."""
     ctx = PlanContext(config.depths, prep.measurements.get("profile"))
+    left_out = {s["label"] for s in prep.skipped}
     out: list[Strategy] = []
     for entry in config.strategies:
         strategy = from_spec(entry["name"], entry.get("params"))
-        reason = strategy.applies(prep.backbone)
-        if reason:
-            if skipped is not None:
-                skipped.append({"label": strategy.label, "reason": reason})
-            continue
-        out.extend(strategy.expand(prep.backbone, ctx))
+        if strategy.label not in left_out:
+            out.extend(strategy.expand(prep.backbone, ctx))
     return out
 
 
@@ -65,7 +60,7 @@ def plan(config: StudyConfig, configs: list[Strategy], seeds: list[int] | None =
     return specs
 
 
-def describe(prep: Prepared, configs: list[Strategy], meta: dict | None, skipped: list | None = None) -> dict:
+def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict:
     """study.json before any trial: what was run on what, and the preflight measurements."""
     data = prep.data
     design = replace(prep.config.design(), test_resolution=1 / len(data.test), val_resolution=1 / len(data.val))
@@ -74,7 +69,7 @@ def describe(prep: Prepared, configs: list[Strategy], meta: dict | None, skipped
         "model": prep.backbone.describe(), "model_key": prep.model_key, "data": data.describe(), "data_key": prep.data_key,
         "augmentation": data.augment.describe() if data.augment else {"kinds": [], "views": 0},
         "environment": environment(), "depth_axes": {s.name: s.depth_param for s in configs if s.depth_param},
-        "skipped": skipped, **prep.measurements, **(meta or {}),
+        "skipped": prep.skipped, **prep.measurements, **(meta or {}),
     }
 
 
@@ -96,9 +91,8 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
 
     config = config or StudyConfig()
     prep = preflight(model, data, config, out)  # every refusal happens here, before anything is written
-    skipped: list[dict] = []
-    configs = strategies(config, prep, skipped)
-    study = describe(prep, configs, meta, skipped)
+    configs = strategies(config, prep)
+    study = describe(prep, configs, meta)
     runner = Runner(prep, open_store(prep.out, study), lambda rec: [cb.on_trial_end(rec) for cb in callbacks])
     runner.adopt(shared)
     t0 = time.perf_counter()

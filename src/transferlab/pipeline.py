@@ -40,6 +40,7 @@ class Prepared:
     model_key: str
     data_key: str
     measurements: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)  # strategies that do not apply to this model, with the reason
 
     @property
     def cache_key(self) -> str:  # weights + preprocessing + data: any change, a new entry
@@ -172,14 +173,14 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     device = resolve_device(config.device)
     check_executor(config)
     check_inputs(config, data)
-    check_strategies(config, backbone)
+    skipped = check_strategies(config, backbone)
     data = prepare(data, backbone)
     out = Path(out) if out else None
     model_key, data_key = backbone.fingerprint(), data.fingerprint()
     check_folder(out, model_key, data_key, config if measure else None)
     cache = study_cache(config, device, out, backbone.n_blocks)
     prepared = Prepared(backbone, data, config, device, out, cache or FeatureCache(config.budget.eval_batch_size, device),
-                        cache, model_key, data_key)
+                        cache, model_key, data_key, skipped=skipped)
     if measure:
         pf = Preflight(backbone, data, config, prepared.cache, prepared.cache_key, device)
         prepared.measurements = run_measurements(pf)

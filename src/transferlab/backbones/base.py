@@ -166,6 +166,10 @@ class Backbone(nn.Module):
     def block_names(self) -> list[str]:
         return list(self.blocks.keys())
 
+    def norm_blocks(self) -> list[int]:
+        """Indices of the blocks that hold BatchNorm layers."""
+        return [i for i, b in enumerate(self.blocks.values()) if any(isinstance(m, _NORM_TYPES) for m in b.modules())]
+
     @property
     def cut_points(self) -> list[str]:
         """Name of each cut ``k``: 'input', then the block it follows."""

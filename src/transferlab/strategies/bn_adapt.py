@@ -18,10 +18,6 @@ from transferlab.strategies.base import Fitted, Strategy, TrialContext, register
 from transferlab.training import param_groups
 
 
-def has_batchnorm(backbone: Backbone) -> bool:
-    return any(isinstance(m, _NORM_TYPES) for m in backbone.blocks.modules())
-
-
 @torch.no_grad()
 def adapt_batchnorm(backbone: Backbone, inputs: Inputs, batch_size: int, device="cpu") -> Backbone:
     """Replace every BatchNorm layer's running statistics by those of ``inputs`` (in place; returns it).
@@ -55,7 +51,7 @@ class BNAdapt(Strategy):
     adapts_statistics = True
 
     def applies(self, backbone: Backbone) -> str | None:
-        if not has_batchnorm(backbone):
+        if not backbone.norm_blocks():
             return "the model has no BatchNorm layers to adapt (it would equal a linear head on the frozen body)"
         return None
 

@@ -22,12 +22,6 @@ def auto_depths(prof: dict, n: int = AUTO_DEPTHS) -> list[int]:
     return sorted({0, *best})
 
 
-def _norm_blocks(backbone: Backbone) -> list[int]:
-    from transferlab.backbones.base import _NORM_TYPES
-
-    return [i for i, b in enumerate(backbone.blocks.values()) if any(isinstance(m, _NORM_TYPES) for m in b.modules())]
-
-
 @register
 @dataclass(frozen=True)
 class FreezeK(Strategy):
@@ -40,7 +34,7 @@ class FreezeK(Strategy):
     train_bn: bool = False
 
     def applies(self, backbone: Backbone) -> str | None:
-        if self.train_bn and not _norm_blocks(backbone):
+        if self.train_bn and not backbone.norm_blocks():
             return "train_bn=True needs BatchNorm layers, and the model has none (it would equal train_bn=False)"
         return None
 
@@ -52,7 +46,7 @@ class FreezeK(Strategy):
         blocks = list(backbone.blocks.values())
         depths = [k for k in range(backbone.n_blocks + 1) if k == 0 or any(True for _ in blocks[k - 1].parameters())]
         if self.train_bn:
-            norms = _norm_blocks(backbone)
+            norms = backbone.norm_blocks()
             depths = [k for k in depths if any(i < k for i in norms)]
         chosen = (plan or PlanContext()).depths
         if chosen != "all":
