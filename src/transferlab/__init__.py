@@ -17,6 +17,8 @@ _LAZY = {
     "StudyConfig": "transferlab.config",
     "StudyCallback": "transferlab.execution",
     "run_study": "transferlab.execution",
+    "MlflowTracker": "transferlab.tracking",
+    "TensorBoardTracker": "transferlab.tracking",
     "Source": "transferlab.multisource",
     "run_sources": "transferlab.multisource",
     "StudyResult": "transferlab.results",

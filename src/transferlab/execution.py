@@ -22,7 +22,10 @@ __all__ = ["StudyCallback", "as_backbone", "as_target", "plan", "prepare", "run_
 
 
 class StudyCallback:
-    """Progress events. The CLI attaches a progress bar; the library itself prints nothing."""
+    """Progress events. The CLI attaches a progress bar and trackers; the library itself prints nothing."""
+
+    def on_begin(self, study: dict) -> None:
+        """Once, before the first trial (study.json's content)."""
 
     def on_start(self, total: int, todo: int, study: dict) -> None: ...
 
@@ -95,6 +98,8 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     study = describe(prep, configs, meta)
     runner = Runner(prep, open_store(prep.out, study), lambda rec: [cb.on_trial_end(rec) for cb in callbacks])
     runner.adopt(shared)
+    for cb in callbacks:
+        cb.on_begin(study)
     t0 = time.perf_counter()
     records = _zero_shot(prep, runner)
     specs: list[TrialSpec] = []

@@ -103,6 +103,8 @@ WORKERS = typer.Option(None, help="parallel worker processes")
 NO_CACHE = typer.Option(False, "--no-cache", help="recompute frozen layers every epoch")
 STRATS = typer.Option(None, help="comma-separated strategy names (default: all)")
 DEVICE = typer.Option(None, help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps")
+TRACK = typer.Option(None, help="log every trial to mlflow (MLFLOW_TRACKING_URI, else OUT/mlflow.db) or "
+                     "tensorboard (OUT/tensorboard); repeatable")
 SCHEDULE = typer.Option(None, help="LR schedule of every strategy: constant (default), onecycle (fastai's) or cosine")
 
 
@@ -111,7 +113,7 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
          sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS, workers: Optional[int] = WORKERS,
          no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS, schedule: Optional[str] = SCHEDULE,
          max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN, augment: Optional[str] = AUGMENT,
-         no_halving: bool = NO_HALVING):
+         no_halving: bool = NO_HALVING, track: Optional[list[str]] = TRACK):
     """Run the embedded study: three pretrained models (an MLP and a CNN on digits 0-4, a CNN on all ten digits) on digits 5-9,
     each against scratch, then the three compared: which pretrained model, or none?
 
@@ -127,7 +129,9 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
 
     cfg = _config(StudyConfig(sizes=list(DEMO_SIZES)), seeds, sizes, epochs, workers, no_cache, strategies,
                   schedule=schedule, design=_design(max_seeds, margin, augment, no_halving))
-    result = run_demo(out, cfg, callbacks=[RichProgress()])
+    from transferlab.tracking import trackers
+
+    result = run_demo(out, cfg, callbacks=[RichProgress(), *trackers(track, out)])
     for r in result.studies:
         print_summary(r)
     print_sources(result)
@@ -149,7 +153,8 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --executor ray)"),
         depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3"),
         schedule: Optional[str] = SCHEDULE, max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN,
-        augment: Optional[str] = AUGMENT, no_halving: bool = NO_HALVING, device: Optional[str] = DEVICE):
+        augment: Optional[str] = AUGMENT, no_halving: bool = NO_HALVING, device: Optional[str] = DEVICE,
+        track: Optional[list[str]] = TRACK):
     """Run a transfer study described by a study file or by --model and --data.
 
     Give --model more than once (or one "models" table per model in the study file) to ask which pretrained model to start from, or none: every model runs the same study and a comparison ranks them.
@@ -163,11 +168,13 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
       transferlab run --model timm:resnet18 --weights r18.safetensors --model-opt in_chans=1 \\
           --data mnist:../shared/data/mnist --data-opt 'size=[32,32]' --data-opt max_per_class=100
       transferlab run --model hf:sentence-transformers/all-MiniLM-L6-v2 --data text:reviews.csv --save-best best
+      transferlab run --model demo:cnn --data demo:digits --out study-cnn --track mlflow --track tensorboard
     """
     from transferlab.cli.progress import RichProgress, print_sources, print_summary
     from transferlab.config import read_study_file
     from transferlab.execution import run_study
     from transferlab.sources import resolve
+    from transferlab.tracking import trackers
 
     file = read_study_file(config) if config else None
     models = _models(model, weights, file, _options(model_opt, "--model-opt"))
@@ -178,18 +185,19 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
                   schedule, _design(max_seeds, margin, augment, no_halving), device)
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     data_options = {**{k: v for k, v in (file.data if file else {}).items() if k != "spec"}, **_options(data_opt, "--data-opt")}
+    callbacks = [RichProgress(), *trackers(track, folder)]
     if len(models) > 1:
         from transferlab.multisource import run_sources, sources_from_specs
 
         if save_best:
             raise UserError("--save-best takes one model", "run the recommended source alone with --save-best")
-        result = run_sources(sources_from_specs(models, data_spec, data_options), cfg, folder, [RichProgress()],
+        result = run_sources(sources_from_specs(models, data_spec, data_options), cfg, folder, callbacks,
                              meta={"data_options": data_options})
         print_sources(result)
         return
     model_spec, model_options, _ = models[0]
     backbone, target = resolve(model_spec, data_spec, model_options, data_options)
-    result = run_study(backbone, target, cfg, folder, [RichProgress()], save_best=save_best,
+    result = run_study(backbone, target, cfg, folder, callbacks, save_best=save_best,
                        meta={"model_options": model_options, "data_options": data_options})
     print_summary(result)
     if save_best:
