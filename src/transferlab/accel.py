@@ -1,7 +1,10 @@
-"""The CUDA path: mixed precision, channels_last and pinned, non-blocking copies. Off (and harmless) on CPU."""
+"""Where tensors and models live, decided in one place: the CUDA path (mixed precision with a gradient scaler
+for fp16, channels_last, pinned non-blocking copies) and ``placed``, which puts a model on a device without
+moving the caller's object (the shared pretrained model stays where it is). Off, and harmless, on CPU."""
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 from torch import nn
@@ -19,6 +22,32 @@ def autocast(device):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=dtype)
+
+
+def same_device(a, b) -> bool:
+    a, b = torch.device(a), torch.device(b)
+    if a.type == "cuda" and b.type == "cuda":  # "cuda" means the current device
+        return (a.index if a.index is not None else torch.cuda.current_device()) == (
+            b.index if b.index is not None else torch.cuda.current_device())
+    return a.type == b.type
+
+
+def device_of(module: nn.Module) -> torch.device:
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def placed(module: nn.Module, device) -> nn.Module:
+    """``module`` itself when it is on ``device`` already, else a copy there: the caller's model never moves."""
+    if same_device(device_of(module), device):
+        return module
+    return copy.deepcopy(module).to(device)
+
+
+def grad_scaler(device) -> torch.amp.GradScaler:
+    """Scales the loss when autocast runs in fp16 (its gradients underflow otherwise); a no-op for bf16 and CPU."""
+    fp16 = on_cuda(device) and not torch.cuda.is_bf16_supported()
+    return torch.amp.GradScaler("cuda", enabled=fp16)
 
 
 def prepare_model(model: nn.Module, device) -> nn.Module:

@@ -128,17 +128,22 @@ class FeatureCache:
 
     @torch.no_grad()
     def _compute(self, backbone: Backbone, model_key: str, split_key: str, split: Split, cuts: list[int]) -> None:
+        from transferlab.accel import autocast, placed
+
         was_training = backbone.training
         backbone.eval()
-        blocks = list(backbone.blocks.values())
+        blocks = list(placed(backbone, self.device).blocks.values())  # a device copy: the shared model stays put
         outs: dict[int, list] = {k: [] for k in cuts}
         n = n_rows(split.inputs)
         for start in range(0, n, self.batch_size):
             state = to_device(take(split.inputs, torch.arange(start, min(start + self.batch_size, n))), self.device)
-            for i, block in enumerate(blocks[: max(cuts)]):
-                state = block(state)
-                if i + 1 in outs:
-                    outs[i + 1].append(to_device(state, "cpu"))
+            # The same autocast as training's forward pass, so that a cached prefix equals the uncached one on a GPU
+            # too; stored in float32 (bf16 -> float32 -> bf16 is exact, so the suffix reads the same values).
+            with autocast(self.device):
+                for i, block in enumerate(blocks[: max(cuts)]):
+                    state = block(state)
+                    if i + 1 in outs:
+                        outs[i + 1].append(tree_map(_float32, to_device(state, "cpu")))
         for k, parts in outs.items():
             self._store((model_key, split_key, k), concat(parts))
         self.passes += 1
@@ -153,3 +158,6 @@ class _Mapped:
     def __init__(self, states):
         self.states = states
 
+
+def _float32(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t

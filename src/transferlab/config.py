@@ -49,10 +49,11 @@ class StudyConfig:
     budget: Budget = field(default_factory=Budget)
     depths: str | list[int] = "all"  # freeze_k depths: "all", "auto" (chosen by the profile) or a list
     profile: bool = True  # per-layer transferability scores before training
+    estimate: bool = True  # time one epoch per trainable suffix and multiply out the plan (estimate.py)
     cache: bool = True
     cache_memory_mb: int = 2048  # activations beyond this go to memory-mapped files
     cache_fp16: bool = False  # store cached activations in half precision (not exact)
-    workers: int = 1
+    workers: int | str = 1  # or "auto": from the model's size and the usable cores (threads.auto_workers)
     executor: str = "inline"  # inline | process | ray
     device: str = "auto"
     ray_address: str | None = None
@@ -80,8 +81,8 @@ class StudyConfig:
         if self.executor not in EXECUTORS:
             raise UserError(f"unknown executor '{self.executor}'{closest(str(self.executor), EXECUTORS)}",
                             f"use one of: {', '.join(EXECUTORS)}")
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise UserError(f"workers {self.workers!r} is not a positive whole number", "use --workers 1 or more")
+        if self.workers != "auto" and (not isinstance(self.workers, int) or self.workers < 1):
+            raise UserError(f"workers {self.workers!r} is not a positive whole number or 'auto'", "use --workers 1 or more, or auto")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", str(self.device))):
             raise UserError(f"unknown device '{self.device}'", "use auto, cpu, cuda, cuda:N or mps")
         if self.augment_views < 1:
@@ -113,7 +114,7 @@ class StudyConfig:
     def result_defining(self) -> dict:
         """The part of the config that changes results (resume checks it matches)."""
         d = self.to_dict()
-        for k in ("cache", "cache_memory_mb", "workers", "executor", "device", "ray_address"):
+        for k in ("cache", "cache_memory_mb", "workers", "executor", "device", "ray_address", "estimate"):
             d.pop(k)
         return d
 

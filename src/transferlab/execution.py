@@ -16,9 +16,10 @@ from transferlab.pipeline import (Prepared, Runner, as_backbone, as_target, envi
                                   preflight, prepare)
 from transferlab.results import SCHEMA_VERSION, StudyResult, TrialSpec, write_json_atomic
 from transferlab.strategies.base import PlanContext, Strategy, from_spec
+from transferlab.threads import keeps_threads
 from transferlab.trial import run_trial, zero_shot
 
-__all__ = ["StudyCallback", "as_backbone", "as_target", "plan", "prepare", "run_study"]
+__all__ = ["StudyCallback", "as_backbone", "as_target", "estimate_study", "plan", "prepare", "run_study"]
 
 
 class StudyCallback:
@@ -26,6 +27,9 @@ class StudyCallback:
 
     def on_begin(self, study: dict) -> None:
         """Once, before the first trial (study.json's content)."""
+
+    def on_estimate(self, estimate) -> None:
+        """The measured cost of the trials still to run (an ``estimate.Estimate``), before the first one."""
 
     def on_start(self, total: int, todo: int, study: dict) -> None: ...
 
@@ -76,6 +80,7 @@ def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict
     }
 
 
+@keeps_threads
 def run_study(model, data, config: StudyConfig | None = None, out: str | Path | None = None,
               callbacks: list[StudyCallback] | tuple = (), report: bool = True, meta: dict | None = None,
               save_best: str | Path | None = None, shared: list[dict] | tuple = ()) -> StudyResult:
@@ -100,6 +105,11 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     runner.adopt(shared)
     for cb in callbacks:
         cb.on_begin(study)
+    if config.estimate:
+        est = _estimate(prep, configs, set(runner.stored))
+        study["estimate"] = est.to_dict()
+        for cb in callbacks:
+            cb.on_estimate(est)
     t0 = time.perf_counter()
     records = _zero_shot(prep, runner)
     specs: list[TrialSpec] = []
@@ -123,6 +133,31 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     for cb in callbacks:
         cb.on_end(result)
     return result
+
+
+def _estimate(prep: Prepared, configs: list[Strategy], done: set):
+    from transferlab.estimate import estimate
+
+    config = prep.config
+    first = [s for s in plan(config, configs, config.seed_order()[: config.looks()[0]]) if s.trial_id not in done]
+    return estimate(prep, first, [s for s in plan(config, configs) if s.trial_id not in done])
+
+
+@keeps_threads
+def estimate_study(model, data, config: StudyConfig | None = None, out: str | Path | None = None):
+    """The checks of ``run_study`` and its cost estimate, without training (``--dry-run``): an ``Estimate``."""
+    from transferlab.pipeline import check_folder
+    from transferlab.results import TrialStore
+
+    config = config or StudyConfig()
+    # No folder: a dry run writes nothing. The profile runs only when the plan needs it (--depths auto).
+    prep = preflight(model, data, config, None, measure=config.depths == "auto")
+    done: set = set()
+    if out is not None:
+        check_folder(Path(out), prep.model_key, prep.data_key, config)
+        if (Path(out) / "trials.jsonl").exists():
+            done = TrialStore(Path(out) / "trials.jsonl").done_ids()
+    return _estimate(prep, strategies(config, prep), done)
 
 
 def _zero_shot(prep: Prepared, runner: Runner) -> list[dict]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
-import os
 import tempfile
 from pathlib import Path
 
@@ -60,8 +59,10 @@ def _worker_run(spec: TrialSpec) -> dict:
                      halving=w["halving"]).to_dict()
 
 
-def _threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // workers)
+def _threads(workers: int, pretrained) -> int:
+    from transferlab.threads import threads_for
+
+    return threads_for(sum(p.numel() for p in pretrained.parameters()), workers)
 
 
 # ---- executors -------------------------------------------------------------------
@@ -103,7 +104,7 @@ def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, devic
 
 
 def _process_pool(specs, pretrained, key, data, config, device, disk_dir, on_record) -> None:
-    init = (pretrained, key, data, config, device, disk_dir, _threads(config.workers))
+    init = (pretrained, key, data, config, device, disk_dir, _threads(config.workers, pretrained))
     with cf.ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                 initargs=init) as pool:
         futures = [pool.submit(_worker_run, spec) for spec in specs]
@@ -135,7 +136,7 @@ def _ray(specs, pretrained, key, data, config, device, disk_dir, on_record) -> N
         gpus = 1 if str(device).startswith("cuda") else 0  # one GPU per trial when present
         task = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_task)
         shared = [ray.put(x) for x in (pretrained, data, config)]
-        threads = _threads(max(1, config.workers))
+        threads = _threads(max(1, config.workers), pretrained)
         pending = [task.remote(s, shared[0], key, shared[1], shared[2], device, disk_dir, threads) for s in specs]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

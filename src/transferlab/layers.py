@@ -16,6 +16,7 @@ from transferlab.data.base import TargetData
 from transferlab.errors import UserError
 from transferlab.pipeline import Prepared, Runner, open_store, preflight
 from transferlab.results import SCHEMA_VERSION, TrialSpec, write_json_atomic
+from transferlab.threads import keeps_threads
 from transferlab.trial import run_trial
 
 CURVES = {("A", False): "AnB", ("A", True): "AnB+", ("B", False): "BnB", ("B", True): "BnB+"}
@@ -68,6 +69,7 @@ def _net_b(prep: Prepared, runner: Runner, seed: int, size) -> tuple[Backbone, d
     return net, rec.to_dict()
 
 
+@keeps_threads
 def run_layers(model, data: TargetData, config: StudyConfig | None = None, out: str | Path | None = None,
                on_record=None) -> dict:
     """Splice curves at every cut 1..n-1, for each seed, at the largest target size of ``config``."""
@@ -91,6 +93,20 @@ def run_layers(model, data: TargetData, config: StudyConfig | None = None, out: 
     if prep.out:
         write_json_atomic(prep.out / "layers.json", result)
     return result
+
+
+@keeps_threads
+def estimate_layers(model, data: TargetData, config: StudyConfig | None = None, out: str | Path | None = None):
+    """``layers --dry-run``: the checks of ``run_layers`` and the cost of its trials (an ``Estimate``)."""
+    from transferlab.estimate import estimate
+
+    config = replace(config or StudyConfig(), halving=False)
+    prep = preflight(model, data, config, None, measure=False)
+    seeds, size, specs = plan(config, prep.backbone.n_blocks)
+    if out is not None:
+        _check_resume(Path(out), _meta(prep, seeds, size))
+    specs = [TrialSpec("scratch", {}, seeds[0], size, net="B"), *specs]
+    return estimate(prep, specs, specs)
 
 
 def _row(spec: TrialSpec, rec: dict) -> dict:

@@ -24,17 +24,27 @@ def pooled(states) -> np.ndarray:
     return states.float().numpy()
 
 
+def _cpu(states):
+    from transferlab.data.base import to_device
+
+    return to_device(states, "cpu")
+
+
 @torch.no_grad()
 def what_moved(pretrained: Backbone, tuned: Backbone, inputs: Split, max_rows: int = 256) -> list[dict]:
     """Per block: relative weight change ||W - W0|| / ||W0|| and linear CKA of its activations before/after."""
-    x = take(inputs.inputs, torch.arange(min(max_rows, len(inputs))))
+    from transferlab.accel import device_of, move, placed
+
+    device = device_of(tuned)  # where it trained; the pretrained model is copied there, never moved
+    pretrained = placed(pretrained, device)
+    x = move(take(inputs.inputs, torch.arange(min(max_rows, len(inputs)))), device)
     pretrained.eval(), tuned.eval()
     a, b = x, x
     rows = []
     for name in pretrained.block_names:
-        p0 = torch.cat([p.detach().flatten().float() for p in pretrained.blocks[name].parameters()] or [torch.zeros(1)])
+        p0 = torch.cat([p.detach().cpu().flatten().float() for p in pretrained.blocks[name].parameters()] or [torch.zeros(1)])
         p1 = torch.cat([p.detach().cpu().flatten().float() for p in tuned.blocks[name].parameters()] or [torch.zeros(1)])
         a, b = pretrained.blocks[name](a), tuned.blocks[name](b)
         change = float((p1 - p0).norm() / p0.norm()) if p0.norm() > 0 else 0.0
-        rows.append({"block": name, "weight_change": change, "cka": linear_cka(pooled(a), pooled(b))})
+        rows.append({"block": name, "weight_change": change, "cka": linear_cka(pooled(_cpu(a)), pooled(_cpu(b)))})
     return rows

@@ -126,6 +126,31 @@ def run_sources(sources: list[Source], config: StudyConfig | None = None, out: s
     return result
 
 
+def estimate_sources(specs: list[tuple[str, dict, str | None]], data_spec: str, data_options: dict,
+                     config: StudyConfig | None = None, out: str | Path | None = None) -> str:
+    """``--dry-run``: every check of a study (of each source), and what it would cost, as lines of text.
+    Scratch is counted once per scratch group, as a multi-source study runs it."""
+    from transferlab.estimate import clock
+    from transferlab.execution import estimate_study
+
+    sources = sources_from_specs(specs, data_spec, data_options)
+    config = config or StudyConfig()
+    out = Path(out) if out else None
+    info = check_sources(sources, config, out) if len(sources) > 1 else [{"scratch_group": None}]
+    lines, seen, first, most = [], set(), 0.0, 0.0
+    for s, i in zip(sources, info):
+        est = estimate_study(i.get("backbone", s.model), s.data, config, (out / s.name if len(sources) > 1 else out) if out else None)
+        shared = i["scratch_group"] in seen and i["scratch_group"] is not None
+        seen.add(i["scratch_group"])
+        f = est.first_s - (est.per_label.get("scratch", 0.0) if shared else 0.0)
+        m = est.max_s - (est.per_label_max.get("scratch", 0.0) if shared else 0.0)
+        first, most = first + f, most + m
+        lines.append((f"{s.name}: " if len(sources) > 1 else "") + est.text() + (" (scratch shared: not counted)" if shared else ""))
+    if len(sources) > 1:
+        lines.append(f"All {len(sources)} sources: about {clock(first)}; up to {clock(most)}.")
+    return "\n".join(lines + ["Dry run: nothing was trained."])
+
+
 def sources_from_specs(specs: list[tuple[str, dict, str | None]], data_spec: str, data_options: dict) -> list[Source]:
     """(model spec, options, name or None) each -> a Source with the data read for that model."""
     from transferlab.sources import build_checked, load_data, load_model
@@ -140,5 +165,5 @@ def sources_from_specs(specs: list[tuple[str, dict, str | None]], data_spec: str
     return out
 
 
-__all__ = ["Source", "SourcesResult", "load_sources", "run_sources", "scratch_group", "source_name",
+__all__ = ["Source", "SourcesResult", "estimate_sources", "load_sources", "run_sources", "scratch_group", "source_name",
            "sources_from_specs"]

@@ -131,6 +131,20 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def resolve_workers(config: StudyConfig, backbone: Backbone, device: str) -> StudyConfig:
+    """``workers="auto"`` made a number, and this process's threads set for the model (``threads.threads_for``;
+    the main process computes the cache with the usable cores, then each worker gets its share)."""
+    from transferlab.threads import auto_workers, limit_threads, threads_for
+
+    n_params = sum(p.numel() for p in backbone.parameters())
+    if config.workers == "auto":
+        workers = auto_workers(n_params, device)
+        executor = "process" if workers > 1 and config.executor == "inline" else config.executor
+        config = replace(config, workers=workers, executor=executor)
+    limit_threads(threads_for(n_params))
+    return config
+
+
 def check_executor(config: StudyConfig) -> None:
     import importlib.util
 
@@ -171,6 +185,7 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
         data.augment.check(data.train.inputs)
     backbone = as_backbone(model, data)
     device = resolve_device(config.device)
+    config = resolve_workers(config, backbone, device)
     check_executor(config)
     check_inputs(config, data)
     skipped = check_strategies(config, backbone)

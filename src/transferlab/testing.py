@@ -17,6 +17,7 @@ CHECKS = (
     "registered under its name", "holds only hyperparameters (a frozen dataclass; params round-trip through JSON)",
     "tunes as many values as the LR grid", "same seed, same result", "leaves the pretrained model untouched",
     "keeps frozen blocks bit-identical", "reads the test split once, after training", "cached equals uncached",
+    "says truly where training starts (trains_from, which the cost estimate times)",
 )
 
 
@@ -73,6 +74,11 @@ def check_strategy(strategy, backbone=None, data=None, budget=None, n_train: int
     for k, v in backbone.state_dict().items():
         assert torch.equal(v, before[k]), f"{cls.__name__} modified the pretrained model ({k}): train a ctx.fresh() copy"
     trained = kept[0].model
+    start = strategy.trains_from(backbone)
+    assert start is None or 0 <= start <= backbone.n_blocks, f"{cls.__name__}.trains_from gives {start}, not 0..n or None"
+    if start and hasattr(trained, "blocks"):
+        assert set(range(start)) <= set(trained.frozen), (
+            f"{cls.__name__}.trains_from says blocks before {start} stay frozen, but it trained some of them")
     if hasattr(trained, "blocks"):
         # Frozen weights never change; BatchNorm statistics may, where the strategy adapts them on purpose.
         weights_only = trained.train_bn or cls.adapts_statistics

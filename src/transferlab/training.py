@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferlab.accel import autocast, move, on_cuda, prepare_model
+from transferlab.accel import autocast, grad_scaler, move, on_cuda, prepare_model
 from transferlab.data.base import Split, n_rows, take
 from transferlab.errors import UserError, closest
 
@@ -186,6 +186,7 @@ class FitRun:
         model = prepare_model(model, device)
         gpu, amp = on_cuda(device), autocast(device)
         opt = make_optimizer([g for g in groups if g["params"]], budget.weight_decay)
+        scaler = grad_scaler(device)
         n = len(train)
         schedule = SCHEDULES[budget.schedule](opt, budget.epochs * math.ceil(n / budget.batch_size))
         best_key, best_state, stale = (-1.0, 0.0), None, 0
@@ -210,10 +211,13 @@ class FitRun:
                         loss = F.cross_entropy(logits.float(), y)
                     opt.zero_grad(set_to_none=True)
                     terms = [t for t in (h.penalty(model) for h in hooks) if t is not None]
-                    (loss + sum(terms) if terms else loss).backward()
+                    scaler.scale(loss + sum(terms) if terms else loss).backward()
+                    if scaler.is_enabled():
+                        scaler.unscale_(opt)  # hooks read true gradients
                     for h in hooks:
                         h.on_after_backward(model)
-                    opt.step()
+                    scaler.step(opt)  # skipped when an fp16 gradient overflowed
+                    scaler.update()
                     schedule.step()
                     losses.append(loss.detach())
                     corrects.append((logits.detach().argmax(1) == y).sum())

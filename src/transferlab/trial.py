@@ -97,7 +97,10 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
     if isinstance(best.model, Backbone) and best.frozen_blocks < pretrained.n_blocks and strategy.reuses_weights:
         from transferlab.moved import what_moved
 
-        record.moved = what_moved(pretrained, best.model, data.val)
+        try:  # a diagnostic: its failure is noted, the trial's result stands
+            record.moved = what_moved(pretrained, best.model, data.val)
+        except Exception as exc:  # noqa: BLE001
+            record.error = f"what_moved: {type(exc).__name__}: {exc}"
     record.wall_s = time.perf_counter() - t0
     if keep is not None:
         keep.append(best)
@@ -120,11 +123,12 @@ def zero_shot(pretrained: Backbone, data: TargetData, batch_size: int = 512, dev
     to_source = torch.full((data.n_classes,), -1, dtype=torch.long)
     for c in shared:
         to_source[c] = source[data.class_names[c]]
-    pretrained.eval()
+    from transferlab.accel import move, placed
     from transferlab.training import batched
 
+    model = placed(pretrained, device).eval()  # a device copy: the shared pretrained model is not moved
     with torch.no_grad():
-        logits = batched(lambda x: pretrained.to(device)(x), sub.inputs, batch_size)
+        logits = batched(lambda x: model(move(x, device)).cpu(), sub.inputs, batch_size)
     acc = float((logits.argmax(1).cpu() == to_source[sub.y]).float().mean())
     spec = TrialSpec("zero_shot", {}, 0, 0)
     return TrialRecord(spec.trial_id, "zero_shot", "zero_shot", {}, 0, 0, 0, "ok", test_acc=acc,

@@ -50,7 +50,10 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
     if schedule is not None:
         cfg.budget = replace(cfg.budget, schedule=schedule)
     if workers is not None:
-        cfg.workers, cfg.executor = workers, "process" if workers > 1 else "inline"
+        if workers != "auto" and not (workers.isdigit() and int(workers) > 0):
+            raise UserError(f"--workers '{workers}' is not a positive whole number or auto", "use --workers 2 or --workers auto")
+        cfg.workers = workers if workers == "auto" else int(workers)
+        cfg.executor = "process" if workers != "auto" and int(workers) > 1 else "inline"
     if executor is not None:
         cfg.executor = executor
     if ray_address is not None:
@@ -99,7 +102,7 @@ def _design(max_seeds, margin, augment, no_halving) -> dict:
             "halving": False if no_halving else None}
 SIZES = typer.Option(None, help="target examples per class, e.g. 5,20,50,all")
 EPOCHS = typer.Option(None, help="epoch budget of every strategy")
-WORKERS = typer.Option(None, help="parallel worker processes")
+WORKERS = typer.Option(None, help="parallel worker processes, or auto (from the model's size and the usable cores)")
 NO_CACHE = typer.Option(False, "--no-cache", help="recompute frozen layers every epoch")
 STRATS = typer.Option(None, help="comma-separated strategy names (default: all)")
 DEVICE = typer.Option(None, help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps")
@@ -110,7 +113,7 @@ SCHEDULE = typer.Option(None, help="LR schedule of every strategy: constant (def
 
 @app.command()
 def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder"), seeds: Optional[int] = SEEDS,
-         sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS, workers: Optional[int] = WORKERS,
+         sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS, workers: Optional[str] = WORKERS,
          no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS, schedule: Optional[str] = SCHEDULE,
          max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN, augment: Optional[str] = AUGMENT,
          no_halving: bool = NO_HALVING, track: Optional[list[str]] = TRACK):
@@ -143,7 +146,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         data: Optional[str] = typer.Option(None, help="data spec, e.g. demo:digits"),
         out: Optional[Path] = typer.Option(None, help="study folder (rerun into it to resume)"),
         seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS,
-        workers: Optional[int] = WORKERS, no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS,
+        workers: Optional[str] = WORKERS, no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS,
         weights: Optional[list[str]] = typer.Option(None, help="pretrained weights file (safetensors or a .pt state "
                                                    "dict); with several --model, one per model in order ('none': no file)"),
         model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="model option key=value (repeatable)"),
@@ -154,7 +157,8 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3"),
         schedule: Optional[str] = SCHEDULE, max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN,
         augment: Optional[str] = AUGMENT, no_halving: bool = NO_HALVING, device: Optional[str] = DEVICE,
-        track: Optional[list[str]] = TRACK):
+        track: Optional[list[str]] = TRACK,
+        dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the cost estimate, train nothing")):
     """Run a transfer study described by a study file or by --model and --data.
 
     Give --model more than once (or one "models" table per model in the study file) to ask which pretrained model to start from, or none: every model runs the same study and a comparison ranks them.
@@ -169,6 +173,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
           --data mnist:../shared/data/mnist --data-opt 'size=[32,32]' --data-opt max_per_class=100
       transferlab run --model hf:sentence-transformers/all-MiniLM-L6-v2 --data text:reviews.csv --save-best best
       transferlab run --model demo:cnn --data demo:digits --out study-cnn --track mlflow --track tensorboard
+      transferlab run --model timm:resnet18 --weights r18.safetensors --data photos/ --dry-run
     """
     from transferlab.cli.progress import RichProgress, print_sources, print_summary
     from transferlab.config import read_study_file
@@ -186,6 +191,11 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     data_options = {**{k: v for k, v in (file.data if file else {}).items() if k != "spec"}, **_options(data_opt, "--data-opt")}
     callbacks = [RichProgress(), *trackers(track, folder)]
+    if dry_run:
+        from transferlab.multisource import estimate_sources
+
+        typer.echo(estimate_sources(models, data_spec, data_options, cfg, folder))
+        return
     if len(models) > 1:
         from transferlab.multisource import run_sources, sources_from_specs
 
@@ -270,8 +280,9 @@ def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. d
            model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="model option key=value"),
            data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value"),
            seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS,
-           workers: Optional[int] = WORKERS, executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
-           device: Optional[str] = DEVICE):
+           workers: Optional[str] = WORKERS, executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
+           device: Optional[str] = DEVICE,
+           dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the cost estimate, train nothing")):
     """Yosinski splice curves AnB, AnB+, BnB, BnB+ at every cut, into a study's report (rerun to resume).
 
     \b
@@ -289,6 +300,11 @@ def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. d
         opts["weights"] = weights
     backbone, target = resolve(model, data, opts, _options(data_opt, "--data-opt"))
     cfg = _config(None, seeds, sizes, epochs, workers, False, None, executor, device=device)
+    if dry_run:
+        from transferlab.layers import estimate_layers
+
+        typer.echo(estimate_layers(backbone, target, cfg, out).text() + "\nDry run: nothing was trained.")
+        return
     run_layers(backbone, target, cfg, out, on_record=lambda r: console.print(
         f"[dim]{r['curve']:5s} n={r['n']} seed={r['seed']}: {100 * (r['test_acc'] or 0):.1f}%[/dim]"))
     if (out / "study.json").exists():
@@ -350,6 +366,9 @@ def strategies_cmd():
 
 
 def main() -> None:
+    from transferlab.threads import quiet_waiting
+
+    quiet_waiting()  # before torch is imported: OpenMP reads it once
     debug = os.environ.get("TRANSFERLAB_DEBUG") == "1"
     try:
         app(standalone_mode=False)

@@ -5,7 +5,7 @@ import math
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from transferlab.execution import StudyCallback
@@ -22,6 +22,13 @@ class RichProgress(StudyCallback):
         self.plain = (not console.is_terminal) if plain is None else plain
         self.total = self.done = 0
         self.started = 0.0
+        self.trial_s: dict = {}  # the estimate's seconds per trial: the time left weighs trials by their cost
+        self.est_todo = self.est_done = 0.0
+
+    def on_estimate(self, estimate) -> None:
+        console.print(f"[dim]{estimate.text()}[/dim]", highlight=False, soft_wrap=True)
+        self.trial_s = dict(estimate.trial_s)
+        self.est_todo = estimate.first_s
 
     def on_start(self, total: int, todo: int, study: dict) -> None:
         """Called once per round of seeds: the first starts the bar, later ones extend it."""
@@ -29,6 +36,8 @@ class RichProgress(StudyCallback):
         if self.total and (self.progress is not None or self.plain):
             console.print(f"[dim]{title}: {todo} more trials, where a verdict is still open[/dim]")
             self.total += todo
+            if self.trial_s:
+                self.est_todo += todo * sum(self.trial_s.values()) / len(self.trial_s)
             if self.progress is not None:
                 self.progress.update(self.task, total=self.total)
             return
@@ -39,10 +48,10 @@ class RichProgress(StudyCallback):
             console.print(f"{title}: {todo} trials to run")
             return
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[left]}"), TextColumn("{task.fields[last]}"),
                                  console=console, transient=False)
         self.progress.start()
-        self.task = self.progress.add_task(title, total=todo, last="")
+        self.task = self.progress.add_task(title, total=todo, last="", left=self._left())
 
     def on_trial_end(self, record: dict) -> None:
         if record["strategy"] == "zero_shot":
@@ -51,21 +60,35 @@ class RichProgress(StudyCallback):
         shown = f"{record['label']} n={record['n_train']} s={record['seed']}: " + (
             f"{100 * acc:.1f}%" if acc is not None else record["status"])
         self.done += 1
+        self.est_done += self.trial_s.get(record["trial_id"], 0.0)
         if self.progress is not None:
-            self.progress.update(self.task, advance=1, last=shown)
+            self.progress.update(self.task, advance=1, last=shown, left=self._left())
         elif self.plain:
             console.print(f"[{self.done}/{self.total}] {shown}  ({self._times()})", highlight=False, soft_wrap=True)
 
-    def _times(self) -> str:
-        """Elapsed, and the time left at the mean pace so far (trials differ in cost: an estimate)."""
+    def _seconds_left(self) -> float | None:
+        """At the pace so far, weighing the trials left by their estimated cost (trials differ a lot in cost:
+        a frozen head is seconds, a fine-tune minutes); at the mean pace per trial without an estimate."""
         elapsed = time.perf_counter() - self.started
-        left = elapsed / self.done * max(0, self.total - self.done) if self.done else 0.0
-        return f"elapsed {_clock(elapsed)}, about {_clock(left)} left" if self.done < self.total else f"elapsed {_clock(elapsed)}"
+        if self.trial_s and self.est_done > 0:
+            return elapsed / self.est_done * max(0.0, self.est_todo - self.est_done)
+        if self.trial_s:
+            return self.est_todo
+        return elapsed / self.done * max(0, self.total - self.done) if self.done else None
+
+    def _left(self) -> str:
+        left = self._seconds_left()
+        return "" if left is None or self.done >= self.total else f"about {_clock(left)} left"
+
+    def _times(self) -> str:
+        elapsed = _clock(time.perf_counter() - self.started)
+        left = self._left()
+        return f"elapsed {elapsed}, {left}" if left else f"elapsed {elapsed}"
 
     def on_end(self, result: StudyResult) -> None:
         if self.progress:
             self.progress.stop()
-        self.progress, self.total = None, 0
+        self.progress, self.total, self.trial_s, self.est_todo, self.est_done = None, 0, {}, 0.0, 0.0
 
 
 def _clock(seconds: float) -> str:

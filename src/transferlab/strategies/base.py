@@ -211,6 +211,11 @@ class Strategy:
         A study leaves such a strategy out and records the reason; it is not an error."""
         return None
 
+    def trains_from(self, backbone: Backbone) -> int | None:
+        """The first block whose weights train (``n_blocks``: only the head; None: a closed-form fit on
+        frozen features). The cost estimate times one epoch per distinct value."""
+        return 0
+
     def candidates(self, budget: Budget) -> list[dict]:
         return [{"lr": lr} for lr in budget.lrs]
 

@@ -55,6 +55,9 @@ class BNAdapt(Strategy):
             return "the model has no BatchNorm layers to adapt (it would equal a linear head on the frozen body)"
         return None
 
+    def trains_from(self, backbone: Backbone) -> int | None:
+        return backbone.n_blocks
+
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         idx, data = ctx.train_idx, ctx.data
         if "adabn" not in ctx.memo:  # one adaptation pass per trial, shared by every LR candidate

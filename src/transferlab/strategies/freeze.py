@@ -60,6 +60,9 @@ class FreezeK(Strategy):
         if self.k is not None:
             backbone._check_k(self.k)
 
+    def trains_from(self, backbone: Backbone) -> int | None:
+        return 0 if self.train_bn else (self.k or 0)  # train_bn: gradients reach the frozen blocks' BatchNorm
+
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         bb = ctx.fresh().replace_head(ctx.data.n_classes, class_names=ctx.data.class_names)
         bb.freeze(self.k, train_bn=self.train_bn)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from transferlab.backbones.base import Backbone
 from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, train_backbone
 from transferlab.training import param_groups
 
@@ -17,6 +18,9 @@ class Head(Strategy):
     depth: int = 2
     hidden: int = 256
     dropout: float = 0.0
+
+    def trains_from(self, backbone: Backbone) -> int | None:
+        return backbone.n_blocks
 
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         bb = ctx.fresh().replace_head(ctx.data.n_classes, self.depth, self.hidden, self.dropout, ctx.data.class_names)

@@ -68,6 +68,9 @@ class LinearProbe(Strategy):
         Cs = self.Cs or tuple(np.logspace(-2, 2, len(budget.lrs)).round(6))
         return [{"C": float(c)} for c in Cs]
 
+    def trains_from(self, backbone: Backbone) -> int | None:
+        return None
+
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         t0 = time.perf_counter()
         k = ctx.pretrained.n_blocks if self.cut is None else self.cut

@@ -25,6 +25,9 @@ class Splice(Strategy):
     def check(self, backbone: Backbone) -> None:
         backbone._check_k(self.n)
 
+    def trains_from(self, backbone: Backbone) -> int | None:
+        return 0 if self.tune else self.n
+
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         bb = ctx.fresh().reinit(from_block=self.n).replace_head(ctx.data.n_classes, class_names=ctx.data.class_names)
         k = 0 if self.tune else self.n

@@ -39,6 +39,9 @@ class Surgical(Strategy):
                             f"({', '.join(f'{i}: {backbone.block_names[i]}' for i in weighted_blocks(backbone))})",
                             "choose one of those indices, or leave block out to run each")
 
+    def trains_from(self, backbone: Backbone) -> int | None:
+        return self.block or 0
+
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         bb = ctx.fresh().replace_head(ctx.data.n_classes, class_names=ctx.data.class_names)
         bb.freeze_blocks(i for i in range(bb.n_blocks) if i != self.block)

@@ -1,0 +1,237 @@
+"""What a study will cost, measured before it trains.
+
+For every distinct trainable suffix of the plan (the first block that trains: 0 for a full fine-tune, k for
+``freeze_k(k)``, n for a head on the frozen body) a few epochs of the real fit loop run on a small batch of the
+target's training inputs (the first warms up kernels and allocators, the next are timed), and a forward pass
+is timed for evaluation and for the frozen prefix. The plan is then multiplied out: each trial's candidate-epochs
+(successive halving included, every candidate to the full budget: early stopping only shortens it) times its
+examples, plus validation every epoch, the test pass, the copy of the model and, once per cut, the frozen
+prefix the cache computes. It is an estimate of wall time on this machine for one worker.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from transferlab.data.base import Split
+from transferlab.results import TrialSpec
+from transferlab.data.base import take
+from transferlab.training import Budget, FitRun, batched, evaluate, param_groups
+
+SAMPLE = 32  # examples per timed batch: small, so that measuring costs seconds even for a large model
+TIMED_S, MAX_EPOCHS = 0.5, 8
+
+
+@dataclass
+class CutCost:
+    """Seconds per example at one cut: a training step of the suffix, its evaluation, the prefix forward."""
+
+    cut: int
+    train_s: float
+    eval_s: float
+    prefix_s: float
+
+
+@dataclass
+class Estimate:
+    """The plan multiplied out. ``first_s``: the first round of seeds (all of a fixed design);
+    ``max_s``: every configuration at every seed up to ``max_seeds`` (a sequential study's worst case)."""
+
+    first_s: float
+    max_s: float
+    trials_first: int
+    trials_max: int
+    epochs: int
+    measure_s: float
+    device: str
+    per_label: dict = field(default_factory=dict)  # label -> estimated seconds over the first round
+    per_label_max: dict = field(default_factory=dict)  # label -> over every seed
+    alternatives: dict = field(default_factory=dict)  # e.g. {"--epochs 10": seconds}
+    trial_s: dict = field(default_factory=dict)  # trial_id -> estimated seconds (drives the time left)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("trial_s")
+        return d
+
+    def text(self) -> str:
+        head = f"about {clock(self.first_s)} on this machine ({self.device}) for {self.trials_first} trials"
+        if self.trials_max > self.trials_first:
+            head += f"; up to {clock(self.max_s)} if every verdict stays open to the last seed ({self.trials_max} trials)"
+        alts = "; ".join(f"{k} would take about {clock(v)}" for k, v in self.alternatives.items())
+        return f"Estimated: {head}." + (f" {alts}." if alts else "")
+
+
+def clock(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    h, m = divmod(minutes, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min"
+
+
+def candidate_epochs(n_candidates: int, epochs: int, halving: bool) -> int:
+    """Epochs trained over all LR candidates when none stops early (``trial.halve``'s rungs)."""
+    if not halving or n_candidates < 2:
+        return n_candidates * epochs
+    alive, rung, reached, total = n_candidates, max(1, epochs // 4), 0, 0
+    while alive > 1 and rung < epochs:
+        total += alive * (rung - reached)
+        alive, reached, rung = math.ceil(alive / 2), rung, rung * 2
+    return total + alive * (epochs - reached)
+
+
+def _timed(fn, device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def measure_cut(backbone, data, budget: Budget, cut: int, device: str) -> CutCost:
+    """Time the suffix from ``cut`` on SAMPLE training examples: one warm-up epoch, then one timed."""
+    n = min(SAMPLE, len(data.train))
+    idx = torch.arange(n)
+    sample = Split(take(data.train.inputs, idx), data.train.y[idx])
+    bb = copy.deepcopy(backbone).replace_head(data.n_classes)
+    bb.freeze(cut)
+    bb.to(device).eval()
+    with torch.no_grad():
+        batched(lambda x: bb.features(x, cut), sample.inputs, budget.eval_batch_size)  # warm-up
+        holder = {}
+        prefix = _timed(lambda: holder.update(f=batched(lambda x: bb.features(x, cut), sample.inputs,
+                                                        budget.eval_batch_size)), device)
+    states = Split(_to_cpu(holder["f"]), sample.y)
+    model = bb.suffix(cut)
+    groups = param_groups(list(bb.blocks.values()), bb.head, budget.lrs[0])
+    # Epoch 1 warms up (kernels, allocator); later epochs are timed until about TIMED_S has passed, so that a
+    # tiny model's millisecond epochs are measured more than once and a large model's only once.
+    run = FitRun(model, groups, states, states, replace(budget, epochs=MAX_EPOCHS, patience=MAX_EPOCHS),
+                 torch.Generator().manual_seed(0), device=device)
+    run.advance(1)
+    while not run.done and run.epochs_run < MAX_EPOCHS and sum(h.seconds for h in run.result.history[1:]) < TIMED_S:
+        run.advance(run.epochs_run + 1)
+    run.finish(early=True)
+    timed = [h.seconds for h in run.result.history[1:]] or [h.seconds for h in run.result.history]
+    eval_s = min(_timed(lambda: evaluate(model, states, budget.eval_batch_size, device), device) for _ in range(2))
+    epoch_s = float(torch.tensor(timed).median()) if timed else eval_s
+    return CutCost(cut, max(0.0, epoch_s - eval_s) / n, eval_s / n, prefix / n)
+
+
+def block_seconds(backbone, data, batch_size: int, device: str) -> list[float]:
+    """Forward seconds per example of each block, from one timed pass after a warm-up pass."""
+    n = min(SAMPLE, len(data.train))
+    x0 = take(data.train.inputs, torch.arange(n))
+    bb = copy.deepcopy(backbone).to(device).eval()
+    out = []
+    with torch.no_grad():
+        for timed in (False, True):
+            from transferlab.accel import move
+
+            x = move(x0, device)
+            out = []
+            for block in bb.blocks.values():
+                holder = {}
+                out.append(_timed(lambda: holder.update(y=block(x)), device) / n)
+                x = holder["y"]
+    return out
+
+
+def measure_cuts(backbone, data, budget: Budget, cuts: set, device: str) -> dict[int, CutCost]:
+    """Cut 0 (everything trains) and cut n (only the head) are timed; a cut between them is interpolated by the
+    share of forward time its suffix holds (training a block costs about a fixed multiple of its forward pass),
+    so the estimate costs two timed fits whatever the number of blocks."""
+    n = backbone.n_blocks
+    if cuts <= {0, n}:
+        return {c: measure_cut(backbone, data, budget, c, device) for c in cuts}
+    full, head = measure_cut(backbone, data, budget, 0, device), measure_cut(backbone, data, budget, n, device)
+    blocks = block_seconds(backbone, data, budget.eval_batch_size, device)
+    total = sum(blocks) or 1.0
+    out = {}
+    for c in cuts:
+        share = sum(blocks[c:]) / total
+        out[c] = CutCost(c, head.train_s + (full.train_s - head.train_s) * share,
+                         head.eval_s + (full.eval_s - head.eval_s) * share, sum(blocks[:c]))
+    return out
+
+
+def _to_cpu(state):
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    return state
+
+
+def estimate(prep, specs_first: list[TrialSpec], specs_max: list[TrialSpec]) -> Estimate:
+    """Measure each distinct suffix the trials of ``specs_max`` train and multiply out the two plans."""
+    from transferlab.strategies.base import from_spec
+
+    t0 = time.perf_counter()
+    bb, data, budget = prep.backbone, prep.data, prep.config.budget
+    by_label = {s.label: from_spec(s.strategy, s.params) for s in [*specs_max, *specs_first]}
+    configs = list(by_label.values())
+    costs = measure_cuts(bb, data, budget, {_cut(s, bb) for s in configs}, prep.device)
+    copy_s = _timed(lambda: copy.deepcopy(bb), "cpu")
+    measure_s = time.perf_counter() - t0
+
+    def plan_seconds(specs, epochs):
+        b = replace(budget, epochs=epochs)
+        per = {s.trial_id: _trial_seconds(by_label[s.label], s, prep, costs, b, copy_s) for s in specs}
+        once = _cache_seconds(configs, bb, data, prep, costs)
+        return per, sum(per.values()) + once
+
+    per_first, first = plan_seconds(specs_first, budget.epochs)
+    per_max, most = plan_seconds(specs_max, budget.epochs)
+    labels: dict = {}
+    for s in specs_first:
+        labels[s.label] = labels.get(s.label, 0.0) + per_first[s.trial_id]
+    labels_max: dict = {}
+    for s in specs_max:
+        labels_max[s.label] = labels_max.get(s.label, 0.0) + per_max[s.trial_id]
+    alternatives = {}
+    if budget.epochs > 10:
+        alternatives["--epochs 10"] = plan_seconds(specs_first, 10)[1]
+    return Estimate(first, most, len(specs_first), len(specs_max), budget.epochs, measure_s, prep.device,
+                    labels, labels_max, alternatives, {**per_max, **per_first})
+
+
+def _cut(strategy, backbone) -> int:
+    cut = strategy.trains_from(backbone)
+    return backbone.n_blocks if cut is None else cut
+
+
+def _trial_seconds(strategy, spec: TrialSpec, prep, costs: dict, budget: Budget, copy_s: float) -> float:
+    data, bb, config = prep.data, prep.backbone, prep.config
+    n = len(data.train_indices(spec.n_train, spec.seed))
+    n_val, n_test = len(data.val), len(data.test)
+    cut = strategy.trains_from(bb)
+    cost = costs[_cut(strategy, bb)]
+    per_candidate = len(strategy.candidates(budget))
+    if cut is None:  # closed form on frozen features: the fit is small next to the features it reads
+        return per_candidate * (n + n_val) * cost.eval_s + n_test * cost.eval_s
+    cached = config.cache and cut > 0
+    epochs = candidate_epochs(per_candidate, budget.epochs, config.halving)
+    seconds = epochs * (n * cost.train_s + n_val * cost.eval_s) + n_test * cost.eval_s + per_candidate * copy_s
+    if not cached and cut > 0:  # the frozen prefix is recomputed every epoch
+        seconds += epochs * (n + n_val) * cost.prefix_s
+    if cut < bb.n_blocks and strategy.reuses_weights:  # what moved: two forward passes over validation
+        seconds += 2 * n_val * costs[min(costs)].prefix_s + n_val * cost.eval_s
+    return seconds
+
+
+def _cache_seconds(configs, bb, data, prep, costs: dict) -> float:
+    """Each cached cut's prefix, once: every augmented view of the pool, validation and test."""
+    if not prep.config.cache:
+        return 0.0
+    views = data.augment.views if data.augment else 1
+    cuts = {_cut(s, bb) for s in configs} - {0}
+    return sum(costs[c].prefix_s * (views * len(data.train) + len(data.val) + len(data.test)) for c in cuts)
