@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from transferlab.data.base import Split
+from transferlab.accel import move
+from transferlab.data.base import Split, take, to_device
 from transferlab.results import TrialSpec
-from transferlab.data.base import take
 from transferlab.training import Budget, FitRun, batched, evaluate, param_groups
 
 SAMPLE = 32  # examples per timed batch: small, so that measuring costs seconds even for a large model
@@ -109,7 +109,7 @@ def measure_cut(backbone, data, budget: Budget, cut: int, device: str) -> CutCos
         holder = {}
         prefix = _timed(lambda: holder.update(f=batched(lambda x: bb.features(x, cut), sample.inputs,
                                                         budget.eval_batch_size)), device)
-    states = Split(_to_cpu(holder["f"]), sample.y)
+    states = Split(to_device(holder["f"], "cpu"), sample.y)
     model = bb.suffix(cut)
     groups = param_groups(list(bb.blocks.values()), bb.head, budget.lrs[0])
     # Epoch 1 warms up (kernels, allocator); later epochs are timed until about TIMED_S has passed, so that a
@@ -133,9 +133,7 @@ def block_seconds(backbone, data, batch_size: int, device: str) -> list[float]:
     bb = copy.deepcopy(backbone).to(device).eval()
     out = []
     with torch.no_grad():
-        for timed in (False, True):
-            from transferlab.accel import move
-
+        for _ in range(2):  # the first pass warms up; the second's times are kept
             x = move(x0, device)
             out = []
             for block in bb.blocks.values():
@@ -161,14 +159,6 @@ def measure_cuts(backbone, data, budget: Budget, cuts: set, device: str) -> dict
         out[c] = CutCost(c, head.train_s + (full.train_s - head.train_s) * share,
                          head.eval_s + (full.eval_s - head.eval_s) * share, sum(blocks[:c]))
     return out
-
-
-def _to_cpu(state):
-    if isinstance(state, torch.Tensor):
-        return state.cpu()
-    if isinstance(state, dict):
-        return {k: _to_cpu(v) for k, v in state.items()}
-    return state
 
 
 def estimate(prep, specs_first: list[TrialSpec], specs_max: list[TrialSpec]) -> Estimate:

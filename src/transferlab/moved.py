@@ -10,7 +10,7 @@ import torch
 
 from transferlab.analysis.cka import linear_cka
 from transferlab.backbones.base import Backbone
-from transferlab.data.base import Split, take
+from transferlab.data.base import Split, take, to_device
 
 
 def pooled(states) -> np.ndarray:
@@ -22,12 +22,6 @@ def pooled(states) -> np.ndarray:
     if states.dim() > 2:
         return states.float().mean(dim=tuple(range(2, states.dim()))).numpy()
     return states.float().numpy()
-
-
-def _cpu(states):
-    from transferlab.data.base import to_device
-
-    return to_device(states, "cpu")
 
 
 @torch.no_grad()
@@ -46,5 +40,5 @@ def what_moved(pretrained: Backbone, tuned: Backbone, inputs: Split, max_rows: i
         p1 = torch.cat([p.detach().cpu().flatten().float() for p in tuned.blocks[name].parameters()] or [torch.zeros(1)])
         a, b = pretrained.blocks[name](a), tuned.blocks[name](b)
         change = float((p1 - p0).norm() / p0.norm()) if p0.norm() > 0 else 0.0
-        rows.append({"block": name, "weight_change": change, "cka": linear_cka(pooled(_cpu(a)), pooled(_cpu(b)))})
+        rows.append({"block": name, "weight_change": change, "cka": linear_cka(pooled(to_device(a, "cpu")), pooled(to_device(b, "cpu")))})
     return rows
