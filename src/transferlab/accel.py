@@ -61,7 +61,8 @@ def move(x: Inputs, device) -> Inputs:
     """Host -> device through pinned memory, without blocking the host."""
     if not on_cuda(device):
         return to_device(x, device)
-    x = tree_map(lambda t: t.pin_memory() if not t.is_pinned() else t, x)
+    # Already there (a batch augmented on the device): nothing to copy. Else through pinned host memory.
+    x = tree_map(lambda t: t if t.is_cuda or t.is_pinned() else t.pin_memory(), x)
     x = to_device(x, device, non_blocking=True)
     if torch.is_tensor(x) and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)

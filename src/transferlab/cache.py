@@ -24,6 +24,7 @@ import torch
 
 from transferlab.backbones.base import Backbone
 from transferlab.data.base import Inputs, Split, concat, leaves, n_rows, take, to_device, tree_map
+from transferlab.data.imagestore import batches
 
 DEFAULT_BUDGET = 2 << 30  # 2 GiB
 
@@ -49,9 +50,35 @@ class FeatureCache:
         self.persist = persist
         self._mem: dict[tuple[str, str, int], Inputs] = {}
         self._wanted: set[int] = set()
+        self._row_bytes: dict[str, dict[int, int]] = {}
         self.hits = 0
         self.passes = 0  # forward passes over a split
         self.disk_loads = 0
+
+    def row_bytes(self, backbone: Backbone, model_key: str, split: Split) -> dict[int, int]:
+        """Bytes one example's activations take at each cut, as stored (one row through the body, remembered)."""
+        if model_key not in self._row_bytes:
+            from transferlab.accel import device_of
+
+            was_training = backbone.training
+            backbone.eval()
+            state, sizes = to_device(take(split.inputs, torch.arange(1)), device_of(backbone)), {}
+            with torch.no_grad():
+                for i, block in enumerate(backbone.blocks.values()):
+                    state = block(state)
+                    sizes[i + 1] = sum(t.numel() * (2 if self.fp16 and t.is_floating_point() else 4) for t in leaves(state))
+            backbone.train(was_training)
+            self._row_bytes[model_key] = sizes
+        return self._row_bytes[model_key]
+
+    def holds(self, backbone: Backbone, model_key: str, split: Split, k: int, rows: int | None = None) -> bool:
+        """Whether cut ``k``'s activations of ``rows`` examples (default: the split's) fit ``memory_budget``.
+        Beyond it a cut is not cached: the frozen prefix runs each epoch (exact, slower), and the profile pools
+        each batch as it goes, so memory stays bounded whatever the number of images."""
+        if k == 0:
+            return True
+        rows = n_rows(split.inputs) if rows is None else rows
+        return rows * self.row_bytes(backbone, model_key, split)[k] <= self.memory_budget
 
     def want(self, cuts: Iterable[int]) -> None:
         self._wanted.update(int(k) for k in cuts if k > 0)
@@ -73,9 +100,20 @@ class FeatureCache:
             self.hits += 1
         elif not self._load(key):
             split = split() if callable(split) else split
-            self._compute(backbone, model_key, split_key, split, sorted(self._wanted | {k}))
+            self._compute(backbone, model_key, split_key, split, self._pass_cuts(backbone, model_key, split, k))
             return Split(self._unwrap(self._mem[key]), split.y)
         return Split(self._unwrap(self._mem[key]), split.y if isinstance(split, Split) else None)
+
+    def _pass_cuts(self, backbone: Backbone, model_key: str, split: Split, k: int) -> list[int]:
+        """``k`` and the other wanted cuts one pass yields, while all of them together fit the budget
+        (a pass holds each of its cuts for the whole split at once)."""
+        sizes, rows = self.row_bytes(backbone, model_key, split), n_rows(split.inputs)
+        cuts, total = [k], rows * sizes[k]
+        for c in sorted(self._wanted - {k}):
+            if total + rows * sizes[c] <= self.memory_budget:
+                cuts.append(c)
+                total += rows * sizes[c]
+        return sorted(cuts)
 
     # ---- storage -----------------------------------------------------------------
     def _path(self, key: tuple[str, str, int], i: int) -> Path:
@@ -135,8 +173,9 @@ class FeatureCache:
         blocks = list(placed(backbone, self.device).blocks.values())  # a device copy: the shared model stays put
         outs: dict[int, list] = {k: [] for k in cuts}
         n = n_rows(split.inputs)
-        for start in range(0, n, self.batch_size):
-            state = to_device(take(split.inputs, torch.arange(start, min(start + self.batch_size, n))), self.device)
+        chunks = [torch.arange(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
+        for state in batches(split.inputs, chunks):
+            state = to_device(state, self.device)
             # The same autocast as training's forward pass, so that a cached prefix equals the uncached one on a GPU
             # too; stored in float32 (bf16 -> float32 -> bf16 is exact, so the suffix reads the same values).
             with autocast(self.device):
@@ -161,3 +200,27 @@ class _Mapped:
 
 def _float32(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
+
+
+@torch.no_grad()
+def pooled_pass(backbone: Backbone, split: Split, cuts: list[int], batch_size: int = 512, device="cpu") -> dict:
+    """Each cut's activations pooled to (n, channels) in one pass, batch by batch: what per-layer scores read,
+    without holding any cut's full activations (the profile of a split too big to cache)."""
+    from transferlab.accel import autocast, placed
+    from transferlab.moved import pooled
+
+    was_training = backbone.training
+    backbone.eval()
+    blocks = list(placed(backbone, device).blocks.values())
+    outs: dict[int, list] = {k: [] for k in cuts}
+    n = n_rows(split.inputs)
+    chunks = [torch.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    for state in batches(split.inputs, chunks):
+        state = to_device(state, device)
+        with autocast(device):
+            for i, block in enumerate(blocks[: max(cuts)]):
+                state = block(state)
+                if i + 1 in outs:
+                    outs[i + 1].append(pooled(tree_map(_float32, to_device(state, "cpu"))))
+    backbone.train(was_training)
+    return {k: np.concatenate(parts) for k, parts in outs.items()}

@@ -34,6 +34,8 @@ def warm(cache: FeatureCache | None, pretrained, key: str, data) -> None:
         return
     from transferlab.strategies.base import view_states
 
+    if not cache.holds(pretrained, key, data.train, 1):  # nothing this big is cached: trials run their prefixes
+        return
     for split_key, split in (("train", data.train), ("val", data.val)):
         cache.states(pretrained, key, split_key, split, 1)
     if data.augment is not None:

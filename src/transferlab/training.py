@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferlab.accel import autocast, grad_scaler, move, on_cuda, prepare_model
-from transferlab.data.base import Split, n_rows, take
+from transferlab.data.base import Split, n_rows
+from transferlab.data.imagestore import batches
 from transferlab.errors import UserError, closest
 
 
@@ -126,9 +127,9 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu"
     model.eval()
     total_loss, correct, n = 0.0, 0, len(split)
     gpu, amp = on_cuda(device), autocast(device)
-    for start in range(0, n, batch_size):
-        idx = torch.arange(start, min(start + batch_size, n))
-        x, y = take(split.inputs, idx), split.y[idx]
+    chunks = [torch.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    for idx, x in zip(chunks, batches(split.inputs, chunks)):
+        y = split.y[idx]
         if gpu:
             x, y = move(x, device), move(y, device)
         with amp:
@@ -200,9 +201,11 @@ class FitRun:
                 losses, corrects, sizes = [], [], []
                 order = torch.randperm(n, generator=generator)
                 view = torch.randint(views.views, (n,), generator=generator) if views is not None else None
-                for start in range(0, n, budget.batch_size):
-                    idx = order[start:start + budget.batch_size]
-                    x = take(train.inputs, idx) if views is None else views.batch(idx, view[idx])
+                chunks = list(order.split(budget.batch_size))
+                read = views is None or views.reads_inputs  # cached views hold their inputs already
+                for idx, x in zip(chunks, batches(train.inputs, chunks) if read else chunks):
+                    if views is not None:  # augmented on the training device
+                        x = views.batch(idx, view[idx], x if read else None, device)
                     y = train.y[idx]
                     if gpu:
                         x, y = move(x, device), move(y, device)
@@ -269,4 +272,5 @@ def batched(fn, inputs, batch_size: int = 512):
     from transferlab.data.base import concat
 
     n = n_rows(inputs)
-    return concat([fn(take(inputs, torch.arange(s, min(s + batch_size, n)))) for s in range(0, n, batch_size)])
+    chunks = [torch.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    return concat([fn(x) for x in batches(inputs, chunks)])

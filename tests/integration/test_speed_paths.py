@@ -28,17 +28,24 @@ def _acc(result):
 
 def test_cache_respects_its_memory_budget_and_files_are_reused(cnn, digits, tmp_path):
     data = prepared(cnn, digits)
-    budget = 200_000  # bytes: cut 1 of the train pool alone is larger, so it must go to disk
+    sizes = FeatureCache().row_bytes(cnn, "key", data.train)
+    rows = len(data.train)
+    budget = rows * (sizes[2] + sizes[3]) + 1  # cuts 2 and 3 fit together; cut 1 is larger than the budget
+    assert rows * sizes[1] > budget
     cache = FeatureCache(memory_budget=budget, disk_dir=tmp_path / "c")
     cache.want([1, 2, 3])
-    for k in (1, 2, 3):
+    assert not cache.holds(cnn, "key", data.train, 1) and cache.holds(cnn, "key", data.train, 2)
+    for k in (2, 3):
         got = cache.states(cnn, "key", "train", data.train, k).inputs
         with torch.no_grad():
             torch.testing.assert_close(got, cnn.eval().features(data.train.inputs, k), rtol=1e-5, atol=1e-6)
         assert cache.memory_bytes <= budget
-    assert cache.passes == 1 and any((tmp_path / "c").glob("*.npy"))
+    assert cache.passes == 1, "one pass yields every wanted cut that fits beside the asked one"
+    cache.states(cnn, "key", "val", data.val, 2)
+    cache.states(cnn, "key", "test", data.val, 2)
+    assert cache.memory_bytes <= budget and any((tmp_path / "c").glob("*.npy")), "beyond the budget: files"
     again = FeatureCache(memory_budget=budget, disk_dir=tmp_path / "c")
-    again.states(cnn, "key", "train", data.train, 2)
+    again.states(cnn, "key", "val", data.val, 2)  # written when memory was full
     assert again.passes == 0 and again.disk_loads == 1, "a rerun maps the files instead of recomputing"
     other = cnn.clone()
     with torch.no_grad():

@@ -43,6 +43,10 @@ class Preprocessing:
     def apply(self, x):
         if self.kind == "text" and not torch.is_tensor(x) and not isinstance(x, dict):
             return tokenize(x, self.extra["tokenizer"], self.extra.get("max_length", 128))
+        from transferlab.data.imagestore import Images
+
+        if isinstance(x, Images):  # bytes stay bytes: the mean and std are applied to each batch read
+            return x.normalized(self.mean, self.std) if self.mean is not None else x
         if self.mean is None or not torch.is_tensor(x) or not x.is_floating_point():
             return x
         shape = (1, -1) + (1,) * (x.dim() - 2)

@@ -93,7 +93,7 @@ SEEDS = typer.Option(None, help="a fixed number of seeds for every configuration
                                 "only where a verdict is still open, up to --max-seeds)")
 MAX_SEEDS = typer.Option(None, "--max-seeds", help="sequential study: the most seeds a configuration gets (default 10)")
 MARGIN = typer.Option(None, help="equivalence margin in accuracy points: a difference inside ±margin is 'equivalent' (default 1)")
-AUGMENT = typer.Option(None, help="augmentation for every strategy: auto (the data's default), none, crop, flip, crop,flip")
+AUGMENT = typer.Option(None, help="augmentation for every strategy: auto (the data's default), none, crop, resized_crop, flip, crop,flip")
 NO_HALVING = typer.Option(False, "--no-halving", help="train every LR candidate for the whole budget (no successive halving)")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from transferlab.data.imagestore import Images
 from transferlab.errors import UserError
 
 Inputs = Any  # torch.Tensor | dict[str, torch.Tensor]
@@ -45,6 +46,12 @@ def take(inputs: Inputs, idx) -> Inputs:
     return tree_map(lambda v: v[idx], inputs)
 
 
+def select(inputs: Inputs, idx) -> Inputs:
+    """Rows ``idx`` kept in their storage: images held as bytes (``imagestore.Images``) stay bytes, a subset
+    copies nothing; arrays are indexed as ``take`` does.  ``take`` is for the batch a model reads."""
+    return tree_map(lambda v: v.select(idx) if isinstance(v, Images) else take(v, idx), inputs)
+
+
 def to_device(inputs: Inputs, device, non_blocking: bool = False) -> Inputs:
     return tree_map(lambda v: v.to(device, non_blocking=non_blocking), inputs)
 
@@ -63,6 +70,9 @@ def concat(parts: list) -> Inputs:
 def fingerprint_inputs(inputs: Inputs, y: torch.Tensor) -> str:
     h = hashlib.sha256()
     for t in [*leaves(inputs), y]:
+        if isinstance(t, Images):  # images held as bytes or files: hashed without making floats
+            h.update(t.digest().encode())
+            continue
         h.update(str(tuple(t.shape)).encode())
         h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
@@ -78,7 +88,7 @@ class Split:
 
     def subset(self, idx) -> Split:
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return Split(take(self.inputs, idx), self.y[idx])
+        return Split(select(self.inputs, idx), self.y[idx])
 
     def fingerprint(self) -> str:
         return fingerprint_inputs(self.inputs, self.y)
@@ -198,7 +208,7 @@ def split_arrays(inputs: Inputs, y: np.ndarray, class_names: list[str], name: st
     except ValueError as exc:
         raise UserError(f"cannot make stratified splits of {name}: {exc}", "give more examples per class (at least 3)") from exc
     yt = torch.as_tensor(y, dtype=torch.long)
-    part = lambda ix: Split(take(inputs, torch.as_tensor(ix)), yt[ix])  # noqa: E731
+    part = lambda ix: Split(select(inputs, torch.as_tensor(ix)), yt[ix])  # noqa: E731
     info = {"method": "stratified", "seed": seed, "val_frac": val_frac, "test_frac": test_frac, "subsample": subsample}
     return TargetData(name, class_names, part(train), part(val), SealedSplit(part(test)), info, **kwargs)
 

@@ -1,7 +1,7 @@
 """Image folders: one subfolder per class (optionally under train/val/test), or a CSV of path,label.
 
-Images are decoded with Pillow, resized to the model's input size and held in
-memory as float tensors in [0, 1]; the model's mean/std are applied later.
+Images are decoded with Pillow and resized to the model's input size, then held as uint8 or read from their
+files batch by batch (``data.imagestore``); the model reads float32 in [0, 1] with its mean/std applied.
 Unreadable files are skipped and counted; too many of them is an error.
 """
 from __future__ import annotations
@@ -14,33 +14,29 @@ import torch
 
 from transferlab.data.base import SealedSplit, Split, TargetData, split_arrays
 from transferlab.data.augment import Augmentation, parse_kinds
+from transferlab.data.imagestore import STORAGES, DecodedImages, ImageFiles, decode_all, image_storage, unreadable
 from transferlab.errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_BAD_FRACTION = 0.1
 
 
-def _load(paths: list[Path], size: tuple[int, int], channels: int) -> tuple[torch.Tensor, np.ndarray, list[str]]:
-    from PIL import Image, UnidentifiedImageError
-
-    mode = "L" if channels == 1 else "RGB"
-    arrays, ok, bad = [], [], []
-    for i, p in enumerate(paths):
-        try:
-            with Image.open(p) as im:
-                im = im.convert(mode).resize((size[1], size[0]), Image.BILINEAR)
-                arrays.append(np.asarray(im, dtype=np.uint8))
-                ok.append(i)
-        except (UnidentifiedImageError, OSError, ValueError):
-            bad.append(str(p))
+def _load(paths: list[Path], size: tuple[int, int], channels: int, storage: str = "memory"):
+    """``(images, positions read, unreadable paths)``: decoded once into uint8 (``memory``), or files checked
+    and read when a batch needs them (``stream``)."""
+    if storage == "stream":
+        bad = unreadable(paths)
+        images = ImageFiles(paths=tuple(str(p) for p in paths), size=tuple(size), channels=channels)
+    else:
+        pixels, bad = decode_all(paths, tuple(size), channels)
+        images = DecodedImages(pixels=pixels)
     if len(bad) > MAX_BAD_FRACTION * max(1, len(paths)):
-        raise UserError(f"{len(bad)} of {len(paths)} image files cannot be read (first: {bad[0]})",
+        raise UserError(f"{len(bad)} of {len(paths)} image files cannot be read (first: {paths[bad[0]]})",
                         "remove or fix the corrupt files; a few (up to 10%) are skipped automatically")
-    if not arrays:
+    ok = np.setdiff1d(np.arange(len(paths)), bad)
+    if len(ok) == 0:
         raise UserError("no readable images found", "check the folder layout: one subfolder per class")
-    x = torch.from_numpy(np.stack(arrays)).float().div_(255)
-    x = x.unsqueeze(1) if channels == 1 else x.permute(0, 3, 1, 2).contiguous()
-    return x, np.array(ok), bad
+    return images.select(ok) if bad else images, ok, [str(paths[i]) for i in bad]
 
 
 def _scan(root: Path) -> tuple[list[Path], list[str]]:
@@ -56,7 +52,10 @@ def _scan(root: Path) -> tuple[list[Path], list[str]]:
 
 
 def image_target(path: str, size: tuple[int, int] = (224, 224), channels: int = 3, augment: str = "crop,flip",
-                 **split) -> TargetData:
+                 storage: str = "auto", **split) -> TargetData:
+    """``storage``: ``memory`` decodes every image once into uint8 at ``size``; ``stream`` reads each batch
+    from its files (memory independent of the number of images); ``auto`` keeps up to 2 GiB of pixels in
+    memory and streams beyond."""
     root = Path(path)
     if not root.exists():
         raise UserError(f"image data {root} does not exist", "give a folder with one subfolder per class, or a CSV of path,label")
@@ -70,12 +69,15 @@ def image_target(path: str, size: tuple[int, int] = (224, 224), channels: int = 
         given = [_scan(root / s) for s in ("train", "val", "test") if (root / s).is_dir()]
     else:
         given = [_scan(root)]
+    if storage not in STORAGES:
+        raise UserError(f"unknown image storage '{storage}'", f"use one of: {', '.join(STORAGES)}")
+    storage = image_storage(storage, sum(len(p) for p, _ in given), tuple(size), channels)
     names = sorted({lab for _, labels in given for lab in labels})
     index = {n: i for i, n in enumerate(names)}
     loaded = []
     skipped = 0
     for paths, labels in given:
-        x, ok, bad = _load(paths, size, channels)
+        x, ok, bad = _load(paths, size, channels, storage)
         skipped += len(bad)
         loaded.append((x, np.array([index[labels[i]] for i in ok])))
     aug = make_augment(augment)
@@ -83,7 +85,7 @@ def image_target(path: str, size: tuple[int, int] = (224, 224), channels: int = 
         data = split_arrays(loaded[0][0], loaded[0][1], names, name=root.name, augment=aug, **split)
     else:
         data = given_splits(loaded, names, root.name, aug)
-    data.split_info["skipped_files"] = skipped
+    data.split_info.update(skipped_files=skipped, storage=storage)
     return data
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import torch
 
 from transferlab.backbones.base import Backbone
-from transferlab.cache import FeatureCache
+from transferlab.cache import FeatureCache, pooled_pass
 from transferlab.data.base import TargetData
+from transferlab.data.imagestore import Images
 from transferlab.measurements import Measurement, Preflight, register
 from transferlab.moved import pooled
 
@@ -18,7 +19,10 @@ def top_activations(backbone: Backbone, data: TargetData, k: int | None = None, 
     k = k or max(1, backbone.n_blocks // 2)
     backbone._check_k(k)
     cache = cache or FeatureCache()
-    acts = pooled(cache.states(backbone, key, "train", data.train, k).inputs)
+    if cache.holds(backbone, key, data.train, k):
+        acts = pooled(cache.states(backbone, key, "train", data.train, k).inputs)
+    else:  # too big to hold: pooled batch by batch
+        acts = pooled_pass(backbone, data.train, [k], cache.batch_size, cache.device)[k]
     chosen = np.argsort(-acts.mean(0))[:channels]
     out = {"k": k, "block": backbone.block_names[k - 1], "channels": []}
     for c in chosen:
@@ -34,7 +38,7 @@ def top_activations(backbone: Backbone, data: TargetData, k: int | None = None, 
         for ch in out["channels"]:
             ch["snippets"] = [tok.decode(x["input_ids"][i][x["attention_mask"][i].bool()], skip_special_tokens=True)
                               for i in ch["top"]]
-    elif torch.is_tensor(x) and x.dim() == 4:
+    elif (torch.is_tensor(x) or isinstance(x, Images)) and x.dim() == 4:
         out["grid_png"] = _grid(x, pre, out["channels"])
     return out
 

@@ -6,6 +6,7 @@ import torch
 
 from transferlab.backbones.base import Backbone
 from transferlab.data.base import TargetData
+from transferlab.data.imagestore import Images
 from transferlab.measurements import Measurement, Preflight, register
 
 MEAN_TOL, STD_RANGE = 0.5, (0.5, 2.0)
@@ -13,6 +14,8 @@ MEAN_TOL, STD_RANGE = 0.5, (0.5, 2.0)
 
 def input_check(backbone: Backbone, data: TargetData, rows: int = 1024) -> dict | None:
     x = data.train.inputs
+    if isinstance(x, Images):  # images held as bytes: the first rows as the model reads them
+        x = x[:rows]
     if not torch.is_tensor(x) or not x.is_floating_point() or backbone.preprocessing.mean is None:
         return None
     x = x[:rows]

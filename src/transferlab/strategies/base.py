@@ -107,7 +107,12 @@ class TrialContext:
         return dataclasses.replace(self, pretrained=body, model_key=key, cache=cache)
 
     def uses_cache(self, k: int) -> bool:
-        return self.cache is not None and k > 0
+        """Whether cut ``k`` comes from the study's cache: there is one, and the cut's activations of the
+        largest split fit its budget (else the frozen prefix runs each epoch: the same numbers, bounded memory)."""
+        if self.cache is None or k <= 0:
+            return False
+        rows = max(len(self.data.train), len(self.data.val), len(self.data.test))
+        return self.cache.holds(self.pretrained, self.model_key, self.data.train, k, rows)
 
     @property
     def augment(self):

@@ -18,6 +18,7 @@ from transferlab.backbones.base import Preprocessing
 from transferlab.data.base import split_arrays
 from transferlab.data.images import given_splits, make_augment
 from transferlab.data.tables import encode_labels
+from transferlab.data.imagestore import DecodedImages
 from transferlab.errors import UserError, closest
 from transferlab.sources import DATA_SOURCES, image_size
 
@@ -52,9 +53,11 @@ def _column(features: dict, wanted: str | None, kind: str, found: list[str], pat
 def _inputs(split, col: str | None, kind: str, size, channels: int):
     if kind == "image":
         mode = "L" if channels == 1 else "RGB"
-        arrays = [np.asarray(im.convert(mode).resize((size[1], size[0])), dtype=np.uint8) for im in split[col]]
-        x = torch.from_numpy(np.stack(arrays)).float().div_(255)
-        return x.unsqueeze(1) if channels == 1 else x.permute(0, 3, 1, 2).contiguous()
+        out = torch.empty((len(split), channels, *size), dtype=torch.uint8)  # filled in place: one copy, as bytes
+        for i, im in enumerate(split[col]):
+            a = np.array(im.convert(mode).resize((size[1], size[0])), dtype=np.uint8)  # writable: torch wraps it
+            out[i] = torch.from_numpy(a[None] if channels == 1 else a.transpose(2, 0, 1))
+        return DecodedImages(pixels=out)
     if kind == "text":
         return np.asarray([str(t) for t in split[col]], dtype=object)
     return torch.as_tensor(np.stack([np.asarray(split[c], dtype=np.float32) for c in col], axis=1))
