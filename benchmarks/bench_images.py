@@ -71,6 +71,15 @@ def child(args) -> dict:
     bb = build_checked(source, data)
     data = prepare(data, bb)
     out["load_s"], out["load_rss_mb"] = time.perf_counter() - t0, rss()
+    if args.eval_batch != "auto":
+        args.eval_batch = int(args.eval_batch)
+    elif args.way == "float32":
+        args.eval_batch = 512
+    else:
+        from transferlab.pipeline import eval_rows
+
+        args.eval_batch = eval_rows(Budget(), data)
+    out["eval_batch"] = args.eval_batch
 
     bb.eval()
     t0 = time.perf_counter()
@@ -118,7 +127,7 @@ def main() -> None:
     ap.add_argument("--old-src", default=None, help="src/ of a checkout from before uint8 storage (runs float32)")
     ap.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "transferlab-bench-jpeg"))
     ap.add_argument("--epoch-images", type=int, default=640)
-    ap.add_argument("--eval-batch", type=int, default=512)
+    ap.add_argument("--eval-batch", default="auto", help="auto: 512 for float32 (its default then), the study's rule else")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--float32-max", type=int, default=5000, help="float32 needs about 1.2 MB per image: skip above")
     ap.add_argument("--way"), ap.add_argument("--count", type=int)
@@ -150,7 +159,7 @@ def main() -> None:
             r = json.loads(res.stdout.strip().splitlines()[-1])
             rows.append(r)
             print(f"{way:8} {count:6d}: load {r['load_s']:6.1f} s, RSS {r['load_rss_mb']:6.0f} MB | profile pass "
-                  f"{r['profile_img_s']:6.1f} img/s, RSS {r['profile_rss_mb']:6.0f} MB | fine-tune epoch "
+                  f"{r['profile_img_s']:6.1f} img/s (batch {r['eval_batch']}), RSS {r['profile_rss_mb']:6.0f} MB | fine-tune epoch "
                   f"{r['epoch_img_s']:5.1f} img/s, peak RSS {r['peak_rss_mb']:6.0f} MB", flush=True)
     print(json.dumps(rows))
 

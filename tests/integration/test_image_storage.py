@@ -128,3 +128,18 @@ def test_the_profile_pools_batch_by_batch_when_cuts_do_not_fit(cnn, digits):
     for a, b in zip(held["cuts"], streamed["cuts"]):
         assert a["k"] == b["k"] and a["dim"] == b["dim"]
         assert a["knn_acc"] == pytest.approx(b["knn_acc"]) and a["logme"] == pytest.approx(b["logme"], rel=1e-4)
+
+
+def test_evaluation_batches_shrink_for_large_inputs_only(digits):
+    from dataclasses import replace
+
+    from transferlab.data.base import Split
+    from transferlab.data.imagestore import DecodedImages
+    from transferlab.pipeline import eval_rows
+    from transferlab.training import Budget
+
+    assert eval_rows(Budget(), digits) == 512, "8x8 digits keep the configured batch"
+    big = DecodedImages(pixels=torch.zeros(4, 3, 224, 224, dtype=torch.uint8))
+    rows = eval_rows(Budget(), replace(digits, train=Split(big, torch.zeros(4, dtype=torch.long))))
+    assert 16 <= rows < 512 and rows * 3 * 224 * 224 <= 1 << 24
+    assert eval_rows(Budget(eval_batch_size=64), digits) == 64
