@@ -16,7 +16,7 @@ uncached ones only to fp16 precision).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -166,27 +166,13 @@ class FeatureCache:
 
     @torch.no_grad()
     def _compute(self, backbone: Backbone, model_key: str, split_key: str, split: Split, cuts: list[int]) -> None:
-        from transferlab.accel import autocast, placed
-
-        was_training = backbone.training
-        backbone.eval()
-        blocks = list(placed(backbone, self.device).blocks.values())  # a device copy: the shared model stays put
         outs: dict[int, list] = {k: [] for k in cuts}
-        n = n_rows(split.inputs)
-        chunks = [torch.arange(s, min(s + self.batch_size, n)) for s in range(0, n, self.batch_size)]
-        for state in batches(split.inputs, chunks):
-            state = to_device(state, self.device)
-            # The same autocast as training's forward pass, so that a cached prefix equals the uncached one on a GPU
-            # too; stored in float32 (bf16 -> float32 -> bf16 is exact, so the suffix reads the same values).
-            with autocast(self.device):
-                for i, block in enumerate(blocks[: max(cuts)]):
-                    state = block(state)
-                    if i + 1 in outs:
-                        outs[i + 1].append(tree_map(_float32, to_device(state, "cpu")))
+        for states in cut_states(backbone, split, cuts, self.batch_size, self.device):
+            for k, state in states.items():
+                outs[k].append(state)
         for k, parts in outs.items():
             self._store((model_key, split_key, k), concat(parts))
         self.passes += 1
-        backbone.train(was_training)
 
 
 class _Mapped:
@@ -202,25 +188,38 @@ def _float32(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
 
 
-@torch.no_grad()
-def pooled_pass(backbone: Backbone, split: Split, cuts: list[int], batch_size: int = 512, device="cpu") -> dict:
-    """Each cut's activations pooled to (n, channels) in one pass, batch by batch: what per-layer scores read,
-    without holding any cut's full activations (the profile of a split too big to cache)."""
+def cut_states(backbone: Backbone, split: Split, cuts: list[int], batch_size: int, device) -> Iterator[dict]:
+    """Per batch of ``split``, each cut's activations (float32, on the CPU): one pass through the prefix, in eval
+    mode, on a device copy (the shared model stays put)."""
     from transferlab.accel import autocast, placed
-    from transferlab.moved import pooled
 
     was_training = backbone.training
     backbone.eval()
     blocks = list(placed(backbone, device).blocks.values())
-    outs: dict[int, list] = {k: [] for k in cuts}
     n = n_rows(split.inputs)
     chunks = [torch.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    for state in batches(split.inputs, chunks):
-        state = to_device(state, device)
-        with autocast(device):
-            for i, block in enumerate(blocks[: max(cuts)]):
-                state = block(state)
-                if i + 1 in outs:
-                    outs[i + 1].append(pooled(tree_map(_float32, to_device(state, "cpu"))))
-    backbone.train(was_training)
+    try:
+        for state in batches(split.inputs, chunks):
+            state, out = to_device(state, device), {}
+            # The same autocast as training's forward pass, so that a cached prefix equals the uncached one on a GPU
+            # too; stored in float32 (bf16 -> float32 -> bf16 is exact, so the suffix reads the same values).
+            with torch.no_grad(), autocast(device):
+                for i, block in enumerate(blocks[: max(cuts)]):
+                    state = block(state)
+                    if i + 1 in cuts:
+                        out[i + 1] = tree_map(_float32, to_device(state, "cpu"))
+            yield out
+    finally:
+        backbone.train(was_training)
+
+
+def pooled_pass(backbone: Backbone, split: Split, cuts: list[int], batch_size: int = 512, device="cpu") -> dict:
+    """Each cut's activations pooled to (n, channels) in one pass, batch by batch: what per-layer scores read,
+    without holding any cut's full activations (the profile of a split too big to cache)."""
+    from transferlab.moved import pooled
+
+    outs: dict[int, list] = {k: [] for k in cuts}
+    for states in cut_states(backbone, split, cuts, batch_size, device):
+        for k, state in states.items():
+            outs[k].append(pooled(state))
     return {k: np.concatenate(parts) for k, parts in outs.items()}
