@@ -24,7 +24,7 @@ import torch
 
 from transferlab.backbones.base import Backbone
 from transferlab.data.base import Inputs, Split, concat, leaves, n_rows, take, to_device, tree_map
-from transferlab.data.imagestore import batches
+from transferlab.data.imagestore import in_order
 
 DEFAULT_BUDGET = 2 << 30  # 2 GiB
 
@@ -196,10 +196,8 @@ def cut_states(backbone: Backbone, split: Split, cuts: list[int], batch_size: in
     was_training = backbone.training
     backbone.eval()
     blocks = list(placed(backbone, device).blocks.values())
-    n = n_rows(split.inputs)
-    chunks = [torch.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
     try:
-        for state in batches(split.inputs, chunks):
+        for _, state in in_order(split.inputs, batch_size):
             state, out = to_device(state, device), {}
             # The same autocast as training's forward pass, so that a cached prefix equals the uncached one on a GPU
             # too; stored in float32 (bf16 -> float32 -> bf16 is exact, so the suffix reads the same values).

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferlab.accel import autocast, grad_scaler, move, on_cuda, prepare_model
-from transferlab.data.base import Split, n_rows
-from transferlab.data.imagestore import batches
+from transferlab.data.base import Split
+from transferlab.data.imagestore import batches, in_order
 from transferlab.errors import UserError, closest
 
 
@@ -127,8 +127,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu"
     model.eval()
     total_loss, correct, n = 0.0, 0, len(split)
     gpu, amp = on_cuda(device), autocast(device)
-    chunks = [torch.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    for idx, x in zip(chunks, batches(split.inputs, chunks)):
+    for idx, x in in_order(split.inputs, batch_size):
         y = split.y[idx]
         if gpu:
             x, y = move(x, device), move(y, device)
@@ -271,6 +270,4 @@ def batched(fn, inputs, batch_size: int = 512):
     """Apply ``fn`` to ``inputs`` in batches and concatenate (used for feature extraction)."""
     from transferlab.data.base import concat
 
-    n = n_rows(inputs)
-    chunks = [torch.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    return concat([fn(x) for x in batches(inputs, chunks)])
+    return concat([fn(x) for _, x in in_order(inputs, batch_size)])

@@ -251,3 +251,12 @@ def batches(inputs, chunks: list):
     loader = torch.utils.data.DataLoader(_Batches(inputs, chunks), batch_size=None, num_workers=workers,
                                          prefetch_factor=4, collate_fn=_as_is)
     yield from loader
+
+
+def in_order(inputs, batch_size: int):
+    """``(rows, batch)`` over all of ``inputs`` in order, ``batch_size`` rows at a time, read ahead as ``batches``
+    does (evaluation and prefix passes)."""
+    from transferlab.data.base import n_rows
+
+    chunks = list(torch.arange(n_rows(inputs)).split(batch_size))
+    return zip(chunks, batches(inputs, chunks))
