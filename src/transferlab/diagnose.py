@@ -1,5 +1,5 @@
 """'Why does my pretrained model learn slower?' ``GradientProbe``: per block, gradient norm and update-to-weight
-ratio in the first epochs of a trial, so a strategy can be compared with scratch where they differ.
+ratio in the first evaluation periods of a trial, so a strategy can be compared with scratch where they differ.
 (The input-scale and BatchNorm checks are preflight measurements: measurements/inputs.py, batchnorm.py.)
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from transferlab.training import Hook
 
 
 class GradientProbe(Hook):
-    """Per block: mean gradient norm per step and ||W_end - W_start|| / ||W_start|| for the first epochs."""
+    """Per block: mean gradient norm per step and ||W_end - W_start|| / ||W_start|| for the first periods."""
 
-    def __init__(self, bb: Backbone, epochs: int = 2):
+    def __init__(self, bb: Backbone, epochs: int = 2):  # epochs: evaluation periods watched
         self.groups = [(name, list(block.parameters())) for name, block in bb.blocks.items()]
         self.groups.append(("head", list(bb.head.parameters())))
         self.epochs, self.epoch, self.rows = epochs, 0, []
@@ -31,7 +31,7 @@ class GradientProbe(Hook):
     def _flat(self, params: list[nn.Parameter]) -> torch.Tensor:
         return torch.cat([p.detach().flatten() for p in params]) if params else torch.zeros(1)
 
-    def on_epoch_start(self, epoch: int, model) -> None:
+    def on_period_start(self, epoch: int, model) -> None:
         self.epoch = epoch
         if epoch == 1:
             self.hook = self.head.register_forward_pre_hook(self._watch_head)
@@ -49,12 +49,12 @@ class GradientProbe(Hook):
                 if grads:  # one fused norm per group: this runs every step of the first epochs
                     self.grad[name] += torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
-    def on_epoch_end(self, log) -> None:
+    def on_period_end(self, log) -> None:
         if self.epoch <= self.epochs:
             for name, ps in self.groups:
                 w0, w1 = self.start[name], self._flat(ps)
                 ratio = float((w1.cpu() - w0.cpu()).norm() / w0.norm().clamp(min=1e-12).cpu())
-                row = {"epoch": self.epoch, "block": name, "grad_norm": float(self.grad[name]) / max(1, self.steps),
+                row = {"period": self.epoch, "block": name, "grad_norm": float(self.grad[name]) / max(1, self.steps),
                        "update_ratio": ratio}
                 if name == "head":
                     row["input_rms"] = float(self.feat_sq / max(1, self.feat_n)) ** 0.5

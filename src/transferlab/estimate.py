@@ -1,12 +1,13 @@
 """What a study will cost, measured before it trains.
 
 For every distinct trainable suffix of the plan (the first block that trains: 0 for a full fine-tune, k for
-``freeze_k(k)``, n for a head on the frozen body) a few epochs of the real fit loop run on a small batch of the
+``freeze_k(k)``, n for a head on the frozen body) a few passes of the real fit loop run on a small batch of the
 target's training inputs (the first warms up kernels and allocators, the next are timed), and a forward pass
-is timed for evaluation and for the frozen prefix. The plan is then multiplied out: each trial's candidate-epochs
-(successive halving included, every candidate to the full budget: early stopping only shortens it) times its
-examples, plus validation every epoch, the test pass, the copy of the model and, once per cut, the frozen
-prefix the cache computes. It is an estimate of wall time on this machine for one worker.
+is timed for evaluation and for the frozen prefix. The plan is then multiplied out: each trial's candidate
+steps (successive halving included, every candidate to its step budget: convergence can end it sooner, a run
+still improving can go on longer) times the batch, plus validation every period, the test pass, the copy of
+the model and, once per cut, the frozen prefix the cache computes. It is an estimate of wall time on this
+machine for one worker.
 """
 from __future__ import annotations
 
@@ -45,12 +46,12 @@ class Estimate:
     max_s: float
     trials_first: int
     trials_max: int
-    epochs: int
+    steps: int  # the step budget of one candidate at the plan's largest size
     measure_s: float
     device: str
     per_label: dict = field(default_factory=dict)  # label -> estimated seconds over the first round
     per_label_max: dict = field(default_factory=dict)  # label -> over every seed
-    alternatives: dict = field(default_factory=dict)  # e.g. {"--epochs 10": seconds}
+    alternatives: dict = field(default_factory=dict)  # e.g. {"--max-seeds 3": seconds}
     trial_s: dict = field(default_factory=dict)  # trial_id -> estimated seconds (drives the time left)
 
     def to_dict(self) -> dict:
@@ -75,15 +76,19 @@ def clock(seconds: float) -> str:
     return f"{h} h {m:02d} min" if h else f"{m} min"
 
 
-def candidate_epochs(n_candidates: int, epochs: int, halving: bool) -> int:
-    """Epochs trained over all LR candidates when none stops early (``trial.halve``'s rungs)."""
+def candidate_steps(n_candidates: int, steps: int, eval_every: int, halving: bool) -> int:
+    """Steps trained over all LR candidates when none ends before its budget (``trial.halve``'s rungs, each
+    reached in whole evaluation periods)."""
+    def whole(s: int) -> int:
+        return min(steps, math.ceil(s / eval_every) * eval_every)
+
     if not halving or n_candidates < 2:
-        return n_candidates * epochs
-    alive, rung, reached, total = n_candidates, max(1, epochs // 4), 0, 0
-    while alive > 1 and rung < epochs:
-        total += alive * (rung - reached)
-        alive, reached, rung = math.ceil(alive / 2), rung, rung * 2
-    return total + alive * (epochs - reached)
+        return n_candidates * steps
+    alive, rung, reached, total = n_candidates, max(eval_every, steps // 4), 0, 0
+    while alive > 1 and rung < steps:
+        total += alive * (whole(rung) - reached)
+        alive, reached, rung = math.ceil(alive / 2), whole(rung), rung * 2
+    return total + alive * (steps - reached)
 
 
 def _timed(fn, device: str) -> float:
@@ -114,11 +119,12 @@ def measure_cut(backbone, data, budget: Budget, cut: int, device: str) -> CutCos
     groups = param_groups(list(bb.blocks.values()), bb.head, budget.lrs[0])
     # Epoch 1 warms up (kernels, allocator); later epochs are timed until about TIMED_S has passed, so that a
     # tiny model's millisecond epochs are measured more than once and a large model's only once.
-    run = FitRun(model, groups, states, states, replace(budget, epochs=MAX_EPOCHS, patience=MAX_EPOCHS),
-                 torch.Generator().manual_seed(0), device=device)
-    run.advance(1)
-    while not run.done and run.epochs_run < MAX_EPOCHS and sum(h.seconds for h in run.result.history[1:]) < TIMED_S:
-        run.advance(run.epochs_run + 1)
+    per_pass = math.ceil(n / budget.batch_size)
+    timing = replace(budget, steps=MAX_EPOCHS * per_pass, eval_every=per_pass, patience=MAX_EPOCHS, extend=1)
+    run = FitRun(model, groups, states, states, timing, torch.Generator().manual_seed(0), device=device)
+    run.advance(per_pass)
+    while not run.done and run.steps_run < MAX_EPOCHS * per_pass and sum(h.seconds for h in run.result.history[1:]) < TIMED_S:
+        run.advance(run.steps_run + per_pass)
     run.finish(early=True)
     timed = [h.seconds for h in run.result.history[1:]] or [h.seconds for h in run.result.history]
     eval_s = min(_timed(lambda: evaluate(model, states, budget.eval_batch_size, device), device) for _ in range(2))
@@ -173,14 +179,13 @@ def estimate(prep, specs_first: list[TrialSpec], specs_max: list[TrialSpec]) -> 
     copy_s = _timed(lambda: copy.deepcopy(bb), "cpu")
     measure_s = time.perf_counter() - t0
 
-    def plan_seconds(specs, epochs):
-        b = replace(budget, epochs=epochs)
-        per = {s.trial_id: _trial_seconds(by_label[s.label], s, prep, costs, b, copy_s) for s in specs}
+    def plan_seconds(specs, cfg_budget):
+        per = {s.trial_id: _trial_seconds(by_label[s.label], s, prep, costs, cfg_budget, copy_s) for s in specs}
         once = _cache_seconds(configs, bb, data, prep, costs)
         return per, sum(per.values()) + once
 
-    per_first, first = plan_seconds(specs_first, budget.epochs)
-    per_max, most = plan_seconds(specs_max, budget.epochs)
+    per_first, first = plan_seconds(specs_first, budget)
+    per_max, most = plan_seconds(specs_max, budget)
     labels: dict = {}
     for s in specs_first:
         labels[s.label] = labels.get(s.label, 0.0) + per_first[s.trial_id]
@@ -188,9 +193,8 @@ def estimate(prep, specs_first: list[TrialSpec], specs_max: list[TrialSpec]) -> 
     for s in specs_max:
         labels_max[s.label] = labels_max.get(s.label, 0.0) + per_max[s.trial_id]
     alternatives = {}
-    if budget.epochs > 10:
-        alternatives["--epochs 10"] = plan_seconds(specs_first, 10)[1]
-    return Estimate(first, most, len(specs_first), len(specs_max), budget.epochs, measure_s, prep.device,
+    steps = max((budget.plan(len(data.train_indices(s.n_train, s.seed))).steps for s in specs_max), default=0)
+    return Estimate(first, most, len(specs_first), len(specs_max), steps, measure_s, prep.device,
                     labels, labels_max, alternatives, {**per_max, **per_first})
 
 
@@ -209,10 +213,12 @@ def _trial_seconds(strategy, spec: TrialSpec, prep, costs: dict, budget: Budget,
     if cut is None:  # closed form on frozen features: the fit is small next to the features it reads
         return per_candidate * (n + n_val) * cost.eval_s + n_test * cost.eval_s
     cached = config.cache and cut > 0
-    epochs = candidate_epochs(per_candidate, budget.epochs, config.halving)
-    seconds = epochs * (n * cost.train_s + n_val * cost.eval_s) + n_test * cost.eval_s + per_candidate * copy_s
-    if not cached and cut > 0:  # the frozen prefix is recomputed every epoch
-        seconds += epochs * (n + n_val) * cost.prefix_s
+    plan = budget.plan(n)
+    steps = candidate_steps(per_candidate, plan.steps, plan.eval_every, config.halving)
+    rows, evals = steps * budget.batch_size, steps / plan.eval_every
+    seconds = rows * cost.train_s + evals * n_val * cost.eval_s + n_test * cost.eval_s + per_candidate * copy_s
+    if not cached and cut > 0:  # the frozen prefix is recomputed every step and every evaluation
+        seconds += (rows + evals * n_val) * cost.prefix_s
     if cut < bb.n_blocks and strategy.reuses_weights:  # what moved: two forward passes over validation
         seconds += 2 * n_val * costs[min(costs)].prefix_s + n_val * cost.eval_s
     return seconds

@@ -76,7 +76,7 @@ def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict
         "model": prep.backbone.describe(), "model_key": prep.model_key, "data": data.describe(), "data_key": prep.data_key,
         "augmentation": data.augment.describe() if data.augment else {"kinds": [], "views": 0},
         "environment": environment(), "depth_axes": {s.name: s.depth_param for s in configs if s.depth_param},
-        "skipped": prep.skipped, **prep.measurements, **(meta or {}),
+        "skipped": prep.skipped, "budget_rule": prep.config.budget.rule(), **prep.measurements, **(meta or {}),
     }
 
 

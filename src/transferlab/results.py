@@ -13,7 +13,7 @@ from typing import Any
 
 from transferlab.errors import UserError
 
-SCHEMA_VERSION = 2  # of study.json and the records; 2: preflight measurements stored under their own names
+SCHEMA_VERSION = 3  # of study.json and the records; 2: preflight measurements under their own names; 3: step budgets
 
 
 def label(name: str, params: dict) -> str:
@@ -62,19 +62,24 @@ class TrialRecord:
     test_acc: float | None = None
     test_loss: float | None = None
     best_val_acc: float | None = None
-    best_epoch: int | None = None
+    best_step: int | None = None  # the checkpoint: optimizer steps at the best validation evaluation
     chosen: dict = field(default_factory=dict)  # the hyperparameters picked on validation
     candidates: list[dict] = field(default_factory=list)  # each tried value and its validation score
-    history: list[dict] = field(default_factory=list)  # per epoch, of the chosen candidate
+    history: list[dict] = field(default_factory=list)  # per evaluation (training.EvalLog), of the chosen candidate
     wall_s: float = 0.0
-    epochs_run: int = 0  # epochs trained over all candidates (the trial's compute)
+    steps_run: int = 0  # optimizer steps over all candidates (the trial's compute)
+    budget_steps: int = 0  # the chosen candidate's step budget (training.Budget.plan)
+    converged: bool | None = None  # the chosen run ended converged (validation plateau, flat training loss)
+    stop: str = ""  # why the chosen run ended: converged | plateau | limit | diverged ("" for a closed-form fit)
+    grid_extended: list[str] = field(default_factory=list)  # edges of the grid extended: "below", "above"
+    chosen_at_edge: bool = False  # the choice still lies on an edge of the (extended) grid
     trainable_params: int = 0
     total_params: int = 0
     frozen_blocks: int = 0
     cached: bool = False
-    diverged_epoch: int | None = None
+    diverged_step: int | None = None
     error: str | None = None
-    dynamics: list[dict] = field(default_factory=list)  # first epochs: per-block gradient norm, update ratio
+    dynamics: list[dict] = field(default_factory=list)  # first evaluation periods: per-block gradient norm, update ratio
     moved: list[dict] = field(default_factory=list)  # per block: weight change and CKA to the pretrained activations
     schema: int = SCHEMA_VERSION
 
@@ -129,24 +134,21 @@ class TrialStore:
         return {r["trial_id"] for r in self.load() if r.get("status") in ("ok", "diverged")}
 
 
-def _upgrade_1(study: dict) -> dict:
-    """Version 1 kept the input and BatchNorm checks under "diagnostics"; 2 stores each measurement by its name."""
-    study = dict(study)
-    diag = study.pop("diagnostics", None) or {}
-    study.setdefault("inputs", diag.get("inputs"))
-    study.setdefault("batchnorm", diag.get("batchnorm") or [])
-    return {**study, "schema": 2}
-
-
-UPGRADES = {1: _upgrade_1}  # version -> the function that lifts it one version
+UPGRADES: dict = {}  # version -> the function that lifts it one version (none yet since 3)
+# Studies before 3 trained on epoch budgets: their trials are not comparable with step-budget trials, so they
+# are neither resumed nor re-analysed by this release.
+OLDEST_READ = 3
 
 
 def check_schema(study: dict, where: str) -> dict:
     """Read any version this release knows (upgrading older ones in memory); refuse others in one line."""
     version = study.get("schema", 1)
+    if isinstance(version, int) and 1 <= version < OLDEST_READ:
+        raise UserError(f"{where} was written by an earlier transferlab (schema {version}) that trained on epoch budgets, "
+                        "which this one does not mix with step budgets", "rerun the study into a new --out folder")
     if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
         raise UserError(f"{where} was written by another transferlab version (schema {version!r}; this one reads "
-                        f"1 to {SCHEMA_VERSION})", "upgrade transferlab (pip install -U transferlab), or rerun the study "
+                        f"{OLDEST_READ} to {SCHEMA_VERSION})", "upgrade transferlab (pip install -U transferlab), or rerun the study "
                         "into a new --out folder")
     while version < SCHEMA_VERSION:
         study, version = UPGRADES[version](study), version + 1

@@ -17,12 +17,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from transferlab.backbones.base import Backbone, Preprocessing
+from transferlab.backbones.base import Backbone, Preprocessing, Standardize
 from transferlab.data.base import Split, take
 from transferlab.errors import UserError
 
 FORMAT = 2  # 2: the head is saved layer by layer (Linear, ReLU, Dropout); 1 kept only its Linear sizes
-HEAD_LAYERS = {"linear": nn.Linear, "relu": nn.ReLU, "dropout": nn.Dropout}
+HEAD_LAYERS = {"linear": nn.Linear, "relu": nn.ReLU, "dropout": nn.Dropout, "standardize": Standardize}
 
 
 def _fold_linear(pipe, n_classes: int) -> nn.Linear:
@@ -73,6 +73,8 @@ def _head_layers(head: nn.Module) -> list[dict]:
             out.append({"type": "relu"})
         elif isinstance(m, nn.Dropout):
             out.append({"type": "dropout", "p": m.p})
+        elif isinstance(m, Standardize):
+            out.append({"type": "standardize", "dim": len(m.mean)})
         else:
             raise UserError(f"cannot save a head with a {type(m).__name__} layer", "save the model with torch.save instead")
     return out
@@ -84,7 +86,8 @@ def _head_from(meta: dict) -> nn.Module:
         layers = [y for x in layers for y in (x, {"type": "relu"})][:-1]
     else:
         layers = meta["head"]
-    args = {"linear": lambda x: (x["in"], x["out"]), "relu": lambda x: (), "dropout": lambda x: (x["p"],)}
+    args = {"linear": lambda x: (x["in"], x["out"]), "relu": lambda x: (), "dropout": lambda x: (x["p"],),
+            "standardize": lambda x: (x["dim"],)}
     return nn.Sequential(*[HEAD_LAYERS[x["type"]](*args[x["type"]](x)) for x in layers])
 
 

@@ -17,8 +17,8 @@ from transferlab.results import StudyResult
 
 __all__ = ["MlflowTracker", "TensorBoardTracker", "trackers", "TRACKERS"]
 
-_EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
-_TRIAL_METRICS = ("test_acc", "test_loss", "best_val_acc", "best_epoch", "epochs_run", "wall_s", "trainable_params")
+_EVAL_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
+_TRIAL_METRICS = ("test_acc", "test_loss", "best_val_acc", "best_step", "steps_run", "wall_s", "trainable_params")
 
 
 def _name(study: dict) -> str:
@@ -47,7 +47,7 @@ def _study_params(study: dict) -> dict:
     budget = cfg["budget"]
     return {"model": study["model"]["spec"].get("source", ""), "data": str(study["data"].get("name", "")),
             "sizes": ",".join(map(str, cfg["sizes"])), "seeds": str(cfg["seeds"] or f"up to {cfg['max_seeds']}"),
-            "margin": cfg["margin"], "augment": cfg["augment"], "epochs": budget["epochs"],
+            "margin": cfg["margin"], "augment": cfg["augment"], "steps": budget.get("steps"), "epochs": budget.get("epochs"),
             "lrs": ",".join(map(str, budget["lrs"])), "schedule": budget["schedule"],
             "strategies": ",".join(s["name"] for s in cfg["strategies"])}
 
@@ -103,8 +103,8 @@ class MlflowTracker(StudyCallback):
             self.experiment, run_name=f"{record['label']} n={record['n_train']} s={record['seed']}",
             tags={"mlflow.parentRunId": self.parent, "transferlab.kind": "trial", "transferlab.trial_id": record["trial_id"]})
         rid = run.info.run_id
-        metrics = [Metric(m, float(h[m]), 0, int(h["epoch"]))
-                   for h in record.get("history") or [] for m in _EPOCH_METRICS if h.get(m) is not None]
+        metrics = [Metric(m, float(h[m]), 0, int(h["step"]))
+                   for h in record.get("history") or [] for m in _EVAL_METRICS if h.get(m) is not None]
         metrics += [Metric(m, float(record[m]), 0, 0) for m in _TRIAL_METRICS if record.get(m) is not None]
         self.client.log_batch(rid, metrics=metrics, params=[Param(k, str(v)) for k, v in _trial_params(record).items()])
         self.client.set_terminated(rid, "FINISHED" if record["status"] == "ok" else "FAILED")
@@ -140,9 +140,9 @@ class TensorBoardTracker(StudyCallback):
         path = self.root / self.study / _folder(record["label"]) / f"n={record['n_train']}" / f"seed={record['seed']}"
         with SummaryWriter(log_dir=str(path)) as w:
             for h in record.get("history") or []:
-                for m in _EPOCH_METRICS:
+                for m in _EVAL_METRICS:
                     if h.get(m) is not None:
-                        w.add_scalar(m.replace("_", "/", 1), h[m], int(h["epoch"]))
+                        w.add_scalar(m.replace("_", "/", 1), h[m], int(h["step"]))
             result = {f"hparam/{m}": float(record[m]) for m in ("test_acc", "best_val_acc") if record.get(m) is not None}
             hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _trial_params(record).items()}
             w.add_hparams(hparams, result, run_name=".")

@@ -24,16 +24,19 @@ def _rank(fitted: Fitted) -> tuple[float, float]:
 
 def _usable(fitted: Fitted) -> bool:
     r = fitted.result
-    return r.diverged_epoch is None and math.isfinite(r.best_val_acc) and math.isfinite(r.best_val_loss)
+    return r.diverged_step is None and math.isfinite(r.best_val_acc) and math.isfinite(r.best_val_loss)
 
 
-def halve(fits: list[Fitted], epochs: int) -> None:
-    """Successive halving on validation: every candidate trains to the first rung (a quarter of the budget),
-    the better half goes on to the next rung (twice as far), and so on; the last one trains to the end.
-    Candidates without epochs (a closed-form probe) are already finished and are left alone."""
+def halve(fits: list[Fitted]) -> None:
+    """Successive halving on validation: every candidate trains to the first rung (a quarter of the step
+    budget), the better half goes on to the next rung (twice as far), and so on; the last one trains until it
+    ends by the fit loop's own rule.  Candidates without steps (a closed-form probe) are already finished."""
     alive = [f for f in fits if f.run is not None]
-    rung = max(1, epochs // 4)
-    while len(alive) > 1 and rung < epochs:
+    if not alive:
+        return
+    steps = alive[0].run.plan.steps  # the candidates of one trial share the training subset, so the plan
+    rung = max(alive[0].run.plan.eval_every, steps // 4)
+    while len(alive) > 1 and rung < steps:
         for f in alive:
             f.advance(rung)
         ranked = sorted(alive, key=lambda f: _rank(f) if _usable(f) else (-1.0, -math.inf), reverse=True)
@@ -46,13 +49,53 @@ def halve(fits: list[Fitted], epochs: int) -> None:
         f.finish()
 
 
+def grid_key(candidates: list[dict]) -> str | None:
+    """The one tuned value that differs between candidates (``lr``, a probe's ``C``), if there is one."""
+    keys = [k for k in candidates[0] if isinstance(candidates[0][k], (int, float))
+            and len({c.get(k) for c in candidates}) > 1]
+    return keys[0] if len(keys) == 1 else None
+
+
+def _best(fits: list) -> tuple | None:
+    usable = [(c, f) for c, f in fits if _usable(f)]
+    return max(usable, key=lambda cf: _rank(cf[1])) if usable else None  # ties: the first (original) candidate
+
+
+def extend_grid(strategy, ctx: TrialContext, fits: list, budget: Budget) -> list[str]:
+    """A chosen value on an edge of its grid is not known to be the best: train one more value beyond that edge
+    (one grid ratio further), and again, up to ``budget.grid_extensions`` times. The same rule for every
+    strategy, scratch included. Returns the edges extended ("below", "above") in order."""
+    key = grid_key([c for c, _ in fits]) if len(fits) > 1 else None
+    extended: list[str] = []
+    while key is not None and len(extended) < budget.grid_extensions:
+        best = _best(fits)
+        if best is None:
+            break
+        values = sorted(c[key] for c, _ in fits)
+        v = best[0][key]
+        if v == values[0]:
+            edge, new = "below", values[0] * values[0] / values[1]
+        elif v == values[-1]:
+            edge, new = "above", values[-1] * values[-1] / values[-2]
+        else:
+            break
+        candidate = {**best[0], key: float(f"{new:.6g}")}
+        torch.manual_seed(ctx.seed)  # the same head initialisation as the grid's candidates
+        fitted = strategy.fit(ctx, candidate)
+        fitted.finish()
+        fits.append((candidate, fitted))
+        extended.append(edge)
+    return extended
+
+
 def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: TargetData, budget: Budget,
               cache: FeatureCache | None = None, device: str = "cpu", hooks: tuple = (),
               keep: list | None = None, halving: bool = False) -> TrialRecord:
     """Train the candidates, choose on validation, evaluate the chosen one on test.
 
-    ``halving``: prune the candidates by successive halving (see ``halve``); off, each trains the
-    whole budget, one after the other.  ``keep``: if a list, the chosen ``Fitted`` is appended to it.
+    ``halving``: prune the candidates by successive halving (see ``halve``); off, each trains until it
+    ends, one after the other.  A choice on an edge of the grid extends the grid (``extend_grid``).
+    ``keep``: if a list, the chosen ``Fitted`` is appended to it.
     """
     t0 = time.perf_counter()
     strategy = from_spec(spec.strategy, spec.params)
@@ -66,7 +109,8 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
             torch.manual_seed(spec.seed)  # every candidate starts from the same head initialisation
             fits.append((candidate, strategy.fit(ctx, candidate)))
         if halving:
-            halve([f for _, f in fits], budget.epochs)
+            halve([f for _, f in fits])
+        record.grid_extended = extend_grid(strategy, ctx, fits, budget)
     except UserError:
         raise
     except Exception as exc:  # a bug or a resource failure: record it, the study goes on
@@ -74,22 +118,26 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
         record.wall_s = time.perf_counter() - t0
         return record
 
-    record.candidates = [{**c, "best_val_acc": f.result.best_val_acc, "best_epoch": f.result.best_epoch,
-                          "diverged_epoch": f.result.diverged_epoch, "epochs": f.epochs_run} for c, f in fits]
-    record.epochs_run = sum(f.epochs_run for _, f in fits)
-    usable = [(c, f) for c, f in fits if _usable(f)]
-    if not usable:
+    record.candidates = [{**c, "best_val_acc": f.result.best_val_acc, "best_step": f.result.best_step,
+                          "diverged_step": f.result.diverged_step, "steps": f.steps_run, "stop": f.result.stop}
+                         for c, f in fits]
+    record.steps_run = sum(f.steps_run for _, f in fits)
+    best_pair = _best(fits)
+    if best_pair is None:
         record.status = "diverged"
-        record.diverged_epoch = min(f.result.diverged_epoch or 0 for _, f in fits)
+        record.diverged_step = min(f.result.diverged_step or 0 for _, f in fits)
         record.wall_s = time.perf_counter() - t0
         return record
-    # max() keeps the first of equals: ties go to the earlier (smaller) candidate.
-    chosen, best = max(usable, key=lambda cf: _rank(cf[1]))
+    chosen, best = best_pair
     test_loss, test_acc = best.evaluate(data.test.open(reason=spec.trial_id))
     record.status = "ok"
     record.test_acc, record.test_loss = test_acc, test_loss
-    record.best_val_acc, record.best_epoch = best.result.best_val_acc, best.result.best_epoch
+    record.best_val_acc, record.best_step = best.result.best_val_acc, best.result.best_step
     record.chosen = dict(chosen)
+    key = grid_key([c for c, _ in fits]) if len(fits) > 1 else None
+    record.chosen_at_edge = key is not None and chosen[key] in (min(c[key] for c, _ in fits), max(c[key] for c, _ in fits))
+    record.converged, record.stop = best.result.converged, best.result.stop
+    record.budget_steps = best.result.budget_steps
     record.history = [vars(h) for h in best.result.history]
     record.trainable_params = best.trainable_params
     record.cached, record.frozen_blocks = best.cached, best.frozen_blocks

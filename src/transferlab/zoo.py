@@ -25,7 +25,7 @@ from transferlab.data.builtin import ALL_CLASSES, SOURCE_CLASSES, digits_source
 from transferlab.errors import UserError, closest
 from transferlab.training import Budget, evaluate, fit, param_groups
 
-RECIPE = {"version": 1, "epochs": 40, "lr": 3e-3, "batch_size": 64, "seed": 0, "val_frac": 0.15}
+RECIPE = {"version": 2, "epochs": 40, "lr": 3e-3, "batch_size": 64, "seed": 0, "val_frac": 0.15}
 
 
 def _mlp(n_classes: int = len(SOURCE_CLASSES)) -> tuple[list, nn.Module]:
@@ -99,7 +99,8 @@ def _pretrain(arch: str) -> Backbone:
     data = Split(pre.apply(src.inputs), src.y)
     train, val = data.subset(perm[n_val:]), data.subset(perm[:n_val])
     torch.manual_seed(RECIPE["seed"])
-    budget = Budget(epochs=RECIPE["epochs"], patience=RECIPE["epochs"], batch_size=RECIPE["batch_size"])
+    # The recipe is fixed: exactly its passes, no extension, the best validation pass kept.
+    budget = Budget(epochs=RECIPE["epochs"], patience=RECIPE["epochs"], extend=1, batch_size=RECIPE["batch_size"])
     fit(bb, param_groups(list(bb.blocks.values()), bb.head, RECIPE["lr"]), train, val, budget, gen)
     bb.spec["source_val_acc"] = evaluate(bb, val)[1]
     return bb

@@ -67,7 +67,8 @@ def test_nan_features(tmp_path):
 
 def test_demo_end_to_end_and_report_rebuild(tmp_path):
     out = tmp_path / "demo"
-    res = cli("demo", "--out", str(out), "--seeds", "2", "--sizes", "5,all", "--epochs", "3")
+    res = cli("demo", "--out", str(out), "--seeds", "2", "--sizes", "5,all", "--epochs", "3", "--halving",
+              "--budget-opt", "grid_extensions=0")
     assert res.returncode == 0, res.stderr
     assert "Recommendation:" in res.stdout and "report:" in res.stdout and "which pretrained model" in res.stdout
     for arch in ("mlp", "cnn"):
@@ -132,3 +133,19 @@ def test_output_without_a_terminal_is_plain_lines_and_tables_keep_their_labels(t
     Console(file=buf, width=40).print(table)
     folded = "".join(line.strip("│ ").split("│")[0].strip() for line in buf.getvalue().splitlines()[3:-1])
     assert label.replace(" ", "") in folded.replace(" ", "")
+
+
+def test_budget_settings_from_the_command_line_are_checked(tmp_path):
+    res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--budget-opt", "min_step=10", "--out", str(tmp_path / "o"))
+    _one_line_error(res, "unknown budget setting 'min_step'", "min_steps")
+    res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--steps", "0", "--out", str(tmp_path / "o"))
+    _one_line_error(res, "budget steps 0 is not a positive whole number")
+    assert not (tmp_path / "o").exists()
+    res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--steps", "12", "--budget-opt", "lrs=[0.01]",
+              "--seeds", "1", "--sizes", "5", "--strategies", "scratch", "--out", str(tmp_path / "s"))
+    assert res.returncode == 0, res.stderr
+    study = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert study["config"]["budget"]["steps"] == 12 and study["config"]["budget"]["lrs"] == [0.01]
+    trial = json.loads((tmp_path / "s" / "trials.jsonl").read_text().splitlines()[0])
+    assert trial["steps_run"] == 12 and trial["budget_steps"] == 12, "an explicit budget is kept as given"
+    assert "12 optimizer steps per candidate" in study["budget_rule"]

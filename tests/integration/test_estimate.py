@@ -1,4 +1,4 @@
-"""The cost estimate: its epoch count is the one trials really train, and a dry run checks but writes nothing.
+"""The cost estimate: its step count is the one trials really train, and a dry run checks but writes nothing.
 (How close the estimate comes to real wall time is measured in benchmarks/, never asserted on time here.)"""
 from __future__ import annotations
 
@@ -8,27 +8,30 @@ import pytest
 
 import transferlab as tl
 from tests.conftest import cli
-from transferlab.estimate import candidate_epochs
+from transferlab.estimate import candidate_steps
 from transferlab.results import TrialSpec
 from transferlab.trial import run_trial
 
 
-@pytest.mark.parametrize("n,epochs,halving,expected", [(3, 30, True, 51), (3, 30, False, 90), (1, 30, True, 30),
-                                                       (3, 10, True, 16), (4, 8, True, 4 * 2 + 2 * 2 + 4)])
-def test_candidate_epochs_follow_the_rungs(n, epochs, halving, expected):
-    assert candidate_epochs(n, epochs, halving) == expected
+@pytest.mark.parametrize("n,steps,every,halving,expected", [
+    (3, 32, 1, True, 3 * 8 + 2 * 8 + 16), (3, 32, 1, False, 96), (1, 32, 1, True, 32),
+    (4, 32, 4, True, 4 * 8 + 2 * 8 + 16),
+    (3, 30, 4, True, 3 * 8 + 2 * 8 + 14),  # rungs at 7 and 14 steps are reached in whole periods: 8 and 16
+])
+def test_candidate_steps_follow_the_rungs(n, steps, every, halving, expected):
+    assert candidate_steps(n, steps, every, halving) == expected
 
 
 @pytest.mark.parametrize("lrs", [(1e-3, 3e-3, 1e-2), (1e-4, 3e-4, 1e-3, 3e-3)])
-def test_counted_epochs_equal_a_trial_without_early_stopping(cnn, digits, lrs):
-    """Oracle: with patience beyond the budget, a halving trial trains exactly candidate_epochs epochs."""
+def test_counted_steps_equal_a_trial_without_early_stopping(cnn, digits, lrs):
+    """Oracle: with patience beyond the budget (and no extension), a halving trial trains exactly candidate_steps."""
     from transferlab.pipeline import prepare
 
-    budget = tl.Budget(epochs=8, patience=100, lrs=lrs)
+    budget = tl.Budget(steps=40, eval_every=3, patience=100, extend=1, grid_extensions=0, lrs=lrs)
     data = prepare(digits, cnn)
     spec = TrialSpec("finetune", {"body_lr_mult": 0.1, "layer_decay": 1.0}, 0, 5, "finetune")
     rec = run_trial(spec, cnn, "k", data, budget, halving=True)
-    assert rec.epochs_run == candidate_epochs(len(lrs), 8, True)
+    assert rec.steps_run == candidate_steps(len(lrs), 40, 3, True)
 
 
 def test_a_study_records_its_estimate_and_the_time_left_weighs_by_it(cnn, digits, tmp_path):

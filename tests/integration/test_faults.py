@@ -40,7 +40,7 @@ def test_a_winning_head_with_dropout_is_saved_and_loaded(tmp_path, cnn, digits, 
     x = data.val.inputs[:32]
     want = kept[0].model.eval()(x)
     torch.testing.assert_close(loaded(x), want)
-    assert [layer["type"] for layer in meta["head"]] == ["linear", "relu", "dropout", "linear"]
+    assert [layer["type"] for layer in meta["head"]] == ["standardize", "linear", "relu", "dropout", "linear"]
 
 
 def test_a_bad_executor_or_device_is_refused_before_anything_is_written(tmp_path):
@@ -75,7 +75,9 @@ def test_an_old_study_folder_with_unknown_settings_is_refused_not_a_type_error(t
     from transferlab.pipeline import check_folder
     from transferlab.config import StudyConfig
 
-    (tmp_path / "study.json").write_text(json.dumps({"schema": 1, "model_key": "m", "data_key": "d",
+    from transferlab.results import SCHEMA_VERSION
+
+    (tmp_path / "study.json").write_text(json.dumps({"schema": SCHEMA_VERSION, "model_key": "m", "data_key": "d",
                                                      "config": {"seeds": [0], "gone_setting": 3}}))
     with pytest.raises(UserError, match="holds a different study"):  # was: TypeError from StudyConfig(**old)
         check_folder(tmp_path, "m", "d", StudyConfig())

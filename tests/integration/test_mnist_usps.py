@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,28 @@ def test_mnist_to_usps(tmp_path):
     # A sequential study (3 seeds, then 6 where open): at 5 per class the MNIST features are decided better.
     best5 = max((g for g in analysis["gains"] if g["n_train"] == 5), key=lambda g: g["gain"]["mean"])
     assert best5["verdict"] == "better", best5
+
+
+def test_usps_default_budget_converges():
+    """Real data: a BatchNorm CNN pretrained on MNIST 0-4, USPS 0-4 read in MNIST's framing, the default step budget:
+    at least 95% of the trials converge (the budget issue's bar), scratch included."""
+    import sys
+
+    import transferlab as tl
+    from transferlab.data.digitsets import target
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        from bench_sources_usps import pretrain as pretrain_cnn
+    finally:
+        sys.path.pop(0)
+
+    source = pretrain_cnn(SHARED_DATA, "0-4")
+    data = target("usps", str(SHARED_DATA / "usps"), classes="0-4", frame="mnist", max_test_per_class=100)
+    cfg = tl.StudyConfig(seeds=[0, 1, 2], sizes=[5], profile=False,
+                         strategies=[{"name": s} for s in ("scratch", "linear_probe", "head", "finetune")])
+    res = tl.run_study(source, data, cfg, report=False)
+    rows = {c.label: c for c in res.analysis.convergence}
+    print({k: (c.converged, c.trials, c.not_converged) for k, c in rows.items()})
+    assert "limit" not in rows["scratch"].not_converged, "no scratch run was still improving when it was stopped"
+    assert res.analysis.converged_share() >= 0.95

@@ -61,6 +61,7 @@ def test_timm_cnn_study_via_cli(timm_weights, tmp_path):
                 "--data-opt", "max_test_per_class=40"]
     res = cli("run", "--model", "timm:resnet10t", "--weights", str(timm_weights), "--data", data, *opts,
               "--seeds", "2", "--sizes", "10", "--epochs", "3", "--out", str(tmp_path / "study"),
+              "--halving", "--budget-opt", "grid_extensions=0",
               "--save-best", str(tmp_path / "best"))
     assert res.returncode == 0, res.stderr[-3000:]
     trials = [json.loads(t) for t in (tmp_path / "study" / "trials.jsonl").read_text().splitlines()]
@@ -77,6 +78,8 @@ def test_minilm_on_real_sentences_all_strategies(tmp_path):
               "--data", f"text:{SENTIMENT / 'amazon_cells_labelled.txt'}", "--data-opt", "header=false",
               "--data-opt", "columns=text,label", "--data-opt", "subsample=240",
               "--seeds", "2", "--sizes", "8", "--epochs", "2", "--out", str(tmp_path / "s"),
+              # a pipeline test, not a budget one: halving and no grid extension keep it short
+              "--halving", "--budget-opt", "grid_extensions=0",
               "--save-best", str(tmp_path / "best"), env={"HF_HUB_OFFLINE": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     study = json.loads((tmp_path / "s" / "study.json").read_text())

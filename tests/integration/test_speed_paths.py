@@ -91,7 +91,7 @@ def test_diverging_trial_is_recorded_and_the_study_goes_on(mlp, digits):
                          strategies=[{"name": "finetune", "params": {"body_lr_mult": 1.0}}, {"name": "linear_probe"}])
     res = tl.run_study(mlp, digits, cfg)
     status = {t["strategy"]: t for t in res.trials}
-    assert status["finetune"]["status"] == "diverged" and status["finetune"]["diverged_epoch"] >= 1
+    assert status["finetune"]["status"] == "diverged" and status["finetune"]["diverged_step"] >= 1
     assert status["linear_probe"]["status"] == "ok"
 
 

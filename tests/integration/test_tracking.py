@@ -44,13 +44,13 @@ def test_mlflow_and_tensorboard_hold_every_trial(cnn, digits, tmp_path, monkeypa
         assert run.data.metrics["test_acc"] == pytest.approx(rec["test_acc"])
         curve = client.get_metric_history(run.info.run_id, "val_acc")
         curve = sorted(curve, key=lambda m: m.step)
-        assert [m.step for m in curve] == [h["epoch"] for h in rec["history"]]
+        assert [m.step for m in curve] == [h["step"] for h in rec["history"]]
         assert [m.value for m in curve] == pytest.approx([h["val_acc"] for h in rec["history"]])
 
     rec = next(r for r in trials if r["label"] == "scratch" and r["seed"] == 1)
     ev = EventAccumulator(str(out / "tensorboard" / "cnn" / "scratch" / "n=5" / "seed=1"))
     ev.Reload()
-    assert [e.step for e in ev.Scalars("val/acc")] == [h["epoch"] for h in rec["history"]]
+    assert [e.step for e in ev.Scalars("val/acc")] == [h["step"] for h in rec["history"]]
     assert [e.value for e in ev.Scalars("val/acc")] == pytest.approx([h["val_acc"] for h in rec["history"]])
     assert len(list((out / "tensorboard" / "cnn").glob("*/n=5/seed=*"))) == len(trials)
 

@@ -1,6 +1,8 @@
 """Equivalences that must hold exactly (or to float tolerance)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -94,7 +96,7 @@ class _Clock(Hook):
     def __init__(self):
         self.times = []
 
-    def on_epoch_end(self, log):
+    def on_period_end(self, log):
         import time
 
         self.times.append(time.perf_counter())
@@ -113,7 +115,7 @@ def test_test_split_read_once_after_all_training(strategy, params, cnn, digits, 
     opened_at = scored[0][0]
     assert len(clock.times) >= len(tiny_budget.lrs), "every candidate trained"
     assert max(clock.times) < opened_at, "the test split was read before training ended"
-    assert rec.chosen["lr"] in tiny_budget.lrs
+    assert rec.chosen["lr"] in [c["lr"] for c in rec.candidates], "chosen among the trained (grid extended or not)"
 
 
 def test_lpft_head_equals_the_probe(cnn, digits):
@@ -149,20 +151,21 @@ def test_halving_prunes_candidates_without_changing_the_survivor(mlp, digits):
     from transferlab.training import Budget
 
     data = prepared(mlp, digits)
-    budget = Budget(epochs=8, patience=8, batch_size=16, lrs=(1e-3, 3e-3, 1e-2))
+    # 100 examples at batch 16: 7 steps a pass, 56 steps, an evaluation every 7; no extension past the budget.
+    budget = Budget(epochs=8, patience=8, extend=1, grid_extensions=0, batch_size=16, lrs=(1e-3, 3e-3, 1e-2))
     spec = TrialSpec("finetune", {"body_lr_mult": 0.1, "layer_decay": 1.0}, 0, 20)
     halved = run_trial(spec, mlp, "k", data, budget, halving=True)
     full = run_trial(spec, mlp, "k", data, budget, halving=False)
     assert halved.status == full.status == "ok"
-    assert halved.epochs_run < full.epochs_run, (halved.epochs_run, full.epochs_run)
-    assert sorted(c["epochs"] for c in halved.candidates) == [2, 4, 8]
+    assert halved.steps_run < full.steps_run, (halved.steps_run, full.steps_run)
+    assert sorted(c["steps"] for c in halved.candidates) == [14, 28, 56]
     # The survivor trained exactly as it would have alone: pruning only stops the others early.
-    alone = run_trial(spec, mlp, "k", data, Budget(epochs=8, patience=8, batch_size=16, lrs=(halved.chosen["lr"],)))
+    alone = run_trial(spec, mlp, "k", data, replace(budget, lrs=(halved.chosen["lr"],)))
     assert _strip(halved.history) == _strip(alone.history) and halved.test_acc == alone.test_acc
 
 
 def test_lpft_fine_tunes_past_its_probe(cnn, digits, tiny_budget):
     rec = run_trial(TrialSpec("lp_ft", {"body_lr_mult": 1.0, "probe_C": 1.0}, 0, 5), cnn, "k", prepared(cnn, digits),
                     tiny_budget)
-    assert rec.status == "ok" and rec.history[0]["epoch"] == 0, "epoch 0 (the probe) is on the curve"
-    assert rec.best_epoch >= 1, "the checkpoint is a fine-tuned epoch, never the probe itself"
+    assert rec.status == "ok" and rec.history[0]["step"] == 0, "step 0 (the probe) is on the curve"
+    assert rec.best_step >= 1, "the checkpoint is a fine-tuned step, never the probe itself"

@@ -32,10 +32,11 @@ def test_the_analysis_round_trips_through_json_as_typed_objects():
     assert back.gain(a.gains[0].label, a.gains[0].n_train).verdict == a.gains[0].verdict
 
 
-def test_a_version_1_study_is_upgraded_and_a_newer_one_refused(tmp_path):
-    old = {"schema": 1, "diagnostics": {"inputs": {"flag": True}, "batchnorm": [{"flag": False}]}}
-    up = check_schema(old, "x")
-    assert up["schema"] == 2 and up["inputs"] == {"flag": True} and "diagnostics" not in up
+def test_an_epoch_budget_study_and_a_newer_one_are_refused(tmp_path):
+    for old in (1, 2):  # trained on epoch budgets: not mixed with step budgets
+        with pytest.raises(UserError, match="epoch budgets.*new --out folder"):
+            check_schema({"schema": old}, "x")
+    assert check_schema({"schema": SCHEMA_VERSION}, "x")["schema"] == SCHEMA_VERSION
     (tmp_path / "study.json").write_text(json.dumps({"schema": SCHEMA_VERSION + 1}))
     with pytest.raises(UserError, match="another transferlab version.*upgrade transferlab"):
         read_study(tmp_path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from transferlab.analysis.answer import answer
+from transferlab.analysis.convergence import convergence, head_vs_probe, sweep_caveat
 from transferlab.analysis.dynamics import first_epochs, flags
 from transferlab.analysis.gain import accuracy_rows, curves, gains, race, speedups
 from transferlab.analysis.layers import moved, score_validation
@@ -43,8 +44,11 @@ def analyze(records: list[dict], study: dict) -> Analysis:
         "depth": depth_profile(acc, study.get("depth_axes", {"freeze_k": "k"})), "zero_shot": zero[0] if zero else None,
         "failed": [{"label": r["label"], "n_train": r["n_train"], "seed": r["seed"], "status": r["status"],
                     "error": (r.get("error") or "").splitlines()[0] if r.get("error") else None,
-                    "diverged_epoch": r.get("diverged_epoch")} for r in records if r["status"] != "ok"],
+                    "diverged_step": r.get("diverged_step")} for r in records if r["status"] != "ok"],
     }
+    analysis["convergence"] = convergence(records)
+    analysis["sweep"]["text"] = " ".join(t for t in (sweep["text"], sweep_caveat(analysis["convergence"])) if t)
+    analysis["capacity_notes"] = head_vs_probe(records, design.margin)
     analysis["profile_validation"] = score_validation(study.get("profile"), analysis["depth"])
     analysis["moved"] = moved(records)
     analysis["first_epochs"] = first_epochs(records)

@@ -2,6 +2,7 @@
 each from the study's own verdicts. Pure, on the analysis dict ``analyze`` builds."""
 from __future__ import annotations
 
+from transferlab.analysis.convergence import caveat
 from transferlab.analysis.stats import seeds_phrase
 from transferlab.analysis.sweep import HELPS, HURTS, NO_GAIN, UNDECIDED
 
@@ -51,7 +52,7 @@ def what_to_use(rec: dict, acc: list[dict]) -> str:
     return f"What to use: {what}, chosen on validation {at}{score}."
 
 
-def how_sure(rec: dict, gains: list[dict], decided: dict) -> str:
+def how_sure(rec: dict, gains: list[dict], decided: dict, conv: list[dict] = ()) -> str:
     g = next((x for x in gains if x["label"] == rec.get("label") and x["n_train"] == rec.get("n_train")), None)
     share = f"{decided['decided']} of {decided['total']} comparisons with scratch are decided" if decided.get("total") else ""
     if g is None:
@@ -61,10 +62,10 @@ def how_sure(rec: dict, gains: list[dict], decided: dict) -> str:
     ci = f", 95% CI {100 * c['lo']:+.1f} to {100 * c['hi']:+.1f}" if c.get("n", 0) > 1 else ""
     tail = f"; {seeds_phrase(c.get('seeds_needed'))}" if g["verdict"] == "inconclusive" else ""
     return (f"How sure: against scratch it is {g['verdict']} ({100 * c['mean']:+.1f} pp{ci}, {c.get('n', 0)} seeds{tail}); "
-            f"{share}.")
+            f"{share}." + caveat(list(conv), [rec["label"], "scratch"], rec.get("n_train")))
 
 
 def answer(analysis: dict) -> list[str]:
     rec = analysis["recommendation"]
     return [helped(analysis["sweep"]), what_to_use(rec, analysis["accuracy"]),
-            how_sure(rec, analysis["gains"], analysis["decided"])]
+            how_sure(rec, analysis["gains"], analysis["decided"], analysis.get("convergence", []))]

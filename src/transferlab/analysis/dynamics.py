@@ -20,7 +20,7 @@ def first_epochs(records: list[dict]) -> dict:
     for r in recs:
         if r["n_train"] == size:
             for d in r["dynamics"]:
-                if d["epoch"] == 1:
+                if d.get("period", d.get("epoch")) == 1:
                     acc[r["label"]][d["block"]].append((d["grad_norm"], d["update_ratio"], d.get("input_rms")))
 
     def summary(vals):

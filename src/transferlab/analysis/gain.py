@@ -113,15 +113,15 @@ def race(records: list[dict], design: Design = Design()) -> list[dict]:
     return out
 
 
-def first_epoch_reaching(history: list[dict], target: float) -> int | None:
+def first_step_reaching(history: list[dict], target: float) -> int | None:
     for h in history:
         if h["val_acc"] >= target - 1e-12:
-            return max(1, h["epoch"])  # a probe's epoch 0 is still one pass over the data
+            return max(1, h["step"])  # a probe's step 0 (its closed-form fit) still counts as one
     return None
 
 
 def speedups(records: list[dict]) -> list[dict]:
-    """Epochs scratch needs to reach its best validation accuracy / epochs the strategy needs for that value."""
+    """Steps scratch needs to reach its best validation accuracy / steps the strategy needs for that value."""
     rows = []
     for lab, n, seeds, base in against_scratch(records):
         ratios, reached = [], 0
@@ -130,8 +130,8 @@ def speedups(records: list[dict]) -> list[dict]:
             if s is None or not s["history"] or not r["history"]:
                 continue
             target = s["best_val_acc"]
-            e_scratch = first_epoch_reaching(s["history"], target)
-            e_strat = first_epoch_reaching(r["history"], target)
+            e_scratch = first_step_reaching(s["history"], target)
+            e_strat = first_step_reaching(r["history"], target)
             if e_strat is not None and e_scratch is not None:
                 reached += 1
                 ratios.append(e_scratch / e_strat)
@@ -143,14 +143,15 @@ def speedups(records: list[dict]) -> list[dict]:
 
 
 def curves(records: list[dict]) -> dict:
-    """Mean validation accuracy per epoch, per (label, n_train), averaged over the seeds that ran that epoch."""
+    """Mean validation accuracy per evaluation, per (label, n_train), averaged over the seeds that ran that step
+    (one size's seeds share the evaluation period, so their steps line up)."""
     out: dict = {}
     for (lab, n), seeds in by_config(records).items():
-        per_epoch = defaultdict(list)
+        per_step = defaultdict(list)
         for r in seeds.values():
             for h in r["history"]:
-                per_epoch[h["epoch"]].append(h["val_acc"])
-        epochs = sorted(per_epoch)
-        out[f"{lab}|{n}"] = {"label": lab, "n_train": n, "epochs": epochs,
-                             "val_acc": [float(np.mean(per_epoch[e])) for e in epochs]}
+                per_step[h["step"]].append(h["val_acc"])
+        steps = sorted(per_step)
+        out[f"{lab}|{n}"] = {"label": lab, "n_train": n, "steps": steps,
+                             "val_acc": [float(np.mean(per_step[e])) for e in steps]}
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+from transferlab.analysis.convergence import caveat
 from transferlab.analysis.gain import SCRATCH, size_key
 from transferlab.analysis.stats import seeds_phrase
 
@@ -118,7 +119,8 @@ def recommend(analysis: dict, study: dict) -> dict:
         word = GAIN_WORDS[gain["verdict"]].format(m=f"{margin_pp:.0f}")
         tail = f"; {seeds_phrase(gain['gain']['seeds_needed'])}" if gain["verdict"] == "inconclusive" else ""
         parts.append(f"On test, its paired gain over training the same architecture from scratch is "
-                     f"{_pp(gain['gain']['mean'])} ({_ci(gain['gain'])}): {word}{tail}.")
+                     f"{_pp(gain['gain']['mean'])} ({_ci(gain['gain'])}): {word}{tail}."
+                     + caveat(analysis.get("convergence", []), [choice["label"], SCRATCH], size))
     elif choice["strategy"] == SCRATCH:
         parts.append("Training from scratch leads on validation: no reuse of the pretrained weights did better there.")
         better = [g["label"] for g in analysis["gains"] if g["n_train"] == size and g["verdict"] == "better"]
@@ -126,7 +128,7 @@ def recommend(analysis: dict, study: dict) -> dict:
             parts.append(f"On test, though, {', '.join(better)} {'is' if len(better) == 1 else 'are'} measurably better "
                          "than scratch; validation and test disagree, so run more seeds before trusting either.")
     if speed and speed["speedup"]:
-        parts.append(f"It reaches scratch's best validation accuracy {speed['speedup']:.1f}x sooner in epochs "
+        parts.append(f"It reaches scratch's best validation accuracy {speed['speedup']:.1f}x sooner in optimizer steps "
                      f"({speed['reached']}/{speed['seeds']} seeds reached it).")
     elif speed:
         parts.append(f"It never reached scratch's best validation accuracy ({speed['reached']}/{speed['seeds']} seeds).")

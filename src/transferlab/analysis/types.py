@@ -140,7 +140,7 @@ class RaceRow(Plain):
 class Curve(Plain):
     label: str
     n_train: Size
-    epochs: list[int] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
 
 
@@ -222,7 +222,7 @@ class Failed(Plain):
     seed: int
     status: str
     error: Optional[str] = None
-    diverged_epoch: Optional[int] = None
+    diverged_step: Optional[int] = None
 
 
 @dataclass
@@ -254,6 +254,24 @@ class Recommendation(Plain):
 
 
 @dataclass
+class ConvergenceRow(Plain):
+    """How the trials of one configuration at one size ended (analysis/convergence.py)."""
+
+    label: str
+    n_train: Size
+    trials: int = 0
+    converged: int = 0
+    not_converged: dict[str, int] = field(default_factory=dict)  # stop reason -> trials
+    grid_extended: int = 0
+    at_edge: int = 0
+    steps: int = 0  # the mean step budget of one candidate
+
+    @property
+    def share(self) -> float:
+        return self.converged / self.trials if self.trials else float("nan")
+
+
+@dataclass
 class Analysis(Plain):
     """Everything ``analyze`` concludes from a study's records; ``analysis.json`` is its ``to_dict()``."""
 
@@ -274,10 +292,19 @@ class Analysis(Plain):
     first_epochs: Optional[FirstEpochs] = None
     slow_start_flags: list[str] = field(default_factory=list)
     answer: list[str] = field(default_factory=list)  # three lines first: did transfer help, what to use, how sure
+    convergence: list[ConvergenceRow] = field(default_factory=list)
+    capacity_notes: list[str] = field(default_factory=list)  # a head below the probe on the same features, and why
     schema: int = SCHEMA_VERSION
 
     def gain(self, label: str, n_train: Size) -> GainRow | None:
         return next((g for g in self.gains if g.label == label and g.n_train == n_train), None)
+
+    def converged(self, label: str, n_train: Size) -> ConvergenceRow | None:
+        return next((c for c in self.convergence if c.label == label and c.n_train == n_train), None)
+
+    def converged_share(self) -> float | None:
+        total = sum(c.trials for c in self.convergence)
+        return sum(c.converged for c in self.convergence) / total if total else None
 
     def speedup(self, label: str, n_train: Size) -> SpeedupRow | None:
         return next((s for s in self.speedups if s.label == label and s.n_train == n_train), None)

@@ -95,6 +95,28 @@ def make_head(in_dim: int, n_classes: int, depth: int = 1, hidden: int = 256, dr
     return nn.Sequential(*layers)
 
 
+class Standardize(nn.Module):
+    """(x - mean) / std per feature, with statistics fixed from the training rows (a head on frozen features
+    sees what scikit-learn's StandardScaler gives the linear probe). Buffers, so they save with the head."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @classmethod
+    def fitted(cls, features: torch.Tensor) -> Standardize:
+        x = features.reshape(len(features), -1).float()
+        m = cls(x.shape[1])
+        m.mean.copy_(x.mean(0))
+        std = x.std(0, unbiased=False)
+        m.std.copy_(torch.where(std > 1e-8, std, torch.ones_like(std)))  # a constant feature is left as it is
+        return m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.reshape(len(x), -1) - self.mean) / self.std
+
+
 class _Suffix(nn.Module):
     """Blocks ``k..n`` and the head, sharing the backbone's own modules."""
 

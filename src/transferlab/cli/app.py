@@ -35,7 +35,8 @@ def _sizes(text: Optional[str]):
 
 
 def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=None, ray_address=None, depths=None,
-            schedule=None, design: dict | None = None, device: str | None = None):
+            schedule=None, design: dict | None = None, device: str | None = None, steps: int | None = None,
+            budget_opts: dict | None = None):
     from dataclasses import replace
 
     from transferlab.config import StudyConfig
@@ -45,8 +46,14 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
         cfg.seeds = list(range(seeds))
     if sizes is not None:
         cfg.sizes = _sizes(sizes)
-    if epochs is not None:
-        cfg.budget = replace(cfg.budget, epochs=epochs)
+    if epochs is not None:  # a budget given in passes: the step count follows from the subset's size
+        cfg.budget = replace(cfg.budget, epochs=epochs, steps=None)
+    if steps is not None:
+        cfg.budget = replace(cfg.budget, steps=steps)
+    if budget_opts:
+        from transferlab.config import budget_from_dict
+
+        cfg.budget = budget_from_dict({**cfg.budget.to_dict(), **budget_opts})
     if schedule is not None:
         cfg.budget = replace(cfg.budget, schedule=schedule)
     if workers is not None:
@@ -94,16 +101,21 @@ SEEDS = typer.Option(None, help="a fixed number of seeds for every configuration
 MAX_SEEDS = typer.Option(None, "--max-seeds", help="sequential study: the most seeds a configuration gets (default 10)")
 MARGIN = typer.Option(None, help="equivalence margin in accuracy points: a difference inside ±margin is 'equivalent' (default 1)")
 AUGMENT = typer.Option(None, help="augmentation for every strategy: auto (the data's default), none, crop, resized_crop, flip, crop,flip")
-NO_HALVING = typer.Option(False, "--no-halving", help="train every LR candidate for the whole budget (no successive halving)")
+HALVING = typer.Option(None, "--halving/--no-halving", help="prune LR candidates by successive halving (faster; it can "
+                       "drop a slow-starting LR that would have won) or train every candidate until it converges (default)")
 
 
-def _design(max_seeds, margin, augment, no_halving) -> dict:
+def _design(max_seeds, margin, augment, halving) -> dict:
     return {"max_seeds": max_seeds, "margin": None if margin is None else margin / 100, "augment": augment,
-            "halving": False if no_halving else None}
+            "halving": halving}
 SIZES = typer.Option(None, help="target examples per class, e.g. 5,20,50,all")
-EPOCHS = typer.Option(None, help="epoch budget of every strategy")
+EPOCHS = typer.Option(None, help="budget in passes over each training subset, converted to optimizer steps "
+                      "(default: 30 passes and at least 500 steps)")
+STEPS = typer.Option(None, help="budget in optimizer steps per candidate, the same at every size")
+BUDGET_OPT = typer.Option(None, "--budget-opt", help="budget setting key=value (repeatable), e.g. min_steps=1000, "
+                          "patience=12, grid_extensions=0, lrs=[1e-4,1e-3]")
 WORKERS = typer.Option(None, help="parallel worker processes, or auto (from the model's size and the usable cores)")
-NO_CACHE = typer.Option(False, "--no-cache", help="recompute frozen layers every epoch")
+NO_CACHE = typer.Option(False, "--no-cache", help="recompute frozen layers every step")
 STRATS = typer.Option(None, help="comma-separated strategy names (default: all)")
 DEVICE = typer.Option(None, help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps")
 TRACK = typer.Option(None, help="log every trial to mlflow (MLFLOW_TRACKING_URI, else OUT/mlflow.db) or "
@@ -113,10 +125,11 @@ SCHEDULE = typer.Option(None, help="LR schedule of every strategy: constant (def
 
 @app.command()
 def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder"), seeds: Optional[int] = SEEDS,
-         sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS, workers: Optional[str] = WORKERS,
+         sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS, steps: Optional[int] = STEPS,
+         budget_opt: Optional[list[str]] = BUDGET_OPT, workers: Optional[str] = WORKERS,
          no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS, schedule: Optional[str] = SCHEDULE,
          max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN, augment: Optional[str] = AUGMENT,
-         no_halving: bool = NO_HALVING, track: Optional[list[str]] = TRACK):
+         halving: Optional[bool] = HALVING, track: Optional[list[str]] = TRACK):
     """Run the embedded study: three pretrained models (an MLP and a CNN on digits 0-4, a CNN on all ten digits) on digits 5-9,
     each against scratch, then the three compared: which pretrained model, or none?
 
@@ -130,8 +143,10 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
     from transferlab.demo import DEMO_SIZES
     from transferlab.demo import demo as run_demo
 
-    cfg = _config(StudyConfig(sizes=list(DEMO_SIZES)), seeds, sizes, epochs, workers, no_cache, strategies,
-                  schedule=schedule, design=_design(max_seeds, margin, augment, no_halving))
+    # Worker processes by default: the demo's models are small, so one worker per core (threads.auto_workers).
+    cfg = _config(StudyConfig(sizes=list(DEMO_SIZES), workers="auto"), seeds, sizes, epochs, workers, no_cache, strategies,
+                  schedule=schedule, design=_design(max_seeds, margin, augment, halving), steps=steps,
+                  budget_opts=_options(budget_opt, "--budget-opt"))
     from transferlab.tracking import trackers
 
     result = run_demo(out, cfg, callbacks=[RichProgress(), *trackers(track, out)])
@@ -146,6 +161,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         data: Optional[str] = typer.Option(None, help="data spec, e.g. demo:digits"),
         out: Optional[Path] = typer.Option(None, help="study folder (rerun into it to resume)"),
         seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS,
+        steps: Optional[int] = STEPS, budget_opt: Optional[list[str]] = BUDGET_OPT,
         workers: Optional[str] = WORKERS, no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS,
         weights: Optional[list[str]] = typer.Option(None, help="pretrained weights file (safetensors or a .pt state "
                                                    "dict); with several --model, one per model in order ('none': no file)"),
@@ -156,7 +172,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --executor ray)"),
         depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3"),
         schedule: Optional[str] = SCHEDULE, max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN,
-        augment: Optional[str] = AUGMENT, no_halving: bool = NO_HALVING, device: Optional[str] = DEVICE,
+        augment: Optional[str] = AUGMENT, halving: Optional[bool] = HALVING, device: Optional[str] = DEVICE,
         track: Optional[list[str]] = TRACK,
         dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the cost estimate, train nothing")):
     """Run a transfer study described by a study file or by --model and --data.
@@ -168,6 +184,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
       transferlab run --config study.toml
       transferlab run --model demo:cnn --data demo:digits --out study-cnn --max-seeds 20 --margin 0.5
       transferlab run --model demo:cnn --data demo:digits --out study-fixed --seeds 5
+      transferlab run --model demo:cnn --data demo:digits --out study-long --budget-opt min_steps=2000
       transferlab run --model demo:cnn --model demo:cnn10 --model demo:mlp --data demo:digits --out which-model
       transferlab run --model timm:resnet18 --weights r18.safetensors --model-opt in_chans=1 \\
           --data mnist:../shared/data/mnist --data-opt 'size=[32,32]' --data-opt max_per_class=100
@@ -187,7 +204,8 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     if not models or not data_spec:
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
     cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address, depths,
-                  schedule, _design(max_seeds, margin, augment, no_halving), device)
+                  schedule, _design(max_seeds, margin, augment, halving), device, steps,
+                  _options(budget_opt, "--budget-opt"))
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     data_options = {**{k: v for k, v in (file.data if file else {}).items() if k != "spec"}, **_options(data_opt, "--data-opt")}
     callbacks = [RichProgress(), *trackers(track, folder)]
@@ -280,7 +298,7 @@ def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. d
            model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="model option key=value"),
            data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value"),
            seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS,
-           workers: Optional[str] = WORKERS, executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
+           steps: Optional[int] = STEPS, workers: Optional[str] = WORKERS, executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
            device: Optional[str] = DEVICE,
            dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the cost estimate, train nothing")):
     """Yosinski splice curves AnB, AnB+, BnB, BnB+ at every cut, into a study's report (rerun to resume).
@@ -299,7 +317,7 @@ def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. d
     if weights:
         opts["weights"] = weights
     backbone, target = resolve(model, data, opts, _options(data_opt, "--data-opt"))
-    cfg = _config(None, seeds, sizes, epochs, workers, False, None, executor, device=device)
+    cfg = _config(None, seeds, sizes, epochs, workers, False, None, executor, device=device, steps=steps)
     if dry_run:
         from transferlab.layers import estimate_layers
 

@@ -126,6 +126,11 @@ def print_summary(result: StudyResult) -> None:
         out.print(line, highlight=False)
     out.print(table)
     out.print(f"[bold]Recommendation:[/bold] {a.recommendation.text}")
+    conv = a.converged_share()
+    if conv is not None:
+        style = "" if conv >= 0.95 else "[yellow]"
+        out.print(f"{style}Converged: {100 * conv:.0f}% of the trials (the report's 'Did every arm converge?').{'[/yellow]' if style else ''}",
+                  highlight=False)
     if a.failed:
         out.print(f"[yellow]{len(a.failed)} trials did not finish; see the report.[/yellow]")
     if result.report_path:

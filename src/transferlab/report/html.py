@@ -18,7 +18,7 @@ from transferlab.report import plots
 from transferlab.results import TrialStore, read_study
 
 CAPTIONS = {
-    "curves": ("Learning curves", "Validation accuracy per epoch of the chosen learning rate, averaged over seeds; "
+    "curves": ("Learning curves", "Validation accuracy per evaluation (x: optimizer steps) of the chosen learning rate, averaged over seeds; "
                "scratch dashed black."),
     "gains": ("Gain over scratch", "Paired by seed, unadjusted 95% CI. Green: better; red: worse; blue: equivalent "
               "(inside the margin); gray: inconclusive (not decided at these seeds)."),

@@ -49,11 +49,11 @@ def learning_curves(analysis: Analysis) -> str:
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.6), squeeze=False, sharey=True)
     for ax, n in zip(axes[0], sizes):
         for c in analysis.curves.values():
-            if c.n_train == n and len(c.epochs) > 1:
-                ax.plot(c.epochs, c.val_acc, color=_color(labels, c.label),
+            if c.n_train == n and len(c.steps) > 1:
+                ax.plot(c.steps, c.val_acc, color=_color(labels, c.label),
                         lw=2.2 if c.label == SCRATCH else 1.2, ls="--" if c.label == SCRATCH else "-", label=c.label)
         ax.set_title(f"{n} per class")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("validation accuracy (mean over seeds)")
     handles, names = axes[0][-1].get_legend_handles_labels()

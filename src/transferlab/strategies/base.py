@@ -23,7 +23,7 @@ from transferlab.data.base import Split, TargetData, take
 from transferlab.errors import UserError, closest
 from transferlab.registry import Registry
 from transferlab.results import label
-from transferlab.training import Budget, EpochLog, FitResult, FitRun, Hook, evaluate
+from transferlab.training import Budget, EvalLog, FitResult, FitRun, Hook, evaluate
 
 STRATEGIES = Registry("strategy", "transferlab.strategies", "transferlab.strategies")
 
@@ -64,16 +64,16 @@ class Fitted:
     model: object = None  # the trained Backbone, or the fitted sklearn pipeline
     cached: bool = False
     frozen_blocks: int = 0
-    dynamics: list = field(default_factory=list)  # GradientProbe rows of the first epochs
-    run: FitRun | None = None  # a gradient-trained candidate: advanced epoch by epoch by the trial runner
+    dynamics: list = field(default_factory=list)  # GradientProbe rows of the first evaluation periods
+    run: FitRun | None = None  # a gradient-trained candidate: advanced rung by rung by the trial runner
 
     @property
-    def epochs_run(self) -> int:
-        return self.run.epochs_run if self.run is not None else 0
+    def steps_run(self) -> int:
+        return self.run.steps_run if self.run is not None else 0
 
-    def advance(self, until_epoch: int) -> None:
+    def advance(self, until_step: int) -> None:
         if self.run is not None:
-            self.run.advance(until_epoch)
+            self.run.advance(until_step)
 
     def finish(self, early: bool = False) -> None:
         """Train to the end of the budget (or stop now, ``early``) and load the best epoch's weights."""
@@ -228,8 +228,23 @@ class Strategy:
         raise NotImplementedError
 
 
+def standardize_head(ctx: TrialContext, bb: Backbone) -> None:
+    """Put a ``Standardize`` of the frozen body's features (statistics of the trial's training rows, every
+    augmented view) in front of ``bb``'s new head, as the linear probe's StandardScaler does. Computed once
+    per trial and shared by its candidates; left out where the features are not one tensor."""
+    from torch import nn
+
+    from transferlab.backbones.base import Standardize
+
+    if "standardize" not in ctx.memo:
+        feats = ctx.train_features(bb.n_blocks).inputs
+        ctx.memo["standardize"] = Standardize.fitted(feats) if isinstance(feats, torch.Tensor) else None
+    if ctx.memo["standardize"] is not None:
+        bb.head = nn.Sequential(ctx.memo["standardize"], *bb.head)
+
+
 def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
-                   hooks: tuple[Hook, ...] = (), log0: EpochLog | None = None) -> Fitted:
+                   hooks: tuple[Hook, ...] = (), log0: EvalLog | None = None) -> Fitted:
     """Train ``bb`` with its first ``k`` blocks frozen, on cached activations when exact."""
     from transferlab.diagnose import GradientProbe
 

@@ -1,4 +1,7 @@
-"""ULMFiT-style gradual unfreezing: the head first, then one more block each epoch from the top."""
+"""ULMFiT-style gradual unfreezing: the head first, then one more block each evaluation period from the top.
+
+ULMFiT unfreezes one layer group per epoch; with a step budget an epoch of a small data set is one step, so
+the unit here is the evaluation period (about a pass, at least budget/40 steps)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,9 +15,9 @@ class _Unfreeze(Hook):
     def __init__(self, bb: Backbone, every: int):
         self.bb, self.every = bb, every
 
-    def on_epoch_start(self, epoch: int, model) -> None:
-        # epoch 1: all blocks frozen; each `every` epochs one more block from the top trains.
-        k = max(0, self.bb.n_blocks - (epoch - 1) // self.every)
+    def on_period_start(self, period: int, model) -> None:
+        # period 1: all blocks frozen; each `every` periods one more block from the top trains.
+        k = max(0, self.bb.n_blocks - (period - 1) // self.every)
         if k != self.bb.frozen_k:
             self.bb.freeze(k)
 
@@ -23,7 +26,7 @@ class _Unfreeze(Hook):
 @dataclass(frozen=True)
 class Gradual(Strategy):
     name = "gradual"
-    summary = "gradual unfreezing from the top, one block group per epoch (ULMFiT)"
+    summary = "gradual unfreezing from the top, one block group per evaluation period (ULMFiT)"
     body_lr_mult: float = 0.1
     every: int = 1
 
@@ -37,8 +40,9 @@ class Gradual(Strategy):
         bb.freeze(bb.n_blocks)
         fitted = train_backbone(ctx, bb, 0, groups, hooks=(_Unfreeze(bb, self.every),))
         fitted.frozen_blocks = 0
-        # Counted at the start only the head would train: count what the budget's last epoch trains.
-        last = max(0, bb.n_blocks - (ctx.budget.epochs - 1) // self.every)
+        # Counted at the start only the head would train: count what the budget's last period trains.
+        plan = ctx.budget.plan(len(ctx.train_idx))
+        last = max(0, bb.n_blocks - (plan.steps // plan.eval_every - 1) // self.every)
         fitted.trainable_params = sum(p.numel() for b in list(bb.blocks.values())[last:] for p in b.parameters()) + \
             sum(p.numel() for p in bb.head.parameters())
         return fitted

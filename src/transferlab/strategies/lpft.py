@@ -15,7 +15,7 @@ import torch
 
 from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, train_backbone
 from transferlab.strategies.probe import as_matrix, make_classifier, score
-from transferlab.training import EpochLog, evaluate, param_groups
+from transferlab.training import EvalLog, evaluate, param_groups
 
 
 def fold_probe(pipe, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,6 +53,6 @@ class LPFT(Strategy):
             linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
         train_loss, train_acc = score(pipe, x, y, n)
         val_loss, val_acc = evaluate(bb, ctx.val_split(0), ctx.budget.eval_batch_size, ctx.device)
-        log0 = EpochLog(0, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
+        log0 = EvalLog(0, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
         groups = param_groups(list(bb.blocks.values()), bb.head, candidate["lr"], self.body_lr_mult)
         return train_backbone(ctx, bb, 0, groups, log0=log0)

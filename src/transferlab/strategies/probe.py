@@ -20,7 +20,7 @@ from transferlab.backbones.base import Backbone
 from transferlab.data.base import Split
 from transferlab.errors import UserError
 from transferlab.strategies.base import Fitted, Strategy, TrialContext, register
-from transferlab.training import Budget, EpochLog, FitResult
+from transferlab.training import Budget, EvalLog, FitResult
 
 KINDS = ("logreg", "svm")
 
@@ -80,8 +80,11 @@ class LinearProbe(Strategy):
         n = ctx.data.n_classes
         train_loss, train_acc = score(pipe, x, y, n)
         val_loss, val_acc = score(pipe, xv, yv, n)
-        log = EpochLog(1, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
-        result = FitResult([log], 1, val_acc, val_loss)
+        log = EvalLog(0, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
+        # Solved to convergence (L-BFGS / liblinear), as Kornblith et al. 2019 do: it converged unless the
+        # solver ran out of iterations.
+        converged = bool(np.all(np.asarray(pipe[-1].n_iter_) < pipe[-1].max_iter))
+        result = FitResult([log], 0, val_acc, val_loss, converged=converged, stop="converged" if converged else "limit")
 
         def evaluate(test: Split) -> tuple[float, float]:
             return score(pipe, *as_matrix(ctx.features(k, "test", test)), n)
