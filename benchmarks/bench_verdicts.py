@@ -6,7 +6,7 @@ For each task, two designs on the same model, data, strategies and epoch budget:
 - "sequential": 3 seeds, then more (6, 10) only where a verdict is still open, racing, and successive halving of
   the LR candidates.
 Both read verdicts the same way (Holm per size, equivalence margin 1 pp).  It prints the share of comparisons with
-scratch decided (better, worse or equivalent), the trial-epochs (epochs trained over all LR candidates) and the wall
+scratch decided (better, worse or equivalent), the trial-steps (optimizer steps over all LR candidates) and the wall
 time, and the ratios.  The tasks are the three demo sources on digits 5-9 (half B) and, when ../shared/data is
 present, a CNN pretrained on MNIST 0-4 studied on USPS 5-9.
 
@@ -71,9 +71,9 @@ def run(task: str, design: str, epochs: int) -> dict:
         result = run_study(model, data, config, out=out, report=False)
         wall = time.perf_counter() - t0
     dec = result.analysis.decided.to_dict()
-    epochs_run = sum(r.get("epochs_run", 0) for r in result.trials)
+    steps_run = sum(r.get("steps_run", 0) for r in result.trials)
     return {"task": task, "design": design, "decided": dec["decided"], "total": dec["total"], "share": dec["share"],
-            "trials": len([r for r in result.trials if r["strategy"] != "zero_shot"]), "trial_epochs": epochs_run,
+            "trials": len([r for r in result.trials if r["strategy"] != "zero_shot"]), "trial_steps": steps_run,
             "wall_s": wall, "verdicts": {k: dec[k] for k in ("better", "worse", "equivalent", "inconclusive")},
             "recommendation": result.analysis.recommendation.text}
 
@@ -91,13 +91,13 @@ def main() -> None:
             row = run(task, design, args.epochs)
             rows.append(row)
             print(f"{task:6s} {design:10s} decided {row['decided']:3d}/{row['total']:3d} ({100 * row['share']:5.1f}%) "
-                  f"{row['verdicts']}  trials {row['trials']:4d}  trial-epochs {row['trial_epochs']:6d}  "
+                  f"{row['verdicts']}  trials {row['trials']:4d}  trial-steps {row['trial_steps']:7d}  "
                   f"wall {row['wall_s']:7.1f} s", flush=True)
     print("\nratios, sequential / fixed:")
     for task in tasks:
         f, s = (next(r for r in rows if r["task"] == task and r["design"] == d) for d in ("fixed", "sequential"))
-        print(f"{task:6s} decided {100 * f['share']:.0f}% -> {100 * s['share']:.0f}%   trial-epochs "
-              f"{s['trial_epochs'] / f['trial_epochs']:.2f}x   wall {s['wall_s'] / f['wall_s']:.2f}x")
+        print(f"{task:6s} decided {100 * f['share']:.0f}% -> {100 * s['share']:.0f}%   trial-steps "
+              f"{s['trial_steps'] / f['trial_steps']:.2f}x   wall {s['wall_s'] / f['wall_s']:.2f}x")
     for r in rows:
         if r["design"] == "sequential":
             print(f"\n{r['task']}: {r['recommendation']}")

@@ -51,7 +51,7 @@ class StudyConfig:
     budget: Budget = field(default_factory=Budget)
     depths: str | list[int] = "all"  # freeze_k depths: "all", "auto" (chosen by the profile) or a list
     profile: bool = True  # per-layer transferability scores before training
-    estimate: bool = True  # time one epoch per trainable suffix and multiply out the plan (estimate.py)
+    estimate: bool = True  # time training per trainable suffix and multiply out the plan (estimate.py)
     cache: bool = True
     cache_memory_mb: int = 2048  # activations beyond this go to memory-mapped files
     cache_fp16: bool = False  # store cached activations in half precision (not exact)
@@ -129,7 +129,10 @@ def budget_from_dict(d: dict) -> Budget:
         raise UserError(f"unknown budget setting '{bad}'{closest(bad, names)}", f"budget settings are: {', '.join(sorted(names))}")
     d = dict(d)
     if "lrs" in d:
-        d["lrs"] = tuple(float(x) for x in d["lrs"])
+        lrs = d["lrs"]
+        if not isinstance(lrs, (list, tuple)) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in lrs):
+            raise UserError(f"budget lrs {lrs!r} is not a list of numbers", "write it like lrs = [1e-3, 3e-3, 1e-2]")
+        d["lrs"] = tuple(float(x) for x in lrs)
     return Budget(**d)
 
 

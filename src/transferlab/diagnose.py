@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transferlab.backbones.base import Backbone
+from transferlab.backbones.base import Backbone, Standardize
 from transferlab.training import Hook
 
 
@@ -34,7 +34,10 @@ class GradientProbe(Hook):
     def on_period_start(self, epoch: int, model) -> None:
         self.epoch = epoch
         if epoch == 1:
-            self.hook = self.head.register_forward_pre_hook(self._watch_head)
+            # The first layer that learns: a head on frozen features starts with their fixed standardisation.
+            first = next((m for m in self.head if not isinstance(m, Standardize)), self.head) \
+                if isinstance(self.head, nn.Sequential) else self.head
+            self.hook = first.register_forward_pre_hook(self._watch_head)
         if epoch <= self.epochs:
             self.feat_sq, self.feat_n = 0.0, 0
             self.start = {name: self._flat(ps).clone() for name, ps in self.groups}

@@ -117,8 +117,8 @@ def measure_cut(backbone, data, budget: Budget, cut: int, device: str) -> CutCos
     states = Split(to_device(holder["f"], "cpu"), sample.y)
     model = bb.suffix(cut)
     groups = param_groups(list(bb.blocks.values()), bb.head, budget.lrs[0])
-    # Epoch 1 warms up (kernels, allocator); later epochs are timed until about TIMED_S has passed, so that a
-    # tiny model's millisecond epochs are measured more than once and a large model's only once.
+    # Pass 1 warms up (kernels, allocator); later passes are timed until about TIMED_S has passed, so that a
+    # tiny model's millisecond passes are measured more than once and a large model's only once.
     per_pass = math.ceil(n / budget.batch_size)
     timing = replace(budget, steps=MAX_EPOCHS * per_pass, eval_every=per_pass, patience=MAX_EPOCHS, extend=1)
     run = FitRun(model, groups, states, states, timing, torch.Generator().manual_seed(0), device=device)
@@ -128,8 +128,9 @@ def measure_cut(backbone, data, budget: Budget, cut: int, device: str) -> CutCos
     run.finish(early=True)
     timed = [h.seconds for h in run.result.history[1:]] or [h.seconds for h in run.result.history]
     eval_s = min(_timed(lambda: evaluate(model, states, budget.eval_batch_size, device), device) for _ in range(2))
-    epoch_s = float(torch.tensor(timed).median()) if timed else eval_s
-    return CutCost(cut, max(0.0, epoch_s - eval_s) / n, eval_s / n, prefix / n)
+    pass_s = float(torch.tensor(timed).median()) if timed else eval_s
+    # A timed pass trains per_pass full batches (batch_stream), so that many rows, not n.
+    return CutCost(cut, max(0.0, pass_s - eval_s) / (per_pass * budget.batch_size), eval_s / n, prefix / n)
 
 
 def block_seconds(backbone, data, batch_size: int, device: str) -> list[float]:

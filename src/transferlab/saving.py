@@ -21,7 +21,7 @@ from transferlab.backbones.base import Backbone, Preprocessing, Standardize
 from transferlab.data.base import Split, take
 from transferlab.errors import UserError
 
-FORMAT = 2  # 2: the head is saved layer by layer (Linear, ReLU, Dropout); 1 kept only its Linear sizes
+FORMAT = 3  # 3: a head may start with a Standardize layer; 2: layer by layer (Linear, ReLU, Dropout); 1: Linear sizes
 HEAD_LAYERS = {"linear": nn.Linear, "relu": nn.ReLU, "dropout": nn.Dropout, "standardize": Standardize}
 
 

@@ -66,7 +66,7 @@ def _summary_metrics(result: StudyResult) -> dict[str, float]:
 
 class MlflowTracker(StudyCallback):
     """A parent run per study (its design as parameters, the summary as metrics, the report as an artifact)
-    and a nested run per trial (its strategy, seed, size and chosen LR as parameters, per-epoch curves and
+    and a nested run per trial (its strategy, seed, size and chosen LR as parameters, per-evaluation curves (step = optimizer step) and
     test accuracy as metrics).
 
     ``uri``: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///FOLDER/mlflow.db``, MLflow's local store (its
@@ -124,7 +124,7 @@ class MlflowTracker(StudyCallback):
 
 
 class TensorBoardTracker(StudyCallback):
-    """Event files under ``FOLDER/tensorboard/<study>/<label>/n=<n>/seed=<s>``: per-epoch curves as scalars
+    """Event files under ``FOLDER/tensorboard/<study>/<label>/n=<n>/seed=<s>``: per-evaluation curves as scalars
     and the trial's hyperparameters with its test accuracy in the HParams tab. ``tensorboard --logdir`` opens it."""
 
     def __init__(self, folder: str | Path = "."):

@@ -72,6 +72,9 @@ class Budget:
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise UserError(f"budget {name} {v!r} is not a whole number of at least {low}",
                                 f"use for example {name} = {getattr(Budget, name)}")
+        if self.steps is not None and self.epochs is not None:
+            raise UserError(f"the budget gives both steps ({self.steps}) and epochs ({self.epochs})",
+                            "give one: steps for optimizer steps, epochs for passes over the training subset")
         if not self.lrs or any(not (isinstance(x, (int, float)) and x > 0) for x in self.lrs):
             raise UserError(f"learning-rate grid {self.lrs!r} needs positive numbers", "use for example lrs = [1e-3, 3e-3, 1e-2]")
 

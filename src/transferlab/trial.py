@@ -69,9 +69,9 @@ def extend_grid(strategy, ctx: TrialContext, fits: list, budget: Budget) -> list
     extended: list[str] = []
     while key is not None and len(extended) < budget.grid_extensions:
         best = _best(fits)
-        if best is None:
-            break
         values = sorted(c[key] for c, _ in fits)
+        if best is None:  # every value diverged: the grid needs smaller ones (an LR) more than anything
+            best = (next(c for c, _ in fits if c[key] == values[0]), None)
         v = best[0][key]
         if v == values[0]:
             edge, new = "below", values[0] * values[0] / values[1]

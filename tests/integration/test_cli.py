@@ -140,6 +140,10 @@ def test_budget_settings_from_the_command_line_are_checked(tmp_path):
     _one_line_error(res, "unknown budget setting 'min_step'", "min_steps")
     res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--steps", "0", "--out", str(tmp_path / "o"))
     _one_line_error(res, "budget steps 0 is not a positive whole number")
+    res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--steps", "10", "--epochs", "3", "--out", str(tmp_path / "o"))
+    _one_line_error(res, "--epochs and --steps both set the budget")
+    res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--budget-opt", "lrs=0.01", "--out", str(tmp_path / "o"))
+    _one_line_error(res, "budget lrs 0.01 is not a list of numbers")
     assert not (tmp_path / "o").exists()
     res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--steps", "12", "--budget-opt", "lrs=[0.01]",
               "--seeds", "1", "--sizes", "5", "--strategies", "scratch", "--out", str(tmp_path / "s"))

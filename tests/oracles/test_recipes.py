@@ -200,3 +200,11 @@ def test_gradual_counts_the_parameters_its_budget_unfreezes(cnn, digits, epochs,
                     Budget(epochs=epochs, patience=5, lrs=(1e-3,)))
     tuned = list(cnn.blocks.values())[cnn.n_blocks - blocks:] if blocks else []
     assert rec.trainable_params == 325 + sum(p.numel() for b in tuned for p in b.parameters())
+
+
+def test_freeze_every_block_is_a_linear_head_on_standardised_features(cnn, digits, tiny_budget):
+    """One rule for every new head on frozen features: freeze_k(k=n) and head(depth=1) are the same trial."""
+    data = prepared(cnn, digits)
+    a = run_trial(TrialSpec("freeze_k", {"k": cnn.n_blocks, "train_bn": False}, 1, 5), cnn, "k", data, tiny_budget)
+    b = run_trial(TrialSpec("head", {"depth": 1, "hidden": 256, "dropout": 0.0}, 1, 5), cnn, "k", data, tiny_budget)
+    assert_same_trial(a, b)

@@ -67,5 +67,10 @@ def how_sure(rec: dict, gains: list[dict], decided: dict, conv: list[dict] = ())
 
 def answer(analysis: dict) -> list[str]:
     rec = analysis["recommendation"]
-    return [helped(analysis["sweep"]), what_to_use(rec, analysis["accuracy"]),
+    conv = analysis.get("convergence", [])
+    bad = sum(r["trials"] - r["converged"] for r in conv)
+    first = helped(analysis["sweep"])
+    if bad:
+        first += f" ({bad} of {sum(r['trials'] for r in conv)} trials had not converged: see 'Did every arm converge?'.)"
+    return [first, what_to_use(rec, analysis["accuracy"]),
             how_sure(rec, analysis["gains"], analysis["decided"], analysis.get("convergence", []))]

@@ -1,4 +1,4 @@
-"""'Why does it learn slower?': first-epoch dynamics of each strategy against scratch, and the flags they raise."""
+"""'Why does it learn slower?': dynamics of the first evaluation period of each strategy against scratch, and the flags they raise."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -7,11 +7,11 @@ import numpy as np
 
 from transferlab.analysis.gain import SCRATCH, size_key, trained
 
-HEAD_SLOW = 0.1  # a head moving less than this fraction of scratch's head in epoch 1 is flagged
+HEAD_SLOW = 0.1  # a head moving less than this fraction of scratch's head in the first evaluation period is flagged
 
 
 def first_epochs(records: list[dict]) -> dict:
-    """label -> block -> mean (over seeds) grad norm and update ratio in epoch 1, at the smallest size."""
+    """label -> block -> mean (over seeds) grad norm and update ratio in the first evaluation period, at the smallest size."""
     recs = [r for r in trained(records) if r.get("dynamics")]
     if not recs:
         return {}
@@ -42,10 +42,10 @@ def flags(first: dict, study: dict) -> list[str]:
         head = blocks.get("head", {})
         step = head.get("effective_step")
         body = [b for b in blocks if b != "head"]
-        # Only a head on frozen features: the block feeding it did not move in epoch 1 (lp_ft's head starts fitted).
+        # Only a head on frozen features: the block feeding it did not move in the first period (lp_ft's head starts fitted).
         frozen_below = bool(body) and blocks[body[-1]]["update_ratio"] == 0.0
         if lab != SCRATCH and frozen_below and scratch_head and step is not None and step < HEAD_SLOW * scratch_head:
-            out.append(f"{lab}: in epoch 1 its new head's effective step (relative update x input RMS "
+            out.append(f"{lab}: in its first evaluation period its new head's effective step (relative update x input RMS "
                        f"{head['input_rms']:.2g}) is {step:.2g}, under {HEAD_SLOW:g}x scratch's ({scratch_head:.2g}); the "
                        "head learning rate is too low for the scale of the frozen features (raise the head's learning "
                        "rate, or normalise the features).")

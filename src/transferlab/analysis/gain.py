@@ -127,8 +127,8 @@ def speedups(records: list[dict]) -> list[dict]:
         ratios, reached = [], 0
         for seed, r in seeds.items():
             s = base.get(seed)
-            if s is None or not s["history"] or not r["history"]:
-                continue
+            if s is None or not s["history"] or not r["history"] or all(h["step"] == 0 for h in r["history"]):
+                continue  # a closed-form fit (a probe) takes no optimizer steps: no speed-up in steps
             target = s["best_val_acc"]
             e_scratch = first_step_reaching(s["history"], target)
             e_strat = first_step_reaching(r["history"], target)

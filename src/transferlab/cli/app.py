@@ -46,10 +46,12 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
         cfg.seeds = list(range(seeds))
     if sizes is not None:
         cfg.sizes = _sizes(sizes)
+    if epochs is not None and steps is not None:
+        raise UserError("--epochs and --steps both set the budget", "give one: --steps N optimizer steps, or --epochs N passes")
     if epochs is not None:  # a budget given in passes: the step count follows from the subset's size
         cfg.budget = replace(cfg.budget, epochs=epochs, steps=None)
     if steps is not None:
-        cfg.budget = replace(cfg.budget, steps=steps)
+        cfg.budget = replace(cfg.budget, steps=steps, epochs=None)
     if budget_opts:
         from transferlab.config import budget_from_dict
 

@@ -1,12 +1,12 @@
 """Augmentation that every strategy gets alike: V fixed augmented views of each training example.
 
 A study's augmentation is drawn once: for each view ``v`` and each example ``i`` of the training pool
-a table holds the random crop offset and flip.  Every epoch, each strategy picks one view per example
+a table holds the random crop offset and flip.  At every step, each strategy picks one view per example in its batch
 (with its own seeded generator), so scratch, fine-tuning and frozen strategies all draw their inputs
 from the same V views.  A strategy whose first k blocks are frozen can then cache the prefix's
 activations of each view (V prefix passes, once) and stay exact; an unfrozen one computes the view on
 the fly from the same table.  V is ``StudyConfig.augment_views`` (8 by default): more views are
-closer to fresh augmentation every epoch, and cost the cache one prefix pass each.
+closer to fresh augmentation at every step, and cost the cache one prefix pass each.
 """
 from __future__ import annotations
 

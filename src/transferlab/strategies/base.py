@@ -76,7 +76,7 @@ class Fitted:
             self.run.advance(until_step)
 
     def finish(self, early: bool = False) -> None:
-        """Train to the end of the budget (or stop now, ``early``) and load the best epoch's weights."""
+        """Train to the end of the budget (or stop now, ``early``) and load the best evaluation's weights."""
         if self.run is not None:
             self.run.finish(early)
 
@@ -108,7 +108,7 @@ class TrialContext:
 
     def uses_cache(self, k: int) -> bool:
         """Whether cut ``k`` comes from the study's cache: there is one, and the cut's activations of the
-        largest split fit its budget (else the frozen prefix runs each epoch: the same numbers, bounded memory)."""
+        largest split fit its budget (else the frozen prefix runs each step: the same numbers, bounded memory)."""
         if self.cache is None or k <= 0:
             return False
         rows = max(len(self.data.train), len(self.data.val), len(self.data.test))
@@ -218,7 +218,7 @@ class Strategy:
 
     def trains_from(self, backbone: Backbone) -> int | None:
         """The first block whose weights train (``n_blocks``: only the head; None: a closed-form fit on
-        frozen features). The cost estimate times one epoch per distinct value."""
+        frozen features). The cost estimate times training once per distinct value."""
         return 0
 
     def candidates(self, budget: Budget) -> list[dict]:
@@ -248,6 +248,8 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     """Train ``bb`` with its first ``k`` blocks frozen, on cached activations when exact."""
     from transferlab.diagnose import GradientProbe
 
+    if k == bb.n_blocks and bb.fixed_prefix == k:
+        standardize_head(ctx, bb)  # every new head on frozen features: head, bn_adapt, freeze_k(k=n)
     cached = ctx.uses_cache(k) and k <= bb.fixed_prefix
     model = bb.suffix(k) if cached else bb
     cut = k if cached else 0

@@ -14,7 +14,7 @@ import torch
 
 from transferlab.backbones.base import _NORM_TYPES, Backbone
 from transferlab.data.base import Inputs, n_rows, take
-from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, standardize_head, train_backbone
+from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, train_backbone
 from transferlab.training import param_groups
 
 
@@ -70,5 +70,4 @@ class BNAdapt(Strategy):
         sub = replace(ctx.with_body(body, key), data=data, train_idx=idx)
         bb = body.clone().replace_head(data.n_classes, class_names=data.class_names)
         bb.freeze(bb.n_blocks)
-        standardize_head(sub, bb)  # as head's: the same features treatment, on the adapted body
         return train_backbone(sub, bb, bb.n_blocks, param_groups([], bb.head, candidate["lr"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transferlab.backbones.base import Backbone
-from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, standardize_head, train_backbone
+from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, train_backbone
 from transferlab.training import param_groups
 
 
@@ -31,5 +31,4 @@ class Head(Strategy):
         bb = ctx.fresh().replace_head(ctx.data.n_classes, self.depth, self.hidden, self.dropout, ctx.data.class_names)
         k = bb.n_blocks
         bb.freeze(k)
-        standardize_head(ctx, bb)
         return train_backbone(ctx, bb, k, param_groups([], bb.head, candidate["lr"]))

@@ -3,7 +3,7 @@
 Fine-tuning from a random head distorts the pretrained features while the head
 is still wrong; starting from a probed head avoids that.  The probe is fitted
 by scikit-learn on the frozen features and folded into the model's new linear
-head, so epoch 0 of the curve is the probe's own accuracy.
+head, so step 0 of the curve is the probe's own accuracy.
 """
 from __future__ import annotations
 
