@@ -120,7 +120,7 @@ def measure_cut(backbone, data, budget: Budget, cut: int, device: str) -> CutCos
     # Pass 1 warms up (kernels, allocator); later passes are timed until about TIMED_S has passed, so that a
     # tiny model's millisecond passes are measured more than once and a large model's only once.
     per_pass = math.ceil(n / budget.batch_size)
-    timing = replace(budget, steps=MAX_EPOCHS * per_pass, eval_every=per_pass, patience=MAX_EPOCHS, extend=1)
+    timing = replace(budget, steps=MAX_EPOCHS * per_pass, epochs=None, eval_every=per_pass, patience=MAX_EPOCHS, extend=1)
     run = FitRun(model, groups, states, states, timing, torch.Generator().manual_seed(0), device=device)
     run.advance(per_pass)
     while not run.done and run.steps_run < MAX_EPOCHS * per_pass and sum(h.seconds for h in run.result.history[1:]) < TIMED_S:
