@@ -200,5 +200,6 @@ def test_readme_examples_run_as_written(tmp_path, monkeypatch):
             assert res.exit_code == 0, f"{line}\n{res.output}\n{res.exception!r}"
             ran.append(line)
     assert (world / "predictions.csv").read_text().count("\n") == 1 + 4  # four new photos, one row each
-    assert len(ran) >= 20 and len(skipped) == 3 + (0 if SHARED_DATA.exists() else 3), skipped
+    # three left out for their own reasons (set-up, a server, a download); the rest only without ../shared/data
+    assert len(ran) >= 20 and sum(1 for _, why in skipped if why != "../shared/data is absent") == 3, skipped
     assert not os.path.exists(world / "which-model")  # dry runs write nothing
