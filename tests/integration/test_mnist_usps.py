@@ -28,6 +28,7 @@ def test_mnist_to_usps(tmp_path):
     res = cli("run", "--model", "timm:resnet10t", "--weights", str(weights), "--data", f"usps:{SHARED_DATA / 'usps'}",
               "--data-opt", "size=[32,32]", "--data-opt", "max_per_class=60", "--data-opt", "max_test_per_class=60",
               "--data-opt", "augment=none", "--max-seeds", "6", "--sizes", "5,20", "--epochs", "6",
+              "--halving", "--budget-opt", "grid_extensions=0",  # a real-data pipeline test: kept short
               "--strategies", "scratch,linear_probe,finetune,lp_ft,freeze_k", "--out", str(tmp_path / "study"))
     assert res.returncode == 0, res.stderr[-3000:]
     analysis = json.loads((tmp_path / "study" / "analysis.json").read_text())
