@@ -5,7 +5,7 @@ For each task, two designs on the same model, data, strategies and epoch budget:
   sequential studies and successive halving);
 - "sequential": 3 seeds, then more (6, 10) only where a verdict is still open, racing, and successive halving of
   the LR candidates.
-Both read verdicts the same way (Holm per size, equivalence margin 1 pp).  It prints the share of comparisons with
+Both read verdicts the same way (the study's simultaneous intervals, equivalence margin 1 pp).  It prints the share of comparisons with
 scratch decided (better, worse or equivalent), the trial-steps (optimizer steps over all LR candidates) and the wall
 time, and the ratios.  The tasks are the three demo sources on digits 5-9 (half B) and, when ../shared/data is
 present, a CNN pretrained on MNIST 0-4 studied on USPS 5-9.

@@ -57,6 +57,9 @@ def assert_same_trial(with_cache, without) -> None:
 
     assert with_cache.status == without.status == "ok"
     assert with_cache.test_acc == pytest.approx(without.test_acc, abs=1e-9)
+    assert (with_cache.holdout_acc is None) == (without.holdout_acc is None)
+    if with_cache.holdout_acc is not None:
+        assert with_cache.holdout_acc == pytest.approx(without.holdout_acc, abs=1e-9)
     for a, b in zip(with_cache.history, without.history):
         assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1e-9)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)

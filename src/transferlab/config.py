@@ -47,6 +47,9 @@ class StudyConfig:
     # Successive halving of the LR candidates inside a trial. Off by default: on the demo it pruned the smallest LR
     # at its first rung in 4 of 24 trials where, trained to the end, that LR won (slow starters lose early rungs).
     halving: bool = False
+    # Validation, held-out and test examples: "per_seed" (each seed draws its own), "fixed", or "auto" (per seed for
+    # splits made here with under data.base.PER_SEED_BELOW test examples; see data.base.resplit for why).
+    splits: str = "auto"
     sizes: list[int | str] = field(default_factory=lambda: [5, 20, 50, "all"])
     budget: Budget = field(default_factory=Budget)
     depths: str | list[int] = "all"  # freeze_k depths: "all", "auto" (chosen by the profile) or a list
@@ -73,6 +76,9 @@ class StudyConfig:
                 raise UserError(f"target size {s!r} is not a positive whole number of examples per class", "use sizes like [5, 20, 50, \"all\"]")
         if self.seeds is not None and len(self.seeds) < 1:
             raise UserError("a study needs at least one seed", "use seeds = 3 or more, or leave seeds out for a sequential study")
+        if self.seeds is not None and (len(set(self.seeds)) != len(self.seeds)
+                                       or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds)):
+            raise UserError(f"seeds {self.seeds} are not distinct whole numbers of at least 0", "use seeds = [0, 1, 2], or seeds = 3")
         if not 1 <= self.first_seeds <= self.max_seeds:
             raise UserError(f"first_seeds {self.first_seeds} is not between 1 and max_seeds {self.max_seeds}",
                             "use for example first_seeds = 3, max_seeds = 10")
@@ -87,6 +93,8 @@ class StudyConfig:
             raise UserError(f"workers {self.workers!r} is not a positive whole number or 'auto'", "use --workers 1 or more, or auto")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", str(self.device))):
             raise UserError(f"unknown device '{self.device}'", "use auto, cpu, cuda, cuda:N or mps")
+        if self.splits not in ("auto", "per_seed", "fixed"):
+            raise UserError(f"splits {self.splits!r} is not auto, per_seed or fixed", 'use splits = "auto"')
         if self.augment_views < 1:
             raise UserError(f"augment_views {self.augment_views} is below 1", "use augment_views = 8")
 

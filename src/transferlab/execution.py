@@ -70,7 +70,7 @@ def plan(config: StudyConfig, configs: list[Strategy], seeds: list[int] | None =
 def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict:
     """study.json before any trial: what was run on what, and the preflight measurements."""
     data = prep.data
-    design = replace(prep.config.design(), test_resolution=1 / len(data.test), val_resolution=1 / len(data.val))
+    design = replace(prep.config.design(), test_resolution=1 / len(data.test), val_resolution=1 / len(data.holdout if data.holdout is not None else data.val))
     return {
         "schema": SCHEMA_VERSION, "config": prep.config.to_dict(), "design": design.to_dict(),
         "model": prep.backbone.describe(), "model_key": prep.model_key, "data": data.describe(), "data_key": prep.data_key,
@@ -182,10 +182,12 @@ def _save_best(result: StudyResult, prep: Prepared, folder, meta) -> dict:
     record = next(r for r in result.trials if r["label"] == rec.label and r["n_train"] == rec.n_train and r["seed"] == seed)
     spec = TrialSpec(record["strategy"], record["params"], seed, record["n_train"], record["label"])
     kept: list = []
-    again = run_trial(spec, prep.backbone, prep.model_key, prep.data, prep.config.budget, None, prep.device, keep=kept)
+    # The study's own rules (successive halving when it used it), so the retrain chooses as the study's trial did.
+    again = run_trial(spec, prep.backbone, prep.model_key, prep.data, prep.config.budget, None, prep.device, keep=kept,
+                      halving=prep.config.halving)
     path = save_model(kept[0], prep.backbone, folder, prep.data.class_names, spec.label, (meta or {}).get("model_options"))
     return {"path": str(path), "label": spec.label, "seed": seed, "n_train": spec.n_train, "test_acc": again.test_acc,
-            "study_test_acc": record["test_acc"]}
+            "study_test_acc": record["test_acc"], "chosen": again.chosen, "study_chosen": record.get("chosen")}
 
 
 def _write_outputs(result: StudyResult, report: bool) -> None:

@@ -36,7 +36,8 @@ def warm(cache: FeatureCache | None, pretrained, key: str, data) -> None:
 
     if not cache.holds(pretrained, key, data.train, 1):  # nothing this big is cached: trials run their prefixes
         return
-    for split_key, split in (("train", data.train), ("val", data.val)):
+    held = [("held", data._held)] if data._held is not None else [("val", data.val)]  # per-seed splits: their pool
+    for split_key, split in (("train", data.train), *held):
         cache.states(pretrained, key, split_key, split, 1)
     if data.augment is not None:
         view_states(cache, pretrained, key, data, 1)

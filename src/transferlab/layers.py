@@ -74,7 +74,9 @@ def run_layers(model, data: TargetData, config: StudyConfig | None = None, out: 
                on_record=None) -> dict:
     """Splice curves at every cut 1..n-1, for each seed, at the largest target size of ``config``."""
     # Splice trials train every candidate for the whole budget, as Yosinski et al. did (no successive halving).
-    config = replace(config or StudyConfig(), halving=False)
+    # Fixed splits: net B is trained once and its checkpoint chosen on validation; with splits redrawn per seed,
+    # other seeds' test examples would include the rows that chose it.
+    config = replace(config or StudyConfig(), halving=False, splits="fixed")
     prep = preflight(model, data, config, out, measure=False)
     seeds, size, specs = plan(config, prep.backbone.n_blocks)
     meta = _meta(prep, seeds, size)
@@ -100,7 +102,9 @@ def estimate_layers(model, data: TargetData, config: StudyConfig | None = None, 
     """``layers --dry-run``: the checks of ``run_layers`` and the cost of its trials (an ``Estimate``)."""
     from transferlab.estimate import estimate
 
-    config = replace(config or StudyConfig(), halving=False)
+    # Fixed splits: net B is trained once and its checkpoint chosen on validation; with splits redrawn per seed,
+    # other seeds' test examples would include the rows that chose it.
+    config = replace(config or StudyConfig(), halving=False, splits="fixed")
     prep = preflight(model, data, config, None, measure=False)
     seeds, size, specs = plan(config, prep.backbone.n_blocks)
     if out is not None:

@@ -22,7 +22,7 @@ import torch
 from transferlab.backbones.base import Backbone
 from transferlab.cache import FeatureCache
 from transferlab.config import StudyConfig
-from transferlab.data.base import Split, TargetData
+from transferlab.data.base import Split, TargetData, hold_out, resplit
 from transferlab.errors import UserError
 from transferlab.results import TrialSpec, TrialStore, read_study, write_json_atomic
 
@@ -172,8 +172,9 @@ def prepare(data: TargetData, backbone: Backbone) -> TargetData:
     pre = backbone.preprocessing.apply
     mapped = lambda s: Split(pre(s.inputs), s.y)  # noqa: E731
     source = mapped(data.source) if data.source is not None else None
+    holdout = mapped(data.holdout) if data.holdout is not None else None
     return replace(data, train=mapped(data.train), val=mapped(data.val), test=data.test.mapped(mapped, "preprocess"),
-                   source=source)
+                   source=source, holdout=holdout)
 
 
 def check_folder(out: Path | None, model_key: str, data_key: str, config: StudyConfig | None) -> None:
@@ -194,7 +195,7 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     from transferlab.executors import study_cache
     from transferlab.measurements import Preflight, run_measurements
 
-    data = as_target(data)
+    data = hold_out(as_target(data))
     data = replace(data, augment=resolve(config.augment, data.augment, config.augment_views))
     if data.augment is not None:
         data.augment.check(data.train.inputs)
@@ -205,7 +206,7 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     check_executor(config)
     check_inputs(config, data)
     skipped = check_strategies(config, backbone)
-    data = prepare(data, backbone)
+    data = resplit(prepare(data, backbone), config.splits)
     out = Path(out) if out else None
     model_key, data_key = backbone.fingerprint(), data.fingerprint()
     check_folder(out, model_key, data_key, config if measure else None)

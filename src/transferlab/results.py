@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from transferlab.errors import UserError
 
-SCHEMA_VERSION = 3  # of study.json and the records; 2: preflight measurements under their own names; 3: step budgets
+SCHEMA_VERSION = 4  # of study.json and the records; 2: preflight measurements under their own names; 3: step budgets;
+# 4: a held-out half of validation scores the chosen model (``holdout_acc``), simultaneous intervals
 
 
 def label(name: str, params: dict) -> str:
@@ -61,7 +62,8 @@ class TrialRecord:
     status: str  # ok | diverged | failed
     test_acc: float | None = None
     test_loss: float | None = None
-    best_val_acc: float | None = None
+    best_val_acc: float | None = None  # on the selection half of validation, which chose the LR and the step
+    holdout_acc: float | None = None  # the chosen model on the held-out half of validation, which chose nothing
     best_step: int | None = None  # the checkpoint: optimizer steps at the best validation evaluation
     chosen: dict = field(default_factory=dict)  # the hyperparameters picked on validation
     candidates: list[dict] = field(default_factory=list)  # each tried value and its validation score
@@ -82,9 +84,37 @@ class TrialRecord:
     dynamics: list[dict] = field(default_factory=list)  # first evaluation periods: per-block gradient norm, update ratio
     moved: list[dict] = field(default_factory=list)  # per block: weight change and CKA to the pretrained activations
     schema: int = SCHEMA_VERSION
+    extra: dict = field(default_factory=dict)  # keys this version does not know (e.g. "shared_from"), kept as they were
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.update(d.pop("extra"))
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict | TrialRecord) -> TrialRecord:
+        """A record read back from ``trials.jsonl`` (or built by a test): typed, unknown keys kept in ``extra``."""
+        if isinstance(d, TrialRecord):
+            return d
+        names = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in d.items() if k in names}, extra={k: v for k, v in d.items() if k not in names})
+
+    @property
+    def trained(self) -> bool:
+        """A finished trial of a strategy (not the zero-shot reading of the source head)."""
+        return self.status == "ok" and self.strategy != "zero_shot"
+
+    @property
+    def val_score(self) -> float:
+        """The validation number that ranks a trial: its chosen model on the held-out half of validation, which
+        chose nothing (``data.base.hold_out``); without one (validation too small to halve) the selection half's
+        best, a maximum over everything the trial tried."""
+        return self.best_val_acc if self.holdout_acc is None else self.holdout_acc
+
+
+def as_records(records) -> list[TrialRecord]:
+    """Records as typed ``TrialRecord``s (dicts converted, records kept): what every analysis reads."""
+    return [TrialRecord.from_dict(r) for r in records]
 
 
 class TrialStore:
@@ -134,18 +164,21 @@ class TrialStore:
         return {r["trial_id"] for r in self.load() if r.get("status") in ("ok", "diverged")}
 
 
-UPGRADES: dict = {}  # version -> the function that lifts it one version (none yet since 3)
-# Studies before 3 trained on epoch budgets: their trials are not comparable with step-budget trials, so they
-# are neither resumed nor re-analysed by this release.
-OLDEST_READ = 3
+UPGRADES: dict = {}  # version -> the function that lifts it one version (none yet since 4)
+# Studies before 3 trained on epoch budgets; studies before 4 chose each trial's LR and step on the same validation
+# examples that then ranked the strategies.  Neither is comparable with today's trials, so they are neither resumed
+# nor re-analysed by this release.
+OLDEST_READ = 4
+WHY_NOT_READ = {1: "trained on epoch budgets", 2: "trained on epoch budgets",
+                3: "ranked strategies on the validation examples that had chosen their learning rates"}
 
 
 def check_schema(study: dict, where: str) -> dict:
     """Read any version this release knows (upgrading older ones in memory); refuse others in one line."""
     version = study.get("schema", 1)
     if isinstance(version, int) and 1 <= version < OLDEST_READ:
-        raise UserError(f"{where} was written by an earlier transferlab (schema {version}) that trained on epoch budgets, "
-                        "which this one does not mix with step budgets", "rerun the study into a new --out folder")
+        raise UserError(f"{where} was written by an earlier transferlab (schema {version}) that {WHY_NOT_READ[version]}, "
+                        "which this one does not mix with its own trials", "rerun the study into a new --out folder")
     if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
         raise UserError(f"{where} was written by another transferlab version (schema {version!r}; this one reads "
                         f"{OLDEST_READ} to {SCHEMA_VERSION})", "upgrade transferlab (pip install -U transferlab), or rerun the study "

@@ -99,6 +99,7 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
     """
     t0 = time.perf_counter()
     strategy = from_spec(spec.strategy, spec.params)
+    data = data.for_seed(spec.seed)  # this seed's own validation and test examples, when they are redrawn per seed
     idx = data.train_indices(spec.n_train, spec.seed)
     ctx = TrialContext(pretrained, model_key, data, idx, spec.seed, budget, cache, device, hooks, lazy=halving)
     record = TrialRecord(spec.trial_id, spec.strategy, spec.label, spec.params, spec.seed, spec.n_train,
@@ -129,10 +130,12 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
         record.wall_s = time.perf_counter() - t0
         return record
     chosen, best = best_pair
-    test_loss, test_acc = best.evaluate(data.test.open(reason=spec.trial_id))
+    test_loss, test_acc = best.evaluate(data.test.open(reason=spec.trial_id), data.key("test"))
     record.status = "ok"
     record.test_acc, record.test_loss = test_acc, test_loss
     record.best_val_acc, record.best_step = best.result.best_val_acc, best.result.best_step
+    if data.holdout is not None:  # scores the choice on examples that made none of it (data.base.hold_out)
+        record.holdout_acc = best.evaluate(data.holdout, data.key("holdout"))[1]
     record.chosen = dict(chosen)
     key = grid_key([c for c, _ in fits]) if len(fits) > 1 else None
     record.chosen_at_edge = key is not None and chosen[key] in (min(c[key] for c, _ in fits), max(c[key] for c, _ in fits))

@@ -130,7 +130,7 @@ def test_every_test_split_read_is_logged_and_checks_come_before_scoring(digits, 
     reasons = [reason for _, reason in digits.test.log]
     checks = [i for i, r in enumerate(reasons) if r.startswith("check:")]
     scored = [r for r in reasons if not r.startswith("check:")]
-    assert set(reasons[i] for i in checks) <= {"check:labels", "check:preprocess", "check:fingerprint"}
+    assert set(reasons[i] for i in checks) <= {"check:labels", "check:preprocess", "check:fingerprint", "check:resplit"}
     assert max(checks) < min(i for i, r in enumerate(reasons) if not r.startswith("check:"))
     assert sorted(scored) == sorted(r["trial_id"] if r["strategy"] != "zero_shot" else "zero_shot"
                                     for r in result.trials)

@@ -124,7 +124,7 @@ def test_the_profile_pools_batch_by_batch_when_cuts_do_not_fit(cnn, digits):
     held = profile(cnn, data, FeatureCache())
     small = FeatureCache(memory_budget=1000)
     streamed = profile(cnn, data, small)
-    assert small.passes == 0 or small.memory_bytes <= 1000
+    assert small.memory_bytes <= 1000, "nothing held beyond the budget"
     for a, b in zip(held["cuts"], streamed["cuts"]):
         assert a["k"] == b["k"] and a["dim"] == b["dim"]
         assert a["knn_acc"] == pytest.approx(b["knn_acc"]) and a["logme"] == pytest.approx(b["logme"], rel=1e-4)

@@ -31,7 +31,7 @@ def test_layers_command_writes_splice_curves_into_the_report(tmp_path):
     analysis = json.loads((out / "analysis.json").read_text())
     assert set(analysis["profile_validation"]["kendall_tau"]) == {"logme", "hscore", "knn_acc", "probe_acc"}
     moved = {m["label"]: m["blocks"] for m in analysis["moved"]}
-    assert moved["finetune"][0]["cka"] <= 1.0 + 1e-9
+    assert all(0.0 <= b["cka"] <= 1.0 + 1e-9 and b["weight_change"] > 0 for b in moved["finetune"]), moved["finetune"]
     assert "freeze_k(k=3)" not in moved, "a frozen body did not move"
 
 

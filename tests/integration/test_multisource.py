@@ -8,6 +8,7 @@ import torch
 
 from tests.conftest import cli, prepared
 from transferlab import StudyConfig
+from transferlab.analysis.stats import verdict_of
 from transferlab.errors import UserError
 from transferlab.multisource import Source, run_sources
 from transferlab.results import TrialSpec
@@ -76,15 +77,19 @@ def test_sources_are_ranked_with_paired_comparisons(two_sources):
     names = [x.name for x in last.contestants]
     assert set(names) == {"cnn", "cnn-perturbed", "mlp", "none: scratch (for cnn, cnn-perturbed)",
                           "none: scratch (for mlp)"}
-    vals = [x.val_acc.mean for x in last.contestants if len(x.seeds) == 3]
-    assert vals == sorted(vals, reverse=True), "ranked on validation"
+    assert all(len(x.seeds) == 3 for x in last.contestants)  # equal seeds: the paired leader is the best mean
+    vals = [x.val_acc.mean for x in last.contestants]
+    assert vals[0] == pytest.approx(max(vals)), "the leader leads on validation"
     assert last.contestants[0].vs_leader_test is None
     for x in last.contestants[1:]:
-        assert x.vs_leader_test.verdict in ("better", "worse", "equivalent", "inconclusive") and x.vs_leader_test.n == 3
+        v = x.vs_leader_val
+        assert v.n == 3 and v.verdict == verdict_of(v.lo, v.hi, 0.01), "the verdict is the one its interval shows"
+        assert v.family == len(names) * (len(names) - 1) // 2, "every pair: the leader was chosen on these numbers"
         # paired over the same seeds: the difference of means is the mean difference
         assert x.vs_leader_test.mean == pytest.approx(x.test_acc.mean - last.contestants[0].test_acc.mean, abs=1e-9)
     rec = c.recommendation
-    assert rec["label"] and (rec["source"] in names or rec["source"] is None)
+    chosen = next(x for x in last.contestants if (x.is_scratch if rec["source"] is None else x.name == rec["source"]))
+    assert rec["leader"] == last.leader and (chosen.name == last.leader or chosen.vs_leader_val.verdict == "equivalent")
     assert rec["text"].startswith("Use ")
     assert {r["label"] for r in c.table} == {"scratch", "linear_probe", "head", "finetune"}
     assert {s.score for s in c.scores} >= {"logme", "hscore", "knn_acc", "probe_acc"}  # LEEP, NCE: source heads kept

@@ -90,6 +90,8 @@ def test_minilm_on_real_sentences_all_strategies(tmp_path):
     probe = next(r for r in analysis["accuracy"] if r["label"] == "linear_probe")
     assert probe["test_acc"]["mean"] > 0.65, "real pretrained sentence features separate sentiment"
     assert (tmp_path / "s" / "report.html").exists()
+    saved = study["saved_model"]
+    assert saved["chosen"] == saved["study_chosen"], "the retrain chooses by the study's rules (halving included)"
     out = tmp_path / "pred.csv"
     res = cli("predict", str(tmp_path / "best"), "--data", f"text:{SENTIMENT / 'amazon_cells_labelled.txt'}",
               "--data-opt", "header=false", "--data-opt", "columns=text,label", "--data-opt", "subsample=240",
@@ -217,7 +219,8 @@ def test_torch_dataset_through_the_api():
 
     res = tl.run_study(zoo.pretrained("cnn"), Pairs(), tl.StudyConfig(seeds=[0], sizes=[5], budget=tl.Budget(epochs=1),
                                                                    strategies=["scratch", "head"], profile=False))
-    assert res.study["data"]["n_train_pool"] + res.study["data"]["n_val"] + res.study["data"]["n_test"] == len(src.train)
+    d = res.study["data"]
+    assert d["n_train_pool"] + d["n_val"] + d["n_holdout"] + d["n_test"] == len(src.train)
 
 
 def test_text_activation_snippets():

@@ -36,6 +36,30 @@ def test_resume_skips_finished_trials_and_matches(cnn, digits, tmp_path):
         tl.run_study(cnn, digits, _config(seeds=[5]), part, report=False)
 
 
+def test_a_listed_seed_set_is_run_estimated_and_resumed_as_listed(mlp, digits, tmp_path):
+    """Fault: seeds = [5, 7, 9] trained seeds 0-2, and every verdict then read none of them."""
+    config = _config(seeds=[5, 7, 9], strategies=[{"name": "scratch"}, {"name": "head"}])
+    from transferlab.execution import estimate_study
+
+    est = estimate_study(mlp, digits, config)
+    res = tl.run_study(mlp, digits, config, tmp_path, report=False)
+    assert {t["seed"] for t in res.trials} == {5, 7, 9}
+    assert sorted(est.trial_s) == sorted(t["trial_id"] for t in res.trials), "the estimate plans the trials run"
+    gain = res.analysis.gains[0].gain
+    assert gain.n == 3 and gain.has_ci, "the look reads the listed seeds"
+    # A small data set: each seed its own validation and test examples, and the report says what that covers.
+    assert res.study["data"]["splits"]["per_seed"] and "draws its own validation" in res.analysis.variance_note
+    assert all(t["holdout_acc"] is not None for t in res.trials)
+    seen = []
+
+    class Count(tl.StudyCallback):
+        def on_start(self, total, todo, study):
+            seen.append((total, todo))
+
+    tl.run_study(mlp, digits, config, tmp_path, callbacks=[Count()], report=False)
+    assert seen == [(6, 0)], "a rerun finds every listed seed done"
+
+
 def test_result_converts_to_dataframe(mlp, digits):
     res = tl.run_study(mlp, digits, _config(seeds=[0]))
     df = res.to_frame()

@@ -66,6 +66,25 @@ def test_cached_equals_uncached(strategy, params, augmented, cnn, digits, tiny_b
         assert with_cache.cached and not without.cached
 
 
+@pytest.mark.parametrize("strategy,params", [("freeze_k", {"k": 2, "train_bn": False}),
+                                             ("linear_probe", {"kind": "logreg", "cut": None, "Cs": None})])
+def test_per_seed_splits_never_share_cached_features_across_seeds(strategy, params, cnn, digits, tiny_budget):
+    """Two seeds through one cache equal each seed run without a cache: seed 4's validation, held-out and test
+    features are its own, not seed 3's under the same key."""
+    from transferlab.data.base import hold_out, resplit
+
+    data = resplit(prepared(cnn, hold_out(digits)), "per_seed")
+    cache = FeatureCache()
+    cache.want(range(1, cnn.n_blocks + 1))
+    for seed in (3, 4):
+        spec = TrialSpec(strategy, params, seed, 20)
+        with_cache = run_trial(spec, cnn, "k", data, tiny_budget, cache=cache)
+        assert_same_trial(with_cache, run_trial(spec, cnn, "k", data, tiny_budget, cache=None))
+        assert with_cache.cached and with_cache.holdout_acc is not None
+    split_keys = {key[1] for key in cache._mem}
+    assert "held" in split_keys and not any("@" in k for k in split_keys), "the pool's features, once for every seed"
+
+
 def test_adapting_batchnorm_in_the_prefix_is_never_cached(cnn, digits, tiny_budget):
     # freeze_k(train_bn=True) changes the prefix's activations as it trains: a cached result would be wrong.
     data = prepared(cnn, digits)

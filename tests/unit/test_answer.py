@@ -21,7 +21,7 @@ def test_the_answer_speaks_in_the_studys_verdicts():
     assert did == ("Did transfer help here? It depends on the amount of data: yes at 5 per class; not decided yet with "
                    "all the data (200 examples).")
     assert use == "What to use: head, chosen on validation with all the data, 90.0% on test (95% CI 88.0 to 92.0)."
-    assert sure.startswith("How sure: against scratch it is inconclusive (+1.0 pp, 95% CI -1.0 to +3.0, 5 seeds; about 12")
+    assert sure.startswith("How sure: against scratch it is inconclusive: +1.0 pp (95% CI -1.0 to +3.0 pp), 5 seeds; about 12")
     assert sure.endswith("3 of 8 comparisons with scratch are decided.")
     analysis["recommendation"] = {"label": "scratch", "strategy": "scratch", "n_train": "all"}
     analysis["accuracy"].append({"label": "scratch", "n_train": "all", "test_acc": _iv(0.91, 0.9, 0.92)})

@@ -36,6 +36,8 @@ def test_an_epoch_budget_study_and_a_newer_one_are_refused(tmp_path):
     for old in (1, 2):  # trained on epoch budgets: not mixed with step budgets
         with pytest.raises(UserError, match="epoch budgets.*new --out folder"):
             check_schema({"schema": old}, "x")
+    with pytest.raises(UserError, match="validation examples that had chosen.*new --out folder"):
+        check_schema({"schema": 3}, "x")  # chose and ranked on one validation split
     assert check_schema({"schema": SCHEMA_VERSION}, "x")["schema"] == SCHEMA_VERSION
     (tmp_path / "study.json").write_text(json.dumps({"schema": SCHEMA_VERSION + 1}))
     with pytest.raises(UserError, match="another transferlab version.*upgrade transferlab"):

@@ -51,6 +51,27 @@ def test_scratch_leading_on_validation_recommends_no_pretrained_model():
     assert c.recommendation["source"] is None and c.recommendation["text"].startswith("Use none")
 
 
+def test_a_source_that_stopped_at_fewer_seeds_still_leads_when_it_is_better():
+    """Fault: source A's head at 99.0% over 3 seeds (decided early) lost the lead to B's 93.1% over 10 seeds,
+    because only configurations with the most seeds could lead."""
+    def source(name, group, head_val, head_test, seeds):
+        recs = []
+        for s in range(10):
+            recs.append(_rec("scratch", "scratch", s, 0.80 + 0.001 * (s % 3), 0.80 + 0.001 * (s % 3)))
+            if s < seeds:
+                recs.append(_rec("head", "head", s, head_val + 0.001 * (s % 2), head_test + 0.001 * (s % 2)))
+        return {"name": name, "folder": name, "spec": name, "scratch_group": group, "arch": name,
+                "model_params": 1000, "study": {}, "records": recs}
+
+    a, b = source("A", "g1", 0.990, 0.98, seeds=3), source("B", "g2", 0.931, 0.92, seeds=10)
+    c = compare_sources([b, a], Design(looks=(3, 6, 10), seed_order=tuple(range(10))))
+    r = c.rankings[-1]
+    assert r.leader == "A" and c.recommendation["source"] == "A", c.recommendation["text"]
+    b_row = next(x for x in r.contestants if x.name == "B")
+    assert b_row.vs_leader_val.n == 3, "compared on the seeds both ran"
+    assert b_row.vs_leader_val.verdict in ("worse", "inconclusive") and b_row.vs_leader_val.mean < 0
+
+
 def test_depth_series_keep_configurations_apart():
     assert depth_series("freeze_k(k=2, train_bn=True)", "freeze_k", "k") == "freeze_k(train_bn=True)"
     assert depth_series("freeze_k(k=2)", "freeze_k", "k") == "freeze_k"

@@ -1,4 +1,5 @@
-"""Analyses: pure functions from trial records (plain dicts) to a typed ``Analysis`` (analysis/types.py). No torch."""
+"""Analyses: pure functions from typed trial records (``results.TrialRecord``; dicts read from ``trials.jsonl`` are
+converted) to a typed ``Analysis`` (analysis/types.py). No torch."""
 from __future__ import annotations
 
 from transferlab.analysis.answer import answer
@@ -7,14 +8,15 @@ from transferlab.analysis.dynamics import first_epochs, flags
 from transferlab.analysis.gain import accuracy_rows, curves, gains, race, speedups
 from transferlab.analysis.layers import moved, score_validation
 from transferlab.analysis.recommend import recommend
-from transferlab.analysis.stats import Design
+from transferlab.analysis.stats import Design, Verdict
 from transferlab.analysis.sweep import depth_profile, size_sweep
 from transferlab.analysis.types import Analysis
+from transferlab.results import TrialRecord, as_records
 
 
 def decided_share(gain_rows: list[dict]) -> dict:
     """How many comparisons with scratch were decided (better, worse or equivalent)."""
-    counts = {v: sum(1 for g in gain_rows if g["verdict"] == v) for v in ("better", "worse", "equivalent", "inconclusive")}
+    counts = {v: sum(1 for g in gain_rows if g["verdict"] == v) for v in (x.value for x in Verdict)}
     total = sum(counts.values())
     return {**counts, "total": total, "decided": total - counts["inconclusive"],
             "share": (total - counts["inconclusive"]) / total if total else None}
@@ -23,13 +25,37 @@ def decided_share(gain_rows: list[dict]) -> dict:
 def _mark_stopped(gain_rows: list[dict], raced: list[dict]) -> None:
     """An inconclusive comparison whose strategy left the race (decided worse than the validation leader) got no
     more seeds on purpose: say so instead of quoting the seeds that would decide it."""
-    out = {(c["label"], r["n_train"]) for r in raced for c in r["vs_leader"] if c["verdict"] == "worse"}
+    out = {(c["label"], r["n_train"]) for r in raced for c in r["vs_leader"] if c["verdict"] == Verdict.WORSE}
     for g in gain_rows:
-        if g["verdict"] == "inconclusive" and (g["label"], g["n_train"]) in out:
+        if g["verdict"] == Verdict.INCONCLUSIVE and (g["label"], g["n_train"]) in out:
             g["gain"]["stopped"] = "out of the race"
 
 
-def analyze(records: list[dict], study: dict) -> Analysis:
+def variance_note(records: list[TrialRecord], study: dict) -> str:
+    """Which sources of variance the intervals cover (Bouthillier et al. 2021: say which ones you vary)."""
+    trained = [r for r in records if r.trained]
+    sizes = {r.n_train for r in trained}
+    if (study.get("data") or {}).get("splits", {}).get("per_seed"):
+        text = ("What the intervals cover: each seed draws its own validation, held-out and test examples (dealt "
+                "again from the same pooled rows, stratified, in the same sizes), a new training subset, head "
+                "initialisation, batch order and augmentation. So an interval also covers which examples landed in "
+                "test. The price: an example in one seed's test split is in other seeds' validation, so the choice "
+                "across seeds has seen every pooled example.")
+    else:
+        text = ("What the intervals cover: each seed draws a new training subset, head initialisation, batch order "
+                "and augmentation. The validation and test splits are the same for every seed, so an interval does "
+                "not cover which examples happened to land in test.")
+    if trained and all(r.holdout_acc is None for r in trained):
+        text += (" Validation was too small to halve, so strategies are ranked on the validation accuracy that also "
+                 "chose their learning rates and checkpoints: a maximum, which favours the strategy that tried more.")
+    if "all" in sizes:
+        text += (" At size 'all' every seed trains on the whole pool: there the seeds vary only the initialisation, "
+                 "the batch order and the augmentation.")
+    return text
+
+
+def analyze(records, study: dict) -> Analysis:
+    records = as_records(records)
     design = Design.from_dict(study.get("design"))
     acc = accuracy_rows(records)
     gain = gains(records, design)
@@ -37,15 +63,16 @@ def analyze(records: list[dict], study: dict) -> Analysis:
     _mark_stopped(gain, raced)
     speed = speedups(records)
     sweep = size_sweep(acc, gain) if acc else {"sizes": [], "scratch_catches_up_at": None, "text": ""}
-    zero = [r for r in records if r["strategy"] == "zero_shot" and r["status"] == "ok"]
+    zero = [r.to_dict() for r in records if r.strategy == "zero_shot" and r.status == "ok"]
     analysis = {
         "design": design.to_dict(), "decided": decided_share(gain), "race": raced,
         "accuracy": acc, "gains": gain, "speedups": speed, "curves": curves(records), "sweep": sweep,
         "depth": depth_profile(acc, study.get("depth_axes", {"freeze_k": "k"})), "zero_shot": zero[0] if zero else None,
-        "failed": [{"label": r["label"], "n_train": r["n_train"], "seed": r["seed"], "status": r["status"],
-                    "error": (r.get("error") or "").splitlines()[0] if r.get("error") else None,
-                    "diverged_step": r.get("diverged_step")} for r in records if r["status"] != "ok"],
+        "failed": [{"label": r.label, "n_train": r.n_train, "seed": r.seed, "status": r.status,
+                    "error": r.error.splitlines()[0] if r.error else None,
+                    "diverged_step": r.diverged_step} for r in records if r.status != "ok"],
     }
+    analysis["variance_note"] = variance_note(records, study)
     analysis["convergence"] = convergence(records)
     analysis["sweep"]["text"] = " ".join(t for t in (sweep["text"], sweep_caveat(analysis["convergence"])) if t)
     analysis["capacity_notes"] = head_vs_probe(records, design.margin)

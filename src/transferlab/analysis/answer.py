@@ -3,7 +3,7 @@ each from the study's own verdicts. Pure, on the analysis dict ``analyze`` build
 from __future__ import annotations
 
 from transferlab.analysis.convergence import caveat
-from transferlab.analysis.stats import seeds_phrase
+from transferlab.analysis.stats import Verdict, interval_phrase, seeds_phrase
 from transferlab.analysis.sweep import HELPS, HURTS, NO_GAIN, UNDECIDED
 
 STATUS_WORDS = {HELPS: "yes (some strategy is measurably better than scratch)",
@@ -59,9 +59,9 @@ def how_sure(rec: dict, gains: list[dict], decided: dict, conv: list[dict] = ())
         what = "scratch, the control, leads on validation" if rec.get("strategy") == "scratch" else "it has no comparison with scratch"
         return f"How sure: {what}; {share}." if share else f"How sure: {what}."
     c = g["gain"]
-    ci = f", 95% CI {100 * c['lo']:+.1f} to {100 * c['hi']:+.1f}" if c.get("n", 0) > 1 else ""
-    tail = f"; {seeds_phrase(c.get('seeds_needed'))}" if g["verdict"] == "inconclusive" else ""
-    return (f"How sure: against scratch it is {g['verdict']} ({100 * c['mean']:+.1f} pp{ci}, {c.get('n', 0)} seeds{tail}); "
+    tail = f"; {seeds_phrase(c.get('seeds_needed'))}" if g["verdict"] == Verdict.INCONCLUSIVE else ""
+    dropped = f", {c['dropped']} seed{'s' if c['dropped'] != 1 else ''} left out (a trial failed)" if c.get("dropped") else ""
+    return (f"How sure: against scratch it is {g['verdict']}: {interval_phrase(c)}, {c.get('n', 0)} seeds{dropped}{tail}; "
             f"{share}." + caveat(list(conv), [rec["label"], "scratch"], rec.get("n_train")))
 
 

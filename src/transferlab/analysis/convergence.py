@@ -5,28 +5,29 @@ from __future__ import annotations
 from collections import defaultdict
 
 from transferlab.analysis.gain import SCRATCH, size_key, trained
+from transferlab.results import TrialRecord
 
 PROBE, HEAD = "linear_probe", "head"
 OVERFIT_GAP = 0.1  # checkpoint training accuracy this far above validation accuracy: the head's capacity overfits
 
 
-def convergence(records: list[dict]) -> list[dict]:
+def convergence(records) -> list[dict]:
     """One row per (label, n_train): trials, converged, how the others ended, grids extended, choices at an edge."""
     groups: dict = defaultdict(list)
     for r in trained(records):
-        groups[(r["label"], r["n_train"])].append(r)
+        groups[(r.label, r.n_train)].append(r)
     rows = []
     for (lab, n), recs in groups.items():
         stops: dict = defaultdict(int)
         for r in recs:
-            if r.get("converged") is not True:
-                stops[r.get("stop") or "unknown"] += 1
+            if r.converged is not True:
+                stops[r.stop or "unknown"] += 1
         rows.append({"label": lab, "n_train": n, "trials": len(recs),
-                     "converged": sum(1 for r in recs if r.get("converged") is True),
+                     "converged": sum(1 for r in recs if r.converged is True),
                      "not_converged": dict(stops),
-                     "grid_extended": sum(1 for r in recs if r.get("grid_extended")),
-                     "at_edge": sum(1 for r in recs if r.get("chosen_at_edge")),
-                     "steps": int(sum(r.get("budget_steps", 0) for r in recs) / len(recs))})
+                     "grid_extended": sum(1 for r in recs if r.grid_extended),
+                     "at_edge": sum(1 for r in recs if r.chosen_at_edge),
+                     "steps": int(sum(r.budget_steps or 0 for r in recs) / len(recs))})
     rows.sort(key=lambda r: (size_key(r["n_train"]), r["label"] != SCRATCH, r["label"]))
     return rows
 
@@ -49,29 +50,28 @@ def caveat(rows: list[dict], labels: list[str], n_train) -> str:
             "falling in training loss), so a larger budget may change it.")
 
 
-def _train_acc_at_checkpoint(r: dict) -> float | None:
-    best = r.get("best_step")
-    rows = [h for h in r.get("history") or [] if h.get("step") == best]
+def _train_acc_at_checkpoint(r: TrialRecord) -> float | None:
+    rows = [h for h in r.history or [] if h.get("step") == r.best_step]
     return rows[0]["train_acc"] if rows else None
 
 
-def head_vs_probe(records: list[dict], margin: float) -> list[str]:
+def head_vs_probe(records, margin: float) -> list[str]:
     """Sentences for each size where a head on the frozen features scores below the logistic-regression probe on
     validation by more than ``margin``: overfitting (checkpoint training accuracy far above validation) or not."""
     by: dict = defaultdict(list)
     for r in trained(records):
-        if r["strategy"] in (PROBE, HEAD) and r["params"].get("kind", "logreg") == "logreg" and r["params"].get("cut") is None:
-            by[(r["label"], r["n_train"])].append(r)
+        if r.strategy in (PROBE, HEAD) and r.params.get("kind", "logreg") == "logreg" and r.params.get("cut") is None:
+            by[(r.label, r.n_train)].append(r)
     out = []
     for n in sorted({n for _, n in by}, key=size_key):
         probe = by.get((PROBE, n))
         if not probe:
             continue
-        p_val = sum(r["best_val_acc"] for r in probe) / len(probe)
+        p_val = sum(r.val_score for r in probe) / len(probe)
         for (lab, m), recs in sorted(by.items(), key=lambda kv: kv[0][0]):
             if m != n or not lab.startswith(HEAD):
                 continue
-            h_val = sum(r["best_val_acc"] for r in recs) / len(recs)
+            h_val = sum(r.val_score for r in recs) / len(recs)
             if p_val - h_val <= margin:
                 continue
             train = [t for t in (_train_acc_at_checkpoint(r) for r in recs) if t is not None]

@@ -10,18 +10,18 @@ from transferlab.analysis.gain import SCRATCH, size_key, trained
 HEAD_SLOW = 0.1  # a head moving less than this fraction of scratch's head in the first evaluation period is flagged
 
 
-def first_epochs(records: list[dict]) -> dict:
+def first_epochs(records) -> dict:
     """label -> block -> mean (over seeds) grad norm and update ratio in the first evaluation period, at the smallest size."""
-    recs = [r for r in trained(records) if r.get("dynamics")]
+    recs = [r for r in trained(records) if r.dynamics]
     if not recs:
         return {}
-    size = min({r["n_train"] for r in recs}, key=size_key)
+    size = min({r.n_train for r in recs}, key=size_key)
     acc = defaultdict(lambda: defaultdict(list))
     for r in recs:
-        if r["n_train"] == size:
-            for d in r["dynamics"]:
+        if r.n_train == size:
+            for d in r.dynamics:
                 if d.get("period", d.get("epoch")) == 1:
-                    acc[r["label"]][d["block"]].append((d["grad_norm"], d["update_ratio"], d.get("input_rms")))
+                    acc[r.label][d["block"]].append((d["grad_norm"], d["update_ratio"], d.get("input_rms")))
 
     def summary(vals):
         row = {"grad_norm": float(np.mean([v[0] for v in vals])), "update_ratio": float(np.mean([v[1] for v in vals]))}

@@ -25,17 +25,17 @@ def score_validation(profile: dict | None, depth_rows: list[dict]) -> dict | Non
     return {"n_train": size, "depths": [c["k"] for c in cuts], "kendall_tau": taus}
 
 
-def moved(records: list[dict]) -> list[dict]:
+def moved(records) -> list[dict]:
     """Mean weight change and CKA per block, per strategy, at the largest target size."""
-    recs = [r for r in trained(records) if r.get("moved")]
+    recs = [r for r in trained(records) if r.moved]
     if not recs:
         return []
-    size = max({r["n_train"] for r in recs}, key=size_key)
+    size = max({r.n_train for r in recs}, key=size_key)
     acc = defaultdict(lambda: defaultdict(list))
     for r in recs:
-        if r["n_train"] == size:
-            for m in r["moved"]:
-                acc[r["label"]][m["block"]].append((m["weight_change"], m["cka"]))
+        if r.n_train == size:
+            for m in r.moved:
+                acc[r.label][m["block"]].append((m["weight_change"], m["cka"]))
     return [{"label": lab, "n_train": size,
              "blocks": [{"block": b, "weight_change": float(np.mean([v[0] for v in vals])),
                          "cka": float(np.nanmean([v[1] for v in vals]))} for b, vals in blocks.items()]}

@@ -1,8 +1,8 @@
 """The recommendation: the strategy to use, and the measured numbers behind it.
 
 Rule, on validation data only: at the largest target size studied (the data the
-user actually has), the leader is the strategy with the best mean validation
-accuracy among those that ran the most seeds.  Strategies decided *equivalent* to it on validation (paired over
+user actually has), the leader is the race's (``leader.leader`` on the held-out half
+of validation, paired over the seeds each pair shares).  Strategies decided *equivalent* to it on validation (paired over
 seeds, inside the margin) are as good, and among those we recommend the one that
 trains the fewest parameters (cheapest, least to overfit).  Only then is the
 test split's evidence quoted: the choice's test accuracy and its paired test gain
@@ -15,31 +15,31 @@ import math
 
 from transferlab.analysis.convergence import caveat
 from transferlab.analysis.gain import SCRATCH, size_key
-from transferlab.analysis.stats import seeds_phrase
+from transferlab.analysis.stats import Verdict, interval_phrase, seeds_phrase
 
 # CS231n's "small dataset" has no number; we call a target small below this many labels per class.
 SMALL_PER_CLASS = 100
 
-TABLE = {  # (data amount, similarity) -> what the table of seed 002 says, and which layers it would train
-    ("low", "low"): ("unfreeze more layers of the pretrained model", "more"),
-    ("low", "high"): ("unfreeze fewer layers of the pretrained model", "fewer"),
-    ("high", "low"): ("initialise with pretrained weights and train completely", "all"),
-    ("high", "high"): ("fine-tune completely", "all"),
+# CS231n ("Transfer Learning" notes, "When and how to fine-tune?"): (data amount, similarity) -> its advice, and
+# which layers that advice trains.  The table in seed 002's answer, credited to CS231n, says "unfreeze more layers"
+# for little, dissimilar data; CS231n itself advises a linear classifier on activations from earlier in the network.
+TABLE = {
+    ("low", "low"): ("train a linear classifier (an SVM) on activations from earlier in the network", "earlier"),
+    ("low", "high"): ("train a linear classifier on the top-layer features; fine-tuning risks overfitting", "fewer"),
+    ("high", "low"): ("initialise with the pretrained weights and fine-tune the whole network", "all"),
+    ("high", "high"): ("fine-tune the whole network", "all"),
 }
 
 
-def _pp(x: float) -> str:
-    return f"{100 * x:+.1f} pp"
+def _dropped(c: dict) -> str:
+    n = c.get("dropped") or 0
+    return f" ({n} seed{'s' if n != 1 else ''} left out of the pairing because a trial failed or diverged)" if n else ""
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _ci(ci: dict) -> str:
-    if not math.isfinite(ci.get("lo", math.nan)):
-        return "CI n/a with one seed"
-    return f"95% CI {100 * ci['lo']:+.1f} to {100 * ci['hi']:+.1f} pp"
 
 
 # Proxy A-distance runs from 0 (the domain classifier cannot tell source from target) to 2 (it always can).
@@ -65,21 +65,21 @@ def placement(study: dict, per_class: float) -> dict:
 
 
 def _agrees(place: dict, choice: dict, model_params: int | None) -> bool | None:
-    """Does the measured winner train 'fewer' layers (at most half the pretrained weights) or 'more/all', as the
-    table says? Counted in parameters, not blocks, so LoRA's adapters or a tuned last block count as few."""
+    """Does the measured winner train few weights (at most half the pretrained ones: a classifier on features, as
+    'fewer' and 'earlier' ask) or the whole network ('all'), as the table says? Counted in parameters, not blocks, so LoRA's adapters or a tuned last block count as few."""
     if place["rule"] is None or not model_params:
         return None
     if choice["strategy"] == SCRATCH:
         return False  # the table assumes transfer helps; a scratch win contradicts every cell
     few = choice["trainable_params"] <= model_params / 2
-    return few if place["unfreeze"] == "fewer" else not few
+    return few if place["unfreeze"] in ("fewer", "earlier") else not few
 
 
 GAIN_WORDS = {
-    "better": "measurably better than scratch",
-    "worse": "measurably worse than scratch",
-    "equivalent": "equivalent to scratch (inside the ±{m} pp margin)",
-    "inconclusive": "inconclusive against scratch",
+    Verdict.BETTER: "measurably better than scratch",
+    Verdict.WORSE: "measurably worse than scratch",
+    Verdict.EQUIVALENT: "equivalent to scratch (inside the ±{m} pp margin)",
+    Verdict.INCONCLUSIVE: "inconclusive against scratch",
 }
 
 
@@ -93,8 +93,8 @@ def recommend(analysis: dict, study: dict) -> dict:
     race = next(x for x in analysis["race"] if x["n_train"] == size)
     leader = rows[race["leader"]]
     vs = {c["label"]: c for c in race["vs_leader"]}
-    equivalent = [rows[lab] for lab, c in vs.items() if c["verdict"] == "equivalent"]
-    contenders = [lab for lab, c in vs.items() if c["verdict"] == "inconclusive"]
+    equivalent = [rows[lab] for lab, c in vs.items() if c["verdict"] == Verdict.EQUIVALENT]
+    contenders = [lab for lab, c in vs.items() if c["verdict"] == Verdict.INCONCLUSIVE]
     choice = min([leader, *equivalent], key=lambda r: (r["trainable_params"], -r["best_val_acc"]))
     gain = next((g for g in analysis["gains"] if g["label"] == choice["label"] and g["n_train"] == size), None)
     speed = next((s for s in analysis["speedups"] if s["label"] == choice["label"] and s["n_train"] == size), None)
@@ -104,12 +104,12 @@ def recommend(analysis: dict, study: dict) -> dict:
 
     seeds = len(choice["seeds"])
     parts = [f"Use {choice['label']}: at {size} examples per class ({choice['n_train_total']} in all) it was chosen on "
-             f"validation accuracy ({_pct(choice['best_val_acc'])}) and scores {_pct(choice['test_acc']['mean'])} on the "
+             f"held-out validation accuracy ({_pct(choice['best_val_acc'])}) and scores {_pct(choice['test_acc']['mean'])} on the "
              f"test split over {seeds} seed{'s' if seeds != 1 else ''}, training {choice['trainable_params']:,} parameters."]
     if choice is not leader:
         d = vs[choice["label"]]
         parts.append(f"The validation leader was {leader['label']} ({_pct(leader['best_val_acc'])}); {choice['label']} is "
-                     f"decided equivalent to it (paired difference {_pp(d['mean'])}, inside ±{margin_pp:.0f} pp) and "
+                     f"decided equivalent to it (paired difference {interval_phrase(d)}, inside ±{margin_pp:.0f} pp) and "
                      "trains fewer parameters, so it is preferred.")
     if contenders:
         closest = min((vs[lab] for lab in contenders), key=lambda c: c["seeds_needed"] or 10**6)
@@ -117,13 +117,13 @@ def recommend(analysis: dict, study: dict) -> dict:
                      f"(inconclusive; the closest {seeds_phrase(closest['seeds_needed'])}).")
     if gain:
         word = GAIN_WORDS[gain["verdict"]].format(m=f"{margin_pp:.0f}")
-        tail = f"; {seeds_phrase(gain['gain']['seeds_needed'])}" if gain["verdict"] == "inconclusive" else ""
+        tail = f"; {seeds_phrase(gain['gain']['seeds_needed'])}" if gain["verdict"] == Verdict.INCONCLUSIVE else ""
         parts.append(f"On test, its paired gain over training the same architecture from scratch is "
-                     f"{_pp(gain['gain']['mean'])} ({_ci(gain['gain'])}): {word}{tail}."
+                     f"{interval_phrase(gain['gain'])}: {word}{tail}{_dropped(gain['gain'])}."
                      + caveat(analysis.get("convergence", []), [choice["label"], SCRATCH], size))
     elif choice["strategy"] == SCRATCH:
         parts.append("Training from scratch leads on validation: no reuse of the pretrained weights did better there.")
-        better = [g["label"] for g in analysis["gains"] if g["n_train"] == size and g["verdict"] == "better"]
+        better = [g["label"] for g in analysis["gains"] if g["n_train"] == size and g["verdict"] == Verdict.BETTER]
         if better:
             parts.append(f"On test, though, {', '.join(better)} {'is' if len(better) == 1 else 'are'} measurably better "
                          "than scratch; validation and test disagree, so run more seeds before trusting either.")

@@ -1,14 +1,17 @@
 """A sequential study: seeds in rounds, only where the answer is still open.
 
 After each round the verdicts are read (at the design's looks, so reading early costs no error
-rate; see ``stats``) and the next round runs only the configurations whose question is still open:
+rate; see ``stats``) and the next round runs only the configurations whose question is still open.  Every
+verdict read here is on validation (the held-out half), never on test: the test split steers nothing.
 
-- a strategy whose comparison with scratch is inconclusive, unless it is out of the race;
+- a strategy whose comparison with scratch (on validation) is inconclusive, unless it is out of the race;
 - a strategy not yet separated from the validation leader (a contender), and then the leader too;
 - scratch, while any comparison with it is still open.
 
 A strategy decided worse than the validation leader is out of the race: it gets no more seeds even
 if its comparison with scratch is open (that verdict then stays inconclusive, and says so).
+
+After the last look, the leader at each size (and scratch) gets the seeds it is missing, once (``short_leaders``).
 
 Futility: a comparison whose estimated seeds to decide (at the observed mean and SD) exceed
 ``FUTILITY`` times the last look gets no more seeds either; it stays inconclusive with that estimate.
@@ -19,8 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from transferlab.analysis.gain import SCRATCH, gains, race
-from transferlab.analysis.stats import Design
+from transferlab.analysis.gain import SCRATCH, by_config, gains, race
+from transferlab.analysis.stats import Design, Verdict
 
 FUTILITY = 2.0  # give up on a comparison that would need more than this many times max_seeds
 
@@ -39,16 +42,17 @@ def seed_rounds(first: int, max_seeds: int) -> list[int]:
 
 
 def open_configs(records: list[dict], design: Design) -> set[tuple[str, object]]:
-    """(label, n_train) pairs that need more seeds."""
+    """(label, n_train) pairs that need more seeds.  Read on validation only (the race, and the comparisons with
+    scratch on the held-out validation score): the test split decides nothing, not even where seeds go."""
     out: set = set()
-    gain = {(g["label"], g["n_train"]): g for g in gains(records, design)}
+    gain = {(g["label"], g["n_train"]): g for g in gains(records, design, on="val")}
     for size in race(records, design):
         n, leader = size["n_train"], size["leader"]
         vs = {c["label"]: c for c in size["vs_leader"]}
-        out_of_race = {lab for lab, c in vs.items() if c["verdict"] == "worse"}
-        contenders = {lab for lab, c in vs.items() if c["verdict"] == "inconclusive" and not _hopeless(c, design)}
+        out_of_race = {lab for lab, c in vs.items() if c["verdict"] == Verdict.WORSE}
+        contenders = {lab for lab, c in vs.items() if c["verdict"] == Verdict.INCONCLUSIVE and not _hopeless(c, design)}
         undecided = {lab for (lab, m), g in gain.items()
-                     if m == n and g["verdict"] == "inconclusive" and not _hopeless(g["gain"], design)} - out_of_race
+                     if m == n and g["verdict"] == Verdict.INCONCLUSIVE and not _hopeless(g["gain"], design)} - out_of_race
         need = undecided | contenders | ({leader} if contenders else set())
         if undecided or SCRATCH in need:
             need.add(SCRATCH)
@@ -67,8 +71,29 @@ def run_sequential(looks: list[int], design: Design,
         only = None if i == 0 else open_configs(records, design)
         if only is not None and not only:
             break
-        seeds = list(range(start, n))
+        seeds = design.seeds(start, n)  # the study's listed seeds in their order, or 0, 1, 2, ...
         records.extend(run_round(seeds, only))
         rounds.append({"seeds": seeds, "configs": None if only is None else sorted([lab, str(m)] for lab, m in only)})
         start = n
+    for (lab, m), missing in short_leaders(records, design).items():
+        records.extend(run_round(missing, {(lab, m)}))
+        rounds.append({"seeds": missing, "configs": [[lab, str(m)]], "top_up": True})
     return records, rounds
+
+
+def short_leaders(records: list[dict], design: Design) -> dict[tuple[str, object], list[int]]:
+    """(label, n_train) -> seeds to run once more after the last look: the leader at a size (and scratch) missing
+    seeds that other configurations there ran.  A configuration decided early and stopped can take the lead later
+    (the leader is paired over shared seeds); its numbers are the ones a recommendation quotes, so it gets the seeds
+    the others got, once."""
+    groups = by_config(records)
+    out: dict = {}
+    for size in race(records, design):
+        n = size["n_train"]
+        ran = {s for (lab, m), seeds in groups.items() if m == n for s in seeds}
+        for lab in (size["leader"], SCRATCH):
+            have = set(groups.get((lab, n), {}))
+            missing = [s for s in sorted(ran, key=design.rank(ran).get) if s not in have]
+            if have and missing:
+                out[(lab, n)] = missing
+    return out

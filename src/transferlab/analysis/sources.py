@@ -4,8 +4,9 @@ Each source ran the same strategies on the same splits, sizes and seeds (its own
 target size a source is represented by its best transfer configuration, chosen on validation within that
 source; the scratch control of each distinct architecture is a contestant of its own ("none"). Contestants
 are ranked on validation (that ranking chooses), then every one is compared with the validation leader by
-the paired difference over shared seeds, on validation (Holm across the family: this decides equivalence)
-and on test (reported, never used to choose). The transferability scores each rank the sources before
+the paired difference over shared seeds, on validation (simultaneous intervals across the family: this decides
+equivalence) and on test (reported, never used to choose).  The leader is ``leader.leader``: paired over the seeds each
+pair shares, so a source that stopped early at fewer seeds is neither favoured nor barred. The transferability scores each rank the sources before
 training; Kendall's tau says how well each ranking matched the measured one.
 """
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Optional
 
 from transferlab.analysis.gain import SCRATCH, accuracy_rows, by_config, clip01, gains, size_key
-from transferlab.analysis.stats import Design, compare, decide, seeds_phrase
+from transferlab.analysis.leader import leader, paired_scores
+from transferlab.analysis.stats import Design, Verdict, compare, decide, interval_phrase, seeds_phrase
 from transferlab.analysis.types import Comparison, Interval, Plain, Size
 from transferlab.errors import UserError
-from transferlab.results import SCHEMA_VERSION, TrialStore, check_schema, read_study
+from transferlab.results import SCHEMA_VERSION, TrialStore, as_records, check_schema, read_study
 
 SCORES = ("logme", "hscore", "knn_acc", "probe_acc")  # read at the last cut: the features a head reads
 HEAD_SCORES = ("leep", "nce")  # of the source classifier, where every source kept one
@@ -79,14 +81,13 @@ class SourceComparison(Plain):
     schema: int = SCHEMA_VERSION
 
 
-def _best_transfer(acc: list[dict], n) -> dict | None:
-    """The transfer configuration a source's own study would choose at size ``n``: best validation mean
-    among those that ran the most seeds (as the race picks its leader)."""
-    rows = [r for r in acc if r["n_train"] == n and r["strategy"] != SCRATCH]
+def _best_transfer(acc: list[dict], per: dict, n) -> dict | None:
+    """The transfer configuration a source's own study would choose at size ``n``: the ``leader`` on validation,
+    paired over shared seeds (as the race picks its leader)."""
+    rows = {r["label"]: r for r in acc if r["n_train"] == n and r["strategy"] != SCRATCH}
     if not rows:
         return None
-    most = max(len(r["seeds"]) for r in rows)
-    return max((r for r in rows if len(r["seeds"]) == most), key=lambda r: r["best_val_acc"])
+    return rows[leader({lab: {s: r.val_score for s, r in per[(lab, n)].items()} for lab in rows})]
 
 
 def _contestants(sources: list[dict], n, design: Design) -> list[tuple[Contestant, dict, dict]]:
@@ -95,7 +96,7 @@ def _contestants(sources: list[dict], n, design: Design) -> list[tuple[Contestan
     groups = {s["scratch_group"] for s in sources}
     for s in sources:
         acc, per = accuracy_rows(s["records"]), by_config(s["records"])
-        picks = [(_best_transfer(acc, n), False)]
+        picks = [(_best_transfer(acc, per, n), False)]
         if s["scratch_group"] not in scratch_seen:
             scratch_seen.add(s["scratch_group"])
             picks.append((next((r for r in acc if r["n_train"] == n and r["strategy"] == SCRATCH), None), True))
@@ -110,7 +111,7 @@ def _contestants(sources: list[dict], n, design: Design) -> list[tuple[Contestan
             c = Contestant(name, s["name"], row["label"], is_scratch, Interval.from_dict(row["val_acc"]),
                            Interval.from_dict(row["test_acc"]), row["seeds"], row["trainable_params"], s["model_params"],
                            g["verdict"] if g else None, Comparison.from_dict({**g["gain"], "verdict": g["verdict"]}) if g else None)
-            out.append((c, {k: r["best_val_acc"] for k, r in seeds.items()}, {k: r["test_acc"] for k, r in seeds.items()}))
+            out.append((c, {k: r.val_score for k, r in seeds.items()}, {k: r.test_acc for k, r in seeds.items()}))
     return out
 
 
@@ -118,16 +119,19 @@ def rank_at(sources: list[dict], n, design: Design) -> Ranking | None:
     items = _contestants(sources, n, design)
     if not items:
         return None
-    most = max(len(c.seeds) for c, _, _ in items)
-    order = sorted(items, key=lambda it: (len(it[0].seeds) == most, it[0].val_acc.mean, it[0].is_scratch), reverse=True)
-    (leader, lv, lt), rest = order[0], order[1:]
+    scores = paired_scores({i: v for i, (_, v, _) in enumerate(items)})
+    first = leader({i: v for i, (_, v, _) in enumerate(items)}, tie=lambda i: items[i][0].is_scratch)
+    # The leader first, then the others by their paired score (the same numbers that chose the leader).
+    order = [items[first]] + [items[i] for i in sorted(scores, key=lambda i: -scores[i]) if i != first]
+    (leader_c, lv, lt), rest = order[0], order[1:]
     if rest:
-        val = decide([compare(v, lv, design, design.val_resolution) for _, v, _ in rest], design)
-        test = decide([compare(t, lt, design, design.test_resolution) for _, _, t in rest], design)
+        pairs = len(items) * (len(items) - 1) // 2  # the leader was chosen on these numbers: every pair is the family
+        val = decide([compare(v, lv, design, design.val_resolution) for _, v, _ in rest], design, pairs)
+        test = decide([compare(t, lt, design, design.test_resolution) for _, _, t in rest], design, pairs)
         for (c, _, _), dv, dt in zip(rest, val, test):
-            c.vs_leader_val = Comparison.from_dict({**dv, "label": leader.name})
-            c.vs_leader_test = Comparison.from_dict({**dt, "label": leader.name})
-    return Ranking(n, leader.name, [c for c, _, _ in order])
+            c.vs_leader_val = Comparison.from_dict({**dv, "label": leader_c.name})
+            c.vs_leader_test = Comparison.from_dict({**dt, "label": leader_c.name})
+    return Ranking(n, leader_c.name, [c for c, _, _ in order])
 
 
 def score_agreement(sources: list[dict], measured: dict[str, float]) -> list[ScoreAgreement]:
@@ -165,7 +169,8 @@ def source_table(sources: list[dict], n) -> list[dict]:
 def compare_sources(sources: list[dict], design: Design) -> SourceComparison:
     """``sources``: per source its ``name``, ``study`` (study.json), ``records``, ``scratch_group``, ``arch``,
     ``model_params`` and ``folder``."""
-    sizes = sorted({r["n_train"] for s in sources for r in s["records"] if r["status"] == "ok" and r["n_train"]},
+    sources = [{**s, "records": as_records(s["records"])} for s in sources]
+    sizes = sorted({r.n_train for s in sources for r in s["records"] if r.status == "ok" and r.n_train},
                    key=size_key)
     rankings = [r for r in (rank_at(sources, n, design) for n in sizes) if r is not None]
     result = SourceComparison([{k: s[k] for k in ("name", "folder", "spec", "scratch_group", "arch", "model_params")}
@@ -187,14 +192,13 @@ def _pct(x: float) -> str:
 
 
 def _diff(c: Comparison) -> str:
-    ci = f"95% CI {100 * c.lo:+.1f} to {100 * c.hi:+.1f} pp" if c.has_ci else "CI n/a with one seed"
-    return f"{100 * c.mean:+.1f} pp ({ci})"
+    return interval_phrase(c.to_dict())
 
 
 def recommend_source(r: Ranking, design: Design) -> dict:
     """Chosen on validation: the leader, or a smaller model decided equivalent to it. Test numbers are quoted."""
     leader = r.contestants[0]
-    equivalent = [c for c in r.contestants[1:] if c.vs_leader_val and c.vs_leader_val.verdict == "equivalent"]
+    equivalent = [c for c in r.contestants[1:] if c.vs_leader_val and c.vs_leader_val.verdict == Verdict.EQUIVALENT]
     choice = min([leader, *equivalent], key=lambda c: (c.model_params, -c.val_acc.mean))
     m = f"±{100 * design.margin:.0f} pp"
     what = "train from scratch (no pretrained model)" if choice.is_scratch else f"start from {choice.name} with {choice.label}"
@@ -209,13 +213,13 @@ def recommend_source(r: Ranking, design: Design) -> dict:
         if c is choice:
             continue
         t, v = c.vs_leader_test, c.vs_leader_val
-        tail = f"; {seeds_phrase(t.seeds_needed)}" if t.verdict == "inconclusive" else ""
+        tail = f"; {seeds_phrase(t.seeds_needed)}" if t.verdict == Verdict.INCONCLUSIVE else ""
         what = c.name if c.is_scratch else f"{c.name} ({c.label})"
         parts.append(f"{what}: {_diff(t)} on test against {leader.name}, {t.verdict}{tail} (validation: {v.verdict}).")
     if not choice.is_scratch and choice.gain is not None:
         parts.append(f"Against its own architecture trained from scratch, {choice.name} with {choice.label} gains "
-                     f"{_diff(choice.gain)} on test: {choice.gain_verdict} in its study (Holm-adjusted across the "
-                     "strategies compared with scratch at that size; the interval is not).")
+                     f"{_diff(choice.gain)} on test: {choice.gain_verdict} in its study (simultaneous across every comparison "
+                     "with scratch in that study).")
     return {"source": None if choice.is_scratch else choice.name, "label": choice.label, "n_train": r.n_train,
             "leader": leader.name, "equivalent_to_leader": [c.name for c in equivalent], "text": " ".join(parts)}
 

@@ -1,27 +1,25 @@
-"""Paired comparisons over seeds and their four verdicts, with error control.
+"""Paired comparisons over seeds, their four verdicts, and the one interval that shows each verdict.
 
 A comparison of strategy A against B uses the paired differences of their accuracies over the seeds both
-ran (one seed = one training subset, one head initialisation, the same splits).  Its verdict is:
+ran (one seed = one training subset, one head initialisation, the same splits).  Every comparison gets one
+**simultaneous** confidence interval, and its verdict is read from that interval alone:
 
-- ``equivalent``: the difference lies inside ``±margin`` (two one-sided tests, TOST; the same as the
-  1 - 2*alpha CI lying inside the margin).  The margin is the smallest difference that matters, so a
-  difference shown to be smaller than it is equivalent even when it is also shown not to be 0;
-- ``better`` / ``worse``: otherwise, the mean difference is not 0 (two-sided paired t-test);
-- ``inconclusive``: neither, at the seeds run so far.  It comes with an estimate of how many seeds
-  would likely decide it, from the observed mean and SD.
+- ``better`` / ``worse``: the interval lies above / below 0;
+- ``equivalent``: the interval lies inside ``±margin``, the smallest difference that matters (a difference
+  shown to be smaller than the margin is equivalent even when it is also shown not to be 0);
+- ``inconclusive``: neither.  It comes with the seeds that would decide it with 80% power (``seeds_needed``).
 
-Error control, stated in the report:
+Error control (stated in the report).  A *family* is a set of comparisons read together (every strategy
+against scratch over all target sizes; every strategy against the validation leader at one size).  A study
+may read its comparisons at several *looks* (cumulative seed counts, e.g. 3, 6, 10) and stop a comparison
+once decided.  Alpha is spent over the looks by the Kim-DeMets function ``alpha * (n / n_max) ** rho``; the
+interval of one comparison at look ``k`` has level ``1 - alpha * share_k / m`` for a family of ``m``.  By the
+union bound every interval of the family, at every look, covers its true difference with probability at
+least ``1 - alpha``, whatever the data does and whenever the study stopped.  When they all cover, no verdict
+is false: not a false better or worse (the sign is right) and not a false equivalent.  So the chance of any
+false verdict of any kind in a family is at most alpha, under any dependence between comparisons.
 
-- **Sequential looks.** A study may look at its results after each round of seeds (``Design.looks``,
-  for example 3, 6, 10) and stop a comparison once it is decided.  The test's alpha is spent over the
-  looks by the Kim-DeMets power function ``alpha * (n / n_max) ** rho``; each look is tested at its
-  own share, and a comparison's p-value is ``min over looks of p_look / share_look`` (Bonferroni over
-  looks).  That p-value is valid whatever the data does between looks, so looking early cannot raise
-  the error rate; it is conservative, because it ignores the correlation between looks.
-- **Multiplicity.** The comparisons at one target size form a family.  Holm's step-down adjusts their
-  p-values, separately for "differs" and for "equivalent", so the chance of any false verdict in a
-  family stays at most alpha.
-
+The verdict, the mean and the interval all come from one look: the last look the comparison's seeds reach.
 A fixed design (``--seeds N``) is the special case of one look.
 """
 from __future__ import annotations
@@ -29,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from enum import Enum
 
 import numpy as np
 from scipy import stats
@@ -36,6 +35,22 @@ from scipy import stats
 LEVEL = 0.95
 MIN_SEEDS = 3  # fewer paired seeds never decide anything: two points give no usable spread
 MAX_SEEDS_ESTIMATE = 200
+POWER = 0.8  # "seeds needed" is the seed count at which a comparison is decided with this probability
+
+
+class Verdict(str, Enum):
+    """Compares and serialises as its string; prints as it too (Python 3.10 has no StrEnum)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    BETTER = "better"
+    WORSE = "worse"
+    EQUIVALENT = "equivalent"
+    INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ class Design:
     """When a study looks at its comparisons, and at which error rate and margin it decides them."""
 
     looks: tuple[int, ...] = (3,)  # cumulative seed counts at which verdicts are read
-    alpha: float = 0.05  # family-wise error rate per target size
+    alpha: float = 0.05  # family-wise error rate of the verdicts of one family
     margin: float = 0.01  # |difference| below this is "equivalent" (accuracy as a fraction: 0.01 = 1 pp)
     rho: float = 2.0  # Kim-DeMets spending exponent: larger keeps more alpha for the last look
     seed_order: tuple[int, ...] = ()  # the order the study runs seeds in (default: ascending)
@@ -62,11 +77,21 @@ class Design:
         rest = sorted(s for s in seeds if s not in order)
         return {**order, **{s: len(order) + i for i, s in enumerate(rest)}}
 
+    def seeds(self, start: int, stop: int) -> list[int]:
+        """The seeds the study runs in positions ``start`` to ``stop`` (its listed seeds, or 0, 1, 2, ...)."""
+        if self.seed_order:
+            return list(self.seed_order[start:stop])
+        return list(range(start, stop))
+
     def shares(self) -> list[float]:
         """The part of alpha spent at each look: alpha(t) = alpha * t^rho at information time t = n / n_max."""
         n_max = self.looks[-1]
         spent = [(n / n_max) ** self.rho for n in self.looks]
         return [b - a for a, b in zip([0.0, *spent[:-1]], spent)]
+
+    def level(self, look: int, family: int) -> float:
+        """The two-sided error rate of one interval at look index ``look`` in a family of ``family``."""
+        return self.alpha * self.shares()[look] / max(1, family)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,95 +122,110 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict:
     return mean_ci([a[s] - b[s] for s in seeds])
 
 
-def _tests(d: np.ndarray, margin: float, sd_floor: float = 0.0) -> tuple[float, float]:
-    """(p that the mean is 0, two-sided; TOST p that |mean| >= margin) for paired differences ``d``."""
-    n = len(d)
-    if n < MIN_SEEDS:
-        return 1.0, 1.0
-    mean = float(d.mean())
-    se = max(float(d.std(ddof=1)), sd_floor) / math.sqrt(n)
-    if se == 0.0:  # identical differences on every seed: the sign is certain, the size exact
-        return (0.0 if mean != 0 else 1.0), (0.0 if abs(mean) < margin else 1.0)
-    t = stats.t(n - 1)
-    p_diff = float(2 * t.sf(abs(mean) / se))
-    p_low = float(t.sf((mean + margin) / se))  # H0: mean <= -margin
-    p_high = float(t.cdf((mean - margin) / se))  # H0: mean >= +margin
-    return p_diff, max(p_low, p_high)
-
-
 def compare(a: dict[int, float], b: dict[int, float], design: Design, sd_floor: float = 0.0) -> dict:
-    """One comparison a - b, read at every look the seeds reach; p-values before multiplicity.
+    """The paired differences a - b at the last look their shared seeds reach (before the family is known).
 
-    Look ``k`` sees the seeds the study runs first (``design.seed_order``), up to ``design.looks[k]``.
+    Look ``k`` sees the seeds the study runs first (``design.seed_order``), up to ``design.looks[k]``; seeds
+    beyond the last look are not read.  Returns the look's index, its differences and their summary.
     """
     seeds = sorted(set(a) & set(b))
     rank = design.rank(seeds)
-    d_all = {rank[s]: a[s] - b[s] for s in seeds}
-    ci = mean_ci(list(d_all.values()))
-    p_diff, p_eq, sign = 1.0, 1.0, 0.0
-    last = max(d_all, default=-1)
-    for n_look, share in zip(design.looks, design.shares()):
-        d = np.array([v for r, v in d_all.items() if r < n_look])
-        if len(d) >= MIN_SEEDS:
-            pd_, pe = _tests(d, design.margin, sd_floor)
-            if min(1.0, pd_ / share) < p_diff:
-                p_diff, sign = min(1.0, pd_ / share), float(np.sign(d.mean()))
-            p_eq = min(p_eq, min(1.0, pe / share))
-        if n_look > last:
-            break  # later looks hold no seed this comparison has
-    return {**ci, "p_diff": p_diff, "p_equiv": p_eq, "sign": sign, "sd_floor": sd_floor}
+    ranked = sorted((rank[s], a[s] - b[s]) for s in seeds if rank[s] < design.looks[-1])
+    look = next((i for i, n in enumerate(design.looks) if ranked and ranked[-1][0] < n), 0)
+    d = [v for _, v in ranked]
+    return {**mean_ci(d), "look": look, "diffs": d, "sd_floor": sd_floor}
 
 
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (valid under any dependence)."""
-    m = len(pvalues)
-    order = np.argsort(pvalues, kind="stable")
-    adjusted, running = [1.0] * m, 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
+def interval(c: dict, design: Design, family: int) -> tuple[float, float, float]:
+    """(lo, hi, level) of comparison ``c``'s simultaneous interval in a family of ``family`` comparisons."""
+    alpha = design.level(c["look"], family)
+    n = c["n"]
+    if n < MIN_SEEDS:
+        return -math.inf, math.inf, 1 - alpha
+    sd = max(c["sd"], c.get("sd_floor") or 0.0)
+    half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+    return c["mean"] - half, c["mean"] + half, 1 - alpha
 
 
-def decide(comparisons: list[dict], design: Design) -> list[dict]:
-    """Holm across one family, then each comparison's verdict (a new dict per comparison)."""
-    adj_diff = holm([c["p_diff"] for c in comparisons])
-    adj_eq = holm([c["p_equiv"] for c in comparisons])
+def verdict_of(lo: float, hi: float, margin: float) -> Verdict:
+    """The verdict an interval shows: inside the margin, above 0, below 0, or none of these."""
+    if -margin < lo and hi < margin:
+        return Verdict.EQUIVALENT
+    if lo > 0:
+        return Verdict.BETTER
+    if hi < 0:
+        return Verdict.WORSE
+    return Verdict.INCONCLUSIVE
+
+
+def decide(comparisons: list[dict], design: Design, family: int | None = None) -> list[dict]:
+    """One family's verdicts: each comparison's simultaneous interval and the verdict it shows (new dicts).
+
+    ``family``: the number of intervals the family holds, when more than those shown (the race shows each strategy
+    against the leader, but the leader was chosen on the same numbers, so its family is every pair).
+
+    ``lo`` and ``hi`` are the simultaneous interval (its level in ``level``); ``ci95`` keeps the plain
+    per-comparison 95% interval of the same seeds, for a reader who wants it, clearly named.
+    """
+    m = max(len(comparisons), family or 0)
     out = []
-    undecided = sum(1 for pd_, pe in zip(adj_diff, adj_eq) if pd_ > design.alpha and pe > design.alpha)
-    for c, pd_, pe in zip(comparisons, adj_diff, adj_eq):
-        if pe <= design.alpha:
-            v = "equivalent"
-        elif pd_ <= design.alpha:
-            v = "better" if c["sign"] > 0 else "worse"
-        else:
-            v = "inconclusive"
-        row = {**c, "p_diff_adj": pd_, "p_equiv_adj": pe, "verdict": v}
-        row["seeds_needed"] = seeds_needed(c, design, max(1, undecided)) if v == "inconclusive" else None
+    for c in comparisons:
+        lo, hi, level = interval(c, design, m)
+        v = verdict_of(lo, hi, design.margin)
+        row = {k: x for k, x in c.items() if k != "diffs"}
+        plain = mean_ci(c["diffs"])
+        row.update(lo=lo if math.isfinite(lo) else math.nan, hi=hi if math.isfinite(hi) else math.nan, level=level,
+                   coverage=1 - design.alpha, family=m, verdict=v, ci95=[plain["lo"], plain["hi"]])
+        row["seeds_needed"] = seeds_needed(c, design, m) if v == Verdict.INCONCLUSIVE else None
         out.append(row)
     return out
 
 
-def seeds_needed(ci: dict, design: Design, family: int) -> int | None:
-    """Seeds in all that would likely decide this comparison, if the observed mean and SD are the truth.
+def power(n: int, mean: float, sd: float, margin: float, alpha: float) -> float:
+    """The chance that ``n`` paired seeds give an interval (two-sided, error ``alpha``) that decides, if the true
+    difference is ``mean`` with SD ``sd``: that lies off 0 (better, worse) or inside ±margin (equivalent).
 
-    The test is taken at the last look's share of alpha, Bonferroni over the ``family`` still open (the
-    first step of Holm, so the estimate errs high).  None: not estimable (fewer than 2 seeds).
+    Noncentral t.  The two ways to decide overlap, so the larger of the two chances is a lower bound; for the
+    equivalence side, the usual bound P(both one-sided tests reject) >= 1 - (misses of each).
     """
-    mean, sd = ci.get("mean", math.nan), ci.get("sd", math.nan)
+    if n < MIN_SEEDS:
+        return 0.0
+    df, root = n - 1, math.sqrt(n) / sd
+    crit = float(stats.t.ppf(1 - alpha / 2, df))
+
+    def above(nc: float) -> float:  # P(T > crit), T noncentral t; scipy returns NaN deep in a tail
+        p = float(stats.nct.sf(crit, df, nc))
+        return p if math.isfinite(p) else float(nc > crit)
+
+    off_zero = above(abs(mean) * root) + above(-abs(mean) * root)
+    if abs(mean) >= margin:
+        return min(1.0, off_zero)
+    low = above((mean + margin) * root)  # the interval's low end above -margin
+    high = above((margin - mean) * root)  # its high end below +margin (by symmetry of -T)
+    return min(1.0, max(off_zero, low + high - 1))
+
+
+def seeds_needed(c: dict, design: Design, family: int) -> int | None:
+    """Seeds in all that would decide this comparison with ``POWER`` (80%), if its observed mean and SD were the
+    truth, tested at the last look's share of alpha in a family of ``family``.  None: fewer than 2 seeds."""
+    mean, sd = c.get("mean", math.nan), c.get("sd", math.nan)
     if not (math.isfinite(mean) and math.isfinite(sd)):
         return None
-    sd = max(sd, ci.get("sd_floor", 0.0))
-    if sd == 0:
-        return MIN_SEEDS
-    level = design.alpha * design.shares()[-1] / family
-    for n in range(max(MIN_SEEDS, ci["n"] + 1), MAX_SEEDS_ESTIMATE + 1):
-        se = sd / math.sqrt(n)
-        if abs(mean) / se > stats.t.ppf(1 - level / 2, n - 1):
-            return n
-        if abs(mean) < design.margin and (design.margin - abs(mean)) / se > stats.t.ppf(1 - level, n - 1):
-            return n
-    return MAX_SEEDS_ESTIMATE + 1  # more than this: the difference is too close to the margin to resolve
+    sd = max(sd, c.get("sd_floor") or 0.0, 1e-9)
+    alpha = design.level(len(design.looks) - 1, family)
+    enough = lambda n: power(n, mean, sd, design.margin, alpha) >= POWER  # noqa: E731 (power grows with n)
+    lo = max(MIN_SEEDS, c["n"] + 1)
+    if enough(lo):
+        return lo
+    hi = lo
+    while not enough(hi):  # double until enough, then bisect: a few dozen power evaluations, not hundreds
+        if hi > MAX_SEEDS_ESTIMATE:
+            return MAX_SEEDS_ESTIMATE + 1  # more than this: the difference is too close to the margin to resolve
+        lo, hi = hi, min(2 * hi, MAX_SEEDS_ESTIMATE + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi if hi <= MAX_SEEDS_ESTIMATE else MAX_SEEDS_ESTIMATE + 1
 
 
 def seeds_phrase(n: int | None) -> str:
@@ -193,4 +233,13 @@ def seeds_phrase(n: int | None) -> str:
         return "needs at least 3 seeds to be decided"
     if n > MAX_SEEDS_ESTIMATE:
         return f"would need more than {MAX_SEEDS_ESTIMATE} seeds to decide (too close to the margin)"
-    return f"about {n} seeds in all would likely decide it"
+    return f"about {n} seeds in all would decide it with {POWER:.0%} power"
+
+
+def interval_phrase(c: dict) -> str:
+    """'+1.9 pp (95% simultaneous CI +0.3 to +3.5 pp)': the interval the verdict was read from, named as such."""
+    if not math.isfinite(c.get("lo", math.nan)):
+        return f"{100 * c['mean']:+.1f} pp (too few seeds for an interval)" if math.isfinite(c.get("mean", math.nan)) \
+            else "no shared seeds"
+    name = f"{100 * c['coverage']:.0f}% simultaneous CI" if c.get("coverage") else "95% CI"
+    return f"{100 * c['mean']:+.1f} pp ({name} {100 * c['lo']:+.1f} to {100 * c['hi']:+.1f} pp)"

@@ -6,7 +6,7 @@ comparisons are still inconclusive is called undecided, never a tie.
 from __future__ import annotations
 
 from transferlab.analysis.gain import SCRATCH, size_key
-from transferlab.analysis.stats import seeds_phrase
+from transferlab.analysis.stats import Verdict, seeds_phrase
 
 # What a size's comparisons against scratch add up to.
 HELPS = "transfer helps"  # some transfer strategy is decided better than scratch
@@ -19,11 +19,11 @@ def size_status(gains_at_size: list[dict]) -> str | None:
     verdicts = [g["verdict"] for g in gains_at_size]
     if not verdicts:
         return None
-    if "better" in verdicts:
+    if Verdict.BETTER in verdicts:
         return HELPS
-    if "inconclusive" in verdicts:
+    if Verdict.INCONCLUSIVE in verdicts:
         return UNDECIDED
-    return HURTS if set(verdicts) == {"worse"} else NO_GAIN
+    return HURTS if set(verdicts) == {Verdict.WORSE} else NO_GAIN
 
 
 def size_sweep(acc_rows: list[dict], gain_rows: list[dict]) -> dict:
@@ -35,12 +35,12 @@ def size_sweep(acc_rows: list[dict], gain_rows: list[dict]) -> dict:
         scratch = next((r for r in rows if r["label"] == SCRATCH), None)
         g = [x for x in gain_rows if x["n_train"] == n]
         best_gain = max(g, key=lambda x: x["gain"]["mean"], default=None)
-        open_ = [x for x in g if x["verdict"] == "inconclusive"]
+        open_ = [x for x in g if x["verdict"] == Verdict.INCONCLUSIVE]
         per_size.append({
             "n_train": n, "n_train_total": rows[0]["n_train_total"], "status": size_status(g),
-            "better_than_scratch": [x["label"] for x in g if x["verdict"] == "better"],
-            "equivalent_to_scratch": [x["label"] for x in g if x["verdict"] == "equivalent"],
-            "worse_than_scratch": [x["label"] for x in g if x["verdict"] == "worse"],
+            "better_than_scratch": [x["label"] for x in g if x["verdict"] == Verdict.BETTER],
+            "equivalent_to_scratch": [x["label"] for x in g if x["verdict"] == Verdict.EQUIVALENT],
+            "worse_than_scratch": [x["label"] for x in g if x["verdict"] == Verdict.WORSE],
             "inconclusive": [x["label"] for x in open_],
             "seeds_to_decide": min((x["gain"]["seeds_needed"] for x in open_
                                     if not x["gain"].get("stopped") and x["gain"]["seeds_needed"] is not None),

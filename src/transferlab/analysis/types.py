@@ -7,13 +7,14 @@ so ``Analysis.from_dict(json.load(f))`` rebuilds the whole tree. No torch.
 from __future__ import annotations
 
 import dataclasses
+from enum import Enum
 import math
 import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from transferlab.analysis.stats import Design
+from transferlab.analysis.stats import Design, Verdict
 from transferlab.results import SCHEMA_VERSION
 
 Size = Union[int, str]  # examples per class, or "all"
@@ -59,6 +60,8 @@ def _in(hint: Any, v: Any) -> Any:
         return {k: _in(args[1], x) for k, x in v.items()} if args else dict(v)
     if isinstance(hint, type) and hasattr(hint, "from_dict") and isinstance(v, dict):
         return hint.from_dict(v)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(v)
     return v
 
 
@@ -79,17 +82,23 @@ class Interval(Plain):
 
 @dataclass
 class Comparison(Interval):
-    """A paired difference (a - b over shared seeds), its tests and its verdict."""
+    """A paired difference (a - b over shared seeds) and its verdict, read from one interval (``analysis.stats``).
+
+    ``mean``, ``lo`` and ``hi`` come from the same look; ``lo``/``hi`` are the simultaneous interval: at ``level``
+    each, so that all the intervals of the family (``family`` of them, every look) cover together with probability
+    ``coverage``.  ``ci95`` is the plain 95% interval of the same seeds, kept for readers who want it.
+    """
 
     label: str = ""
-    p_diff: Optional[float] = None
-    p_equiv: Optional[float] = None
-    p_diff_adj: Optional[float] = None
-    p_equiv_adj: Optional[float] = None
-    sign: Optional[float] = None
+    look: int = 0
+    level: Optional[float] = None
+    coverage: Optional[float] = None
+    family: int = 0
+    ci95: list[float] = field(default_factory=list)
     sd_floor: Optional[float] = None
-    verdict: str = "inconclusive"
+    verdict: Verdict = Verdict.INCONCLUSIVE
     seeds_needed: Optional[int] = None
+    dropped: int = 0  # seeds left out of the pairing because a trial of either side failed or diverged
     stopped: Optional[str] = None  # why no more seeds were run ("out of the race")
 
 
@@ -101,8 +110,9 @@ class AccuracyRow(Plain):
     n_train_total: int = 0
     params: dict = field(default_factory=dict)
     test_acc: Interval = field(default_factory=Interval)
-    val_acc: Interval = field(default_factory=Interval)
-    best_val_acc: float = math.nan
+    val_acc: Interval = field(default_factory=Interval)  # the held-out half of validation (what ranks strategies)
+    best_val_acc: float = math.nan  # its mean
+    select_val_acc: float = math.nan  # the mean best on the selection half (what chose each trial's LR and step)
     trainable_params: int = 0
     frozen_blocks: int = 0
     wall_s: float = 0.0
@@ -117,7 +127,7 @@ class GainRow(Plain):
     label: str
     n_train: Size
     gain: Comparison = field(default_factory=Comparison)
-    verdict: str = "inconclusive"
+    verdict: Verdict = Verdict.INCONCLUSIVE
 
 
 @dataclass
@@ -233,7 +243,7 @@ class Placement(Plain):
     per_class: float
     similarity: str
     rule: Optional[str] = None
-    unfreeze: Optional[str] = None  # what the rule asks for: "fewer", "more" or "all" layers trained
+    unfreeze: Optional[str] = None  # what the rule trains: "fewer" (top features), "earlier" (earlier features) or "all"
     cell: list[str] = field(default_factory=list)
     similarity_detail: Optional[dict] = None
 
@@ -294,6 +304,7 @@ class Analysis(Plain):
     answer: list[str] = field(default_factory=list)  # three lines first: did transfer help, what to use, how sure
     convergence: list[ConvergenceRow] = field(default_factory=list)
     capacity_notes: list[str] = field(default_factory=list)  # a head below the probe on the same features, and why
+    variance_note: str = ""  # which sources of variance the intervals cover
     schema: int = SCHEMA_VERSION
 
     def gain(self, label: str, n_train: Size) -> GainRow | None:

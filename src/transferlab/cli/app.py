@@ -107,9 +107,14 @@ HALVING = typer.Option(None, "--halving/--no-halving", help="prune LR candidates
                        "drop a slow-starting LR that would have won) or train every candidate until it converges (default)")
 
 
-def _design(max_seeds, margin, augment, halving) -> dict:
+SPLITS = typer.Option(None, help="validation and test examples: per_seed (each seed draws its own, so intervals cover which "
+                      "examples landed in test), fixed, or auto (default: per_seed for splits made here with under 2,000 "
+                      "test examples)")
+
+
+def _design(max_seeds, margin, augment, halving, splits=None) -> dict:
     return {"max_seeds": max_seeds, "margin": None if margin is None else margin / 100, "augment": augment,
-            "halving": halving}
+            "halving": halving, "splits": splits}
 SIZES = typer.Option(None, help="target examples per class, e.g. 5,20,50,all")
 EPOCHS = typer.Option(None, help="budget in passes over each training subset, converted to optimizer steps "
                       "(default: 30 passes and at least 500 steps)")
@@ -131,7 +136,7 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
          budget_opt: Optional[list[str]] = BUDGET_OPT, workers: Optional[str] = WORKERS,
          no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS, schedule: Optional[str] = SCHEDULE,
          max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN, augment: Optional[str] = AUGMENT,
-         halving: Optional[bool] = HALVING, track: Optional[list[str]] = TRACK):
+         halving: Optional[bool] = HALVING, splits: Optional[str] = SPLITS, track: Optional[list[str]] = TRACK):
     """Run the embedded study: three pretrained models (an MLP and a CNN on digits 0-4, a CNN on all ten digits) on digits 5-9,
     each against scratch, then the three compared: which pretrained model, or none?
 
@@ -147,7 +152,7 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
 
     # Worker processes by default: the demo's models are small, so one worker per core (threads.auto_workers).
     cfg = _config(StudyConfig(sizes=list(DEMO_SIZES), workers="auto"), seeds, sizes, epochs, workers, no_cache, strategies,
-                  schedule=schedule, design=_design(max_seeds, margin, augment, halving), steps=steps,
+                  schedule=schedule, design=_design(max_seeds, margin, augment, halving, splits), steps=steps,
                   budget_opts=_options(budget_opt, "--budget-opt"))
     from transferlab.tracking import trackers
 
@@ -174,8 +179,8 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (implies --executor ray)"),
         depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3"),
         schedule: Optional[str] = SCHEDULE, max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN,
-        augment: Optional[str] = AUGMENT, halving: Optional[bool] = HALVING, device: Optional[str] = DEVICE,
-        track: Optional[list[str]] = TRACK,
+        augment: Optional[str] = AUGMENT, halving: Optional[bool] = HALVING, splits: Optional[str] = SPLITS,
+        device: Optional[str] = DEVICE, track: Optional[list[str]] = TRACK,
         dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the cost estimate, train nothing")):
     """Run a transfer study described by a study file or by --model and --data.
 
@@ -206,7 +211,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     if not models or not data_spec:
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
     cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address, depths,
-                  schedule, _design(max_seeds, margin, augment, halving), device, steps,
+                  schedule, _design(max_seeds, margin, augment, halving, splits), device, steps,
                   _options(budget_opt, "--budget-opt"))
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     data_options = {**{k: v for k, v in (file.data if file else {}).items() if k != "spec"}, **_options(data_opt, "--data-opt")}

@@ -108,14 +108,14 @@ def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table
 def _ci(ci) -> str:
     if not math.isfinite(ci.lo):
         return f"{100 * ci.mean:.1f}"
-    return f"{100 * ci.mean:.1f} ± {100 * (ci.hi - ci.mean):.1f}"
+    return f"{100 * ci.mean:.1f} [{100 * ci.lo:.1f}, {100 * ci.hi:.1f}]"  # a clipped interval is not symmetric
 
 
 def print_summary(result: StudyResult) -> None:
     a = result.analysis
     size = a.recommendation.n_train
     table = _table(f"{result.study.get('title') or result.study['data']['name']}: {size} per class",
-                   ("strategy", "test acc %", "gain vs scratch, pp", "verdict", "trainable"), ("strategy",))
+                   ("strategy", "test acc % [95% CI]", "gain vs scratch, pp [simultaneous CI]", "verdict", "trainable"), ("strategy",))
     for r in a.accuracy:
         if r.n_train != size:
             continue

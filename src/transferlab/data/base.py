@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -61,9 +61,25 @@ def n_rows(inputs: Inputs) -> int:
 
 
 def concat(parts: list) -> Inputs:
-    """Row-wise concatenation of inputs that share one structure."""
+    """Row-wise concatenation of inputs that share one structure.  Images held as bytes or files join on their
+    storage (``Images.joined``: ValueError when they are on different storages)."""
     columns = [leaves(p) for p in parts]
-    joined = iter([torch.cat([c[i] for c in columns]) for i in range(len(columns[0]))])
+
+    def join(i: int):
+        first, parts = columns[0][i], [c[i] for c in columns]
+        if isinstance(first, Images):
+            return first.joined(parts[1:])
+        width = max(p.shape[1] for p in parts) if first.ndim == 2 else None
+        if width is not None and not first.is_floating_point():
+            # Token ids and masks padded per split to its longest text: padded again, on the right, with 0. The
+            # attention mask's 0 hides the new positions, so a model reads each text exactly as before.
+            parts = [torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts]
+        try:
+            return torch.cat(parts)
+        except RuntimeError as exc:
+            raise ValueError(f"inputs of different shapes cannot be pooled ({exc})") from None
+
+    joined = iter([join(i) for i in range(len(columns[0]))])
     return tree_map(lambda _: next(joined), parts[0])
 
 
@@ -82,13 +98,17 @@ def fingerprint_inputs(inputs: Inputs, y: torch.Tensor) -> str:
 class Split:
     inputs: Inputs
     y: torch.Tensor
+    # (cache key, rows) of a pool these rows were dealt from (a per-seed split of ``TargetData._held``): a cache
+    # computes the pool's features once and hands each seed its rows.
+    origin: tuple | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def subset(self, idx) -> Split:
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return Split(select(self.inputs, idx), self.y[idx])
+        origin = None if self.origin is None else (self.origin[0], np.asarray(self.origin[1])[idx.numpy()])
+        return Split(select(self.inputs, idx), self.y[idx], origin)
 
     def fingerprint(self) -> str:
         return fingerprint_inputs(self.inputs, self.y)
@@ -141,6 +161,36 @@ class TargetData:
     split_info: dict = field(default_factory=dict)
     source: Split | None = None  # optional D1 inputs, for similarity measures
     augment: Any = None  # the data's label-preserving default: a data.augment.Augmentation, or None
+    # The held-out half of validation (``hold_out``): it scores each trial's chosen model and so ranks strategies,
+    # while ``val`` chose that model's LR and step.  None: validation is too small to halve.
+    holdout: Split | None = None
+    per_seed: bool = False  # each seed draws its own validation, held-out and test examples (``resplit``, ``for_seed``)
+    split_tag: str = ""  # one seed's splits ("@3"): part of their cache keys, so no two seeds share features
+    _held: Split | None = field(default=None, repr=False, compare=False)  # validation, held-out and test rows, pooled
+    _seeded: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def key(self, split: str) -> str:
+        """The cache key of split ``split`` ("val", "holdout", "test") of these splits."""
+        return f"{split}{self.split_tag}"
+
+    def for_seed(self, seed: int) -> TargetData:
+        """Seed ``seed``'s own splits when they are redrawn per seed (else these): the rows outside the training
+        pool (validation, held-out and test) dealt again, stratified, in the same sizes, by ``seed``.  The training
+        pool stays, so the nested training subsets stay too."""
+        if not self.per_seed:
+            return self
+        if seed not in self._seeded:
+            pool = self._held
+            y = pool.y.numpy()
+            rest, test = _deal(np.arange(len(y)), y, len(self.test), seed)
+            held = None
+            if self.holdout is not None:
+                rest, held = _deal(rest, y, len(self.holdout), seed)
+            pick = lambda ix: pool.subset(np.sort(ix))  # noqa: E731
+            self._seeded[seed] = replace(self, val=pick(rest), holdout=None if held is None else pick(held),
+                                         test=SealedSplit(pick(test), self.test.log), per_seed=False,
+                                         split_tag=f"@{seed}", _seeded={})
+        return self._seeded[seed]
 
     @property
     def n_classes(self) -> int:
@@ -174,6 +224,8 @@ class TargetData:
         h = hashlib.sha256()
         for part in (self.train.fingerprint(), self.val.fingerprint(), self.test.fingerprint()):
             h.update(part.encode())
+        if self.holdout is not None:
+            h.update(self.holdout.fingerprint().encode())
         return h.hexdigest()[:16]
 
     def describe(self) -> dict:
@@ -182,6 +234,7 @@ class TargetData:
             "class_names": self.class_names,
             "n_train_pool": len(self.train),
             "n_val": len(self.val),
+            "n_holdout": len(self.holdout) if self.holdout is not None else 0,
             "n_test": len(self.test),
             "train_per_class": self.per_class_counts(),
             "splits": self.split_info,
@@ -211,6 +264,69 @@ def split_arrays(inputs: Inputs, y: np.ndarray, class_names: list[str], name: st
     part = lambda ix: Split(select(inputs, torch.as_tensor(ix)), yt[ix])  # noqa: E731
     info = {"method": "stratified", "seed": seed, "val_frac": val_frac, "test_frac": test_frac, "subsample": subsample}
     return TargetData(name, class_names, part(train), part(val), SealedSplit(part(test)), info, **kwargs)
+
+
+MIN_HOLDOUT = 4  # rows: below this validation is not halved (a half of one or two examples ranks nothing)
+
+
+def hold_out(data: TargetData, seed: int = 0) -> TargetData:
+    """Validation halved, stratified with a fixed seed: ``val`` chooses each trial's LR, step and C, ``holdout``
+    scores the model so chosen.
+
+    Why: a strategy's best validation accuracy is the maximum over everything it tried (up to three LRs times
+    every evaluation), a linear probe's over three values of C.  Ranking strategies on those maxima favours the
+    one that tried more, and scores the winner on the examples that chose it.  On a half that chose nothing,
+    equal strategies score equal in expectation, so the race's verdicts keep their error rate.
+    """
+    if data.holdout is not None or len(data.val) < 2 * MIN_HOLDOUT:
+        return data
+    y = data.val.y.numpy()
+    idx = np.arange(len(y))
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    keep, held = train_test_split(idx, test_size=0.5, stratify=stratify, random_state=seed)
+    info = {**data.split_info, "holdout": f"half of validation, {'stratified, ' if stratify is not None else ''}seed {seed}"}
+    return replace(data, val=data.val.subset(np.sort(keep)), holdout=data.val.subset(np.sort(held)), split_info=info)
+
+
+def _deal(idx: np.ndarray, y: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``idx`` split into (rest, ``size`` rows), stratified by ``y`` where every class allows it."""
+    try:
+        return train_test_split(idx, test_size=size, stratify=y[idx], random_state=seed)
+    except ValueError:  # a class with a single row, or fewer rows to deal than classes
+        return train_test_split(idx, test_size=size, random_state=seed)
+
+
+PER_SEED_BELOW = 2000  # test examples: splits made here and this small are redrawn for every seed by default
+
+
+def resplit(data: TargetData, mode: str = "auto") -> TargetData:
+    """Whether each seed draws its own validation, held-out and test examples (``TargetData.for_seed``).
+
+    ``auto``: when the splits were made here (not given with the data), its inputs are arrays, and the test split
+    has fewer than ``PER_SEED_BELOW`` examples.  Why that size: the binomial SD of an accuracy near 90% on n test
+    examples is sqrt(0.09 / n), 0.67 pp at n = 2000, two thirds of the default 1 pp margin and more below it.  Which
+    examples happen to land in test then moves a study's numbers as much as the differences it decides, and an
+    interval over seeds on one fixed split leaves that variance out (Bouthillier et al. 2021: vary every source).
+    """
+    made_here = data.split_info.get("method") == "stratified"
+    if mode == "per_seed" and not made_here:
+        raise UserError("per-seed splits would redraw the splits this data gives (its own test split)",
+                        "use --splits fixed")
+    per_seed = mode == "per_seed" or (mode == "auto" and made_here and len(data.test) < PER_SEED_BELOW)
+    held = None
+    if per_seed:  # pooled once, before any trial: the one read of the test split that deals rows, scoring none
+        parts = [p for p in (data.val, data.holdout, data.test.open("check:resplit")) if p is not None]
+        y = torch.cat([p.y for p in parts])
+        try:
+            held = Split(concat([p.inputs for p in parts]), y, ("held", np.arange(len(y))))
+        except ValueError:  # images on several storages, or inputs that cannot share one shape
+            if mode == "per_seed":
+                raise UserError("per-seed splits need the validation and test inputs on one storage and shape",
+                                "use --splits fixed") from None
+            per_seed = False
+    info = {**data.split_info, "per_seed": per_seed}
+    return replace(data, per_seed=per_seed, split_info=info, _held=held, _seeded={})
 
 
 def check_labels(y: np.ndarray, class_names: list[str]) -> None:

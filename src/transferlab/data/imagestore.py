@@ -98,6 +98,19 @@ class Images:
         """Rows ``idx`` as Images on the same storage (no copy)."""
         return dataclasses.replace(self, index=self._storage_rows(idx))
 
+    def joined(self, others: list[Images]) -> Images:
+        """These rows, then those of ``others``, as one Images on the same storage (no copy).  ValueError when
+        another is on another storage (or normalised otherwise): their rows cannot share one index."""
+        for o in others:
+            for f in dataclasses.fields(self):
+                a, b = getattr(self, f.name), getattr(o, f.name)
+                if f.name != "index" and type(o) is type(self) and (a is b or (isinstance(a, tuple) and a == b)):
+                    continue
+                if f.name != "index":
+                    raise ValueError(f"images on different storages ({f.name} differs)")
+        rows = np.concatenate([self._storage_rows(), *(o._storage_rows() for o in others)])
+        return dataclasses.replace(self, index=rows)
+
     def normalized(self, mean, std) -> Images:
         return dataclasses.replace(self, norm=(tuple(mean), tuple(std)))
 

@@ -15,7 +15,9 @@ from transferlab.data.base import TargetData
 from transferlab.measurements import Measurement, Preflight, register
 from transferlab.strategies.probe import as_matrix, make_classifier, score
 
-MARGIN = 0.05  # pretrained features must beat random ones by this much validation accuracy
+MARGIN = 0.05  # pretrained features beat random ones by this much validation accuracy ...
+ERROR_RATIO = 0.5  # ... or make at most this share of their errors (random CNN features of a simple target can
+# already reach 90%: a source that then halves the remaining error has learned what the target needs)
 
 
 def probe_val_acc(backbone: Backbone, data: TargetData, seed: int = 0, cache: FeatureCache | None = None,
@@ -34,7 +36,7 @@ def feature_relevance(pretrained: Backbone, data: TargetData, seed: int = 0, cac
     pre = probe_val_acc(pretrained, data, seed, cache, key)
     torch.manual_seed(seed)
     rnd = probe_val_acc(pretrained.clone().reinit(), data, seed)
-    level = "high" if pre >= rnd + MARGIN else "low"
+    level = "high" if pre >= rnd + MARGIN or (1 - pre) <= ERROR_RATIO * (1 - rnd) else "low"
     return {"method": "probe_vs_random_features", "pretrained_val_acc": pre, "random_val_acc": rnd, "level": level,
             "summary": f"a linear probe on the pretrained features reaches {100 * pre:.1f}% validation accuracy vs "
                        f"{100 * rnd:.1f}% on re-initialised features"}

@@ -20,7 +20,7 @@ from transferlab.results import TrialStore, read_study
 CAPTIONS = {
     "curves": ("Learning curves", "Validation accuracy per evaluation (x: optimizer steps) of the chosen learning rate, averaged over seeds; "
                "scratch dashed black."),
-    "gains": ("Gain over scratch", "Paired by seed, unadjusted 95% CI. Green: better; red: worse; blue: equivalent "
+    "gains": ("Gain over scratch", "Paired by seed, 95% simultaneous CI (the interval each verdict is read from). Green: better; red: worse; blue: equivalent "
               "(inside the margin); gray: inconclusive (not decided at these seeds)."),
     "depth": ("Accuracy vs depth", "Which layers transfer: freezing the first k blocks and fine-tuning the rest "
               "(freeze_k), and, where the study ran it, tuning block k alone (surgical)."),
@@ -55,8 +55,13 @@ def seeds_hint(c: Comparison, verdict: str) -> str:
     return f" (~{c.seeds_needed} seeds)" if c.seeds_needed <= 200 else " (>200 seeds)"
 
 
-def adjusted_p(c: Comparison, verdict: str) -> float | None:
-    return c.p_equiv_adj if verdict == "equivalent" else c.p_diff_adj
+def level_hint(c: Comparison) -> str:
+    """What the interval beside a verdict is: its own level, and the family it is simultaneous with."""
+    if not c.level or not math.isfinite(c.lo):
+        return ""
+    return (f"interval at {100 * c.level:.3g}% each, so that the {c.family} intervals of its family cover together "
+            f"at {100 * (c.coverage or 0.95):.0f}%; plain 95% CI [{100 * c.ci95[0]:+.1f}, {100 * c.ci95[1]:+.1f}]"
+            if len(c.ci95) == 2 else "")
 
 
 def plural(n, word: str) -> str:
@@ -71,7 +76,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("transferlab.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.ChainableUndefined,
                              trim_blocks=False, lstrip_blocks=False)
-    env.filters.update(pct=pct, pp=pp, seeds_hint=seeds_hint, adjusted_p=adjusted_p, plural=plural, share=share)
+    env.filters.update(pct=pct, pp=pp, seeds_hint=seeds_hint, level_hint=level_hint, plural=plural, share=share)
     return env
 
 

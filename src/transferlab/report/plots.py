@@ -108,7 +108,7 @@ def gains(analysis: Analysis) -> str | None:
                         color=colors[g.verdict])
         ax.axvline(0, color="black", lw=1)
         ax.set_title(f"{n} per class")
-        ax.set_xlabel("gain over scratch (pp, 95% CI)")
+        ax.set_xlabel("gain over scratch (pp, 95% simultaneous CI)")
         ax.grid(alpha=0.3)
     axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
     return _png(fig)

@@ -60,7 +60,9 @@ class Fitted:
 
     result: FitResult
     trainable_params: int
-    evaluate: Callable[[Split], tuple[float, float]]  # on the raw (preprocessed) test split
+    # (split, its cache key) -> (loss, accuracy), on a raw (preprocessed) split: the test split, or the held-out half
+    # of validation; the key keeps their frozen features apart in the cache.
+    evaluate: Callable[..., tuple[float, float]]
     model: object = None  # the trained Backbone, or the fitted sklearn pipeline
     cached: bool = False
     frozen_blocks: int = 0
@@ -111,7 +113,8 @@ class TrialContext:
         largest split fit its budget (else the frozen prefix runs each step: the same numbers, bounded memory)."""
         if self.cache is None or k <= 0:
             return False
-        rows = max(len(self.data.train), len(self.data.val), len(self.data.test))
+        pool = self.data._held
+        rows = max(len(self.data.train), len(self.data.val), len(self.data.test), len(pool) if pool is not None else 0)
         return self.cache.holds(self.pretrained, self.model_key, self.data.train, k, rows)
 
     @property
@@ -122,7 +125,15 @@ class TrialContext:
     def at_cut(self, k: int, split_key: str, split: Split) -> Split:
         if not self.uses_cache(k):
             return split
-        return self.cache.states(self.pretrained, self.model_key, split_key, split, k)
+        return self._states(self.cache, k, split_key, split)
+
+    def _states(self, cache: FeatureCache, k: int, split_key: str, split: Split) -> Split:
+        """Cut ``k``'s activations of ``split``; rows dealt from a pool (per-seed splits) come from the pool's
+        activations, computed once for every seed."""
+        if isinstance(split, Split) and split.origin is not None and self.data._held is not None:
+            key, rows = split.origin
+            return cache.states(self.pretrained, self.model_key, key, self.data._held, k).subset(rows)
+        return cache.states(self.pretrained, self.model_key, split_key, split, k)
 
     def train_split(self, k: int) -> Split:
         if self.uses_cache(k):
@@ -130,7 +141,7 @@ class TrialContext:
         return self.data.train.subset(self.train_idx)
 
     def val_split(self, k: int) -> Split:
-        return self.at_cut(k, "val", self.data.val)
+        return self.at_cut(k, self.data.key("val"), self.data.val)
 
     def _cache_for(self, k: int) -> FeatureCache:
         """The study's cache where it may serve cut ``k``; else a throwaway one (computed once for this trial)."""
@@ -156,7 +167,7 @@ class TrialContext:
 
     def features(self, k: int, split_key: str, split: Split) -> Split:
         """Activations of the pretrained body at cut ``k``: from the cache, or computed now."""
-        return self._cache_for(k).states(self.pretrained, self.model_key, split_key, split, k)
+        return self._states(self._cache_for(k), k, split_key, split)
 
     def train_features(self, k: int) -> Split:
         """The training subset's features at cut ``k`` for a closed-form fit (a probe): with augmentation,
@@ -260,7 +271,7 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     if not ctx.lazy:
         run.finish()
 
-    def score(test: Split) -> tuple[float, float]:
-        return evaluate(model, ctx.at_cut(cut, "test", test), ctx.budget.eval_batch_size, ctx.device)
+    def score(split: Split, key: str = "test") -> tuple[float, float]:
+        return evaluate(model, ctx.at_cut(cut, key, split), ctx.budget.eval_batch_size, ctx.device)
 
     return Fitted(run.result, count_trainable(bb), score, bb, cached, len(bb.frozen), probe.rows, run)

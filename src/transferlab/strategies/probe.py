@@ -75,7 +75,7 @@ class LinearProbe(Strategy):
         t0 = time.perf_counter()
         k = ctx.pretrained.n_blocks if self.cut is None else self.cut
         x, y = as_matrix(ctx.train_features(k))
-        xv, yv = as_matrix(ctx.features(k, "val", ctx.data.val))
+        xv, yv = as_matrix(ctx.features(k, ctx.data.key("val"), ctx.data.val))
         pipe = make_classifier(self.kind, candidate["C"], ctx.seed).fit(x, y)
         n = ctx.data.n_classes
         train_loss, train_acc = score(pipe, x, y, n)
@@ -86,8 +86,8 @@ class LinearProbe(Strategy):
         converged = bool(np.all(np.asarray(pipe[-1].n_iter_) < pipe[-1].max_iter))
         result = FitResult([log], 0, val_acc, val_loss, converged=converged, stop="converged" if converged else "limit")
 
-        def evaluate(test: Split) -> tuple[float, float]:
-            return score(pipe, *as_matrix(ctx.features(k, "test", test)), n)
+        def evaluate(split: Split, key: str = "test") -> tuple[float, float]:
+            return score(pipe, *as_matrix(ctx.features(k, key, split)), n)
 
         trainable = x.shape[1] * n + n
         return Fitted(result, trainable, evaluate, pipe, ctx.uses_cache(k), k)
