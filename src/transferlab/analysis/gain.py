@@ -15,11 +15,6 @@ from transferlab.results import TrialRecord, as_records
 SCRATCH = "scratch"
 
 
-def val_score(r) -> float:
-    """The validation number that ranks a trial (``TrialRecord.val_score``)."""
-    return TrialRecord.from_dict(r).val_score
-
-
 def size_key(n) -> tuple:
     return (1, 0) if n == "all" else (0, int(n))
 

@@ -281,11 +281,8 @@ def hold_out(data: TargetData, seed: int = 0) -> TargetData:
     if data.holdout is not None or len(data.val) < 2 * MIN_HOLDOUT:
         return data
     y = data.val.y.numpy()
-    idx = np.arange(len(y))
-    counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    keep, held = train_test_split(idx, test_size=0.5, stratify=stratify, random_state=seed)
-    info = {**data.split_info, "holdout": f"half of validation, {'stratified, ' if stratify is not None else ''}seed {seed}"}
+    keep, held = _deal(np.arange(len(y)), y, (len(y) + 1) // 2, seed)
+    info = {**data.split_info, "holdout": f"half of validation, stratified where every class allows, seed {seed}"}
     return replace(data, val=data.val.subset(np.sort(keep)), holdout=data.val.subset(np.sort(held)), split_info=info)
 
 
