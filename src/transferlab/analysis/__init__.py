@@ -2,6 +2,8 @@
 converted) to a typed ``Analysis`` (analysis/types.py). No torch."""
 from __future__ import annotations
 
+import re
+
 from transferlab.analysis.answer import answer
 from transferlab.analysis.convergence import convergence, head_vs_probe, sweep_caveat
 from transferlab.analysis.dynamics import first_epochs, flags
@@ -54,8 +56,29 @@ def variance_note(records: list[TrialRecord], study: dict) -> str:
     return text
 
 
+def _natural(text: str) -> tuple:
+    """'freeze_k(k=2)' before 'freeze_k(k=10)'."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
+def canonical(records: list[TrialRecord], study: dict) -> list[TrialRecord]:
+    """Records in one order whatever order they arrive in (parallel workers finish in any order, and a resumed
+    study's file holds several runs): strategies as configured, then label, size as configured, seed. So the
+    analysis, its tables and every tie it breaks are the same from the live study and from trials.jsonl."""
+    cfg = study.get("config") or {}
+    names = [s.get("name") if isinstance(s, dict) else s for s in cfg.get("strategies") or []]
+    sizes = [str(n) for n in cfg.get("sizes") or []] if isinstance(cfg.get("sizes"), list) else []
+
+    def key(r: TrialRecord):
+        rank = names.index(r.strategy) if r.strategy in names else (-1 if r.strategy == "zero_shot" else len(names))
+        size = sizes.index(str(r.n_train)) if str(r.n_train) in sizes else len(sizes)
+        return rank, _natural(r.label), size, str(r.n_train), r.seed
+
+    return sorted(records, key=key)
+
+
 def analyze(records, study: dict) -> Analysis:
-    records = as_records(records)
+    records = canonical(as_records(records), study)
     design = Design.from_dict(study.get("design"))
     acc = accuracy_rows(records)
     gain = gains(records, design)

@@ -92,7 +92,7 @@ def sweep_caveat(rows: list[dict]) -> str:
         at = [r for r in rows if r["n_train"] == n]
         bad = sum(r["trials"] - r["converged"] for r in at)
         if bad:
-            parts.append(f"{bad} of {sum(r['trials'] for r in at)} at {n} per class")
+            parts.append(f"{bad} of {sum(r['trials'] for r in at)} " + ("with all the data" if n == "all" else f"at {n} per class"))
     if not parts:
         return ""
     return (f"Some trials had not converged ({'; '.join(parts)}; see 'Did every arm converge?'), so the verdicts at "

@@ -29,7 +29,10 @@ def paired_scores(values: dict[Hashable, dict[int, float]]) -> dict[Hashable, fl
 
 
 def leader(values: dict[Hashable, dict[int, float]], tie: Callable[[Hashable], object] = lambda _: 0) -> Hashable:
-    """The candidate with the best paired score; ``tie`` breaks exact ties (larger wins), then the first listed."""
+    """The candidate with the best paired score; ``tie`` breaks exact ties (larger wins), then the name's order.
+
+    Not the order listed: records arrive in the order trials finished, which parallel workers change, and the
+    report rebuilt from trials.jsonl must name the leader the study named."""
     scores = paired_scores(values)
-    order = list(values)
+    order = sorted(values, key=lambda c: (type(c).__name__, c if isinstance(c, (int, float)) else str(c)))
     return max(order, key=lambda c: (round(scores[c], 12), tie(c), -order.index(c)))

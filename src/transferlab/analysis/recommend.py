@@ -103,7 +103,9 @@ def recommend(analysis: dict, study: dict) -> dict:
     agrees = _agrees(place, choice, study.get("model", {}).get("params"))
 
     seeds = len(choice["seeds"])
-    parts = [f"Use {choice['label']}: at {size} examples per class ({choice['n_train_total']} in all) it was chosen on "
+    at = f"with all {choice['n_train_total']} training examples" if size == "all" else \
+        f"at {size} examples per class ({choice['n_train_total']} in all)"
+    parts = [f"Use {choice['label']}: {at} it was chosen on "
              f"held-out validation accuracy ({_pct(choice['best_val_acc'])}) and scores {_pct(choice['test_acc']['mean'])} on the "
              f"test split over {seeds} seed{'s' if seeds != 1 else ''}, training {choice['trainable_params']:,} parameters."]
     if choice is not leader:

@@ -202,7 +202,8 @@ def recommend_source(r: Ranking, design: Design) -> dict:
     choice = min([leader, *equivalent], key=lambda c: (c.model_params, -c.val_acc.mean))
     m = f"±{100 * design.margin:.0f} pp"
     what = "train from scratch (no pretrained model)" if choice.is_scratch else f"start from {choice.name} with {choice.label}"
-    parts = [f"Use {'none' if choice.is_scratch else choice.name}: {what}. At {r.n_train} examples per class it "
+    at = "With all the training examples" if r.n_train == "all" else f"At {r.n_train} examples per class"
+    parts = [f"Use {'none' if choice.is_scratch else choice.name}: {what}. {at} it "
              f"{'leads' if choice is leader else 'is decided equivalent to the leader'} on validation "
              f"({_pct(choice.val_acc.mean)}) and scores {_pct(choice.test_acc.mean)} on test over {len(choice.seeds)} seeds."]
     if choice is not leader:
@@ -228,7 +229,11 @@ def recommend_source(r: Ranking, design: Design) -> dict:
 # ---- from a multi-source study's folder (no torch) ----------------------------------------------------------
 def compare_studies(info: list[dict], studies: list[dict], records: list[list[dict]]) -> SourceComparison:
     """``compare_sources`` on per-source study descriptions and records (the verdicts' design is the first's)."""
-    items = [{**i, "study": st, "records": rec} for i, st, rec in zip(info, studies, records)]
+    from transferlab.analysis import canonical
+    from transferlab.results import as_records
+
+    # Records in one order, as ``analyze`` reads them: ties and tables must not depend on the order trials finished.
+    items = [{**i, "study": st, "records": canonical(as_records(rec), st)} for i, st, rec in zip(info, studies, records)]
     return compare_sources(items, Design.from_dict(studies[0].get("design")))
 
 

@@ -66,8 +66,11 @@ def catch_up(per_size: list[dict], exact: bool = True) -> object:
 
 
 def _sizes(rows: list[dict]) -> str:
-    names = [f"{r['n_train']}" + (f" ({r['n_train_total']} in all)" if r["n_train"] == "all" else "") for r in rows]
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    """'5 and 20 per class', '5 per class and all examples (223)', 'all examples (223)'."""
+    counts = [str(r["n_train"]) for r in rows if r["n_train"] != "all"]
+    names = [(", ".join(counts[:-1]) + " and " + counts[-1] if len(counts) > 1 else counts[0]) + " per class"] if counts else []
+    names += [f"all examples ({r['n_train_total']})" for r in rows if r["n_train"] == "all"]
+    return " and ".join(names)
 
 
 def sweep_text(per_size: list[dict]) -> str:
@@ -77,19 +80,19 @@ def sweep_text(per_size: list[dict]) -> str:
     by = {s: [r for r in per_size if r["status"] == s] for s in (HELPS, NO_GAIN, HURTS, UNDECIDED)}
     parts = []
     if len(by[HELPS]) == len(per_size):
-        parts.append(f"Transfer is measurably better than scratch at every size studied ({_sizes(per_size)} per class).")
+        parts.append(f"Transfer is measurably better than scratch at every size studied ({_sizes(per_size)}).")
     elif by[HELPS]:
-        parts.append(f"Transfer is measurably better than scratch at {_sizes(by[HELPS])} per class.")
+        parts.append(f"Transfer is measurably better than scratch at {_sizes(by[HELPS])}.")
     settled = by[NO_GAIN] + by[HURTS]
     if settled and len(settled) == len(per_size):
         parts.append("No transfer strategy is measurably better than scratch at any size: each is decided "
                      "equivalent or worse at every size.")
     else:
         if by[NO_GAIN]:
-            parts.append(f"At {_sizes(by[NO_GAIN])} per class scratch matches or beats every transfer strategy "
+            parts.append(f"At {_sizes(by[NO_GAIN])} scratch matches or beats every transfer strategy "
                          "(each decided equivalent or worse).")
         if by[HURTS]:
-            parts.append(f"At {_sizes(by[HURTS])} per class every transfer strategy is decided worse than scratch.")
+            parts.append(f"At {_sizes(by[HURTS])} every transfer strategy is decided worse than scratch.")
     for r in by[UNDECIDED]:
         n_open, n_out = len(r["inconclusive"]), len(r.get("out_of_race", []))
         why = []
@@ -97,7 +100,7 @@ def sweep_text(per_size: list[dict]) -> str:
             why.append(f"the closest {seeds_phrase(r['seeds_to_decide'])}")
         if n_out:
             why.append(f"{n_out} left the race, decided worse than the validation leader")
-        parts.append(f"At {_sizes([r])} per class no strategy is decided better, and {n_open} "
+        parts.append(f"At {_sizes([r])} no strategy is decided better, and {n_open} "
                      f"comparison{'s are' if n_open != 1 else ' is'} inconclusive ({'; '.join(why)}).")
     catch, by_then = catch_up(per_size), catch_up(per_size, exact=False)
     if catch is not None:
