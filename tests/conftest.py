@@ -53,6 +53,30 @@ def prepared(backbone, data):
     return prepare(data, backbone)
 
 
+def invoke(*args, env=None, cwd=None) -> tuple[int, str, str]:
+    """Run the CLI's ``main`` in this process: (exit status, stdout, stderr). Much faster than ``cli`` (torch is
+    imported once), for the bad-input corpus and the property test. An exception the CLI does not turn into an
+    exit status propagates, so a traceback fails the test that provoked it."""
+    import contextlib
+    import io
+
+    from transferlab.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for k, v in (env or {}).items():
+            mp.setenv(k, v)
+        if cwd is not None:
+            mp.chdir(cwd)
+        mp.setattr(sys, "argv", ["transferlab", *map(str, args)])
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code, out.getvalue(), err.getvalue()
+
+
 def cli(*args, env=None, cwd=None):
     """Run the installed CLI in a subprocess; returns CompletedProcess.
 

@@ -15,6 +15,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 EXECUTORS = ("inline", "process", "ray")
+# "auto" sizes: these, less those the data cannot fill (the report says which were dropped and why).
+DEFAULT_SIZES: tuple[int | str, ...] = (5, 20, 50, "all")
 
 DEFAULT_STRATEGIES: tuple[dict, ...] = (
     {"name": "scratch"},
@@ -50,7 +52,9 @@ class StudyConfig:
     # Validation, held-out and test examples: "per_seed" (each seed draws its own), "fixed", or "auto" (per seed for
     # splits made here with under data.base.PER_SEED_BELOW test examples; see data.base.resplit for why).
     splits: str = "auto"
-    sizes: list[int | str] = field(default_factory=lambda: [5, 20, 50, "all"])
+    # Target examples per class. "auto": DEFAULT_SIZES less those larger than the smallest class (pipeline.fit_sizes);
+    # sizes given explicitly are all run, and one the data cannot fill is refused.
+    sizes: list[int | str] | str = "auto"
     budget: Budget = field(default_factory=Budget)
     depths: str | list[int] = "all"  # freeze_k depths: "all", "auto" (chosen by the profile) or a list
     profile: bool = True  # per-layer transferability scores before training
@@ -64,15 +68,21 @@ class StudyConfig:
     ray_address: str | None = None
 
     def __post_init__(self):
+        self._check_types()
         if isinstance(self.seeds, int):
             self.seeds = list(range(self.seeds))
         if isinstance(self.budget, dict):
             self.budget = budget_from_dict(self.budget)
+        if not isinstance(self.budget, Budget):
+            raise UserError(f"budget {self.budget!r} is not a table of budget settings", "use [study.budget] with e.g. min_steps = 500")
         self.strategies = [s if isinstance(s, dict) else {"name": s} for s in self.strategies]
-        if not (self.depths in ("all", "auto") or isinstance(self.depths, list)):
+        if not (self.depths in ("all", "auto") or isinstance(self.depths, list) and self.depths and all(
+                isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in self.depths)):
             raise UserError(f"depths {self.depths!r} is not 'all', 'auto' or a list of k", 'use depths = "auto" or [1, 2]')
-        for s in self.sizes:
-            if s != "all" and not (isinstance(s, int) and s > 0):
+        if self.sizes != "auto" and (not isinstance(self.sizes, list) or not self.sizes):
+            raise UserError(f"sizes {self.sizes!r} is not a list of examples per class", 'use sizes like [5, 20, 50, "all"], or "auto"')
+        for s in self.sizes if self.sizes != "auto" else []:
+            if s != "all" and not (isinstance(s, int) and not isinstance(s, bool) and s > 0):
                 raise UserError(f"target size {s!r} is not a positive whole number of examples per class", "use sizes like [5, 20, 50, \"all\"]")
         if self.seeds is not None and len(self.seeds) < 1:
             raise UserError("a study needs at least one seed", "use seeds = 3 or more, or leave seeds out for a sequential study")
@@ -97,6 +107,26 @@ class StudyConfig:
             raise UserError(f"splits {self.splits!r} is not auto, per_seed or fixed", 'use splits = "auto"')
         if self.augment_views < 1:
             raise UserError(f"augment_views {self.augment_views} is below 1", "use augment_views = 8")
+
+    def _check_types(self) -> None:
+        """Each plain setting has the type of its default (a study file can hold anything), so the range checks
+        below compare numbers with numbers."""
+        for f in fields(self):
+            default, value = f.default, getattr(self, f.name)
+            if type(default) not in (int, float, bool, str) or f.name in ("workers", "sizes", "depths"):
+                continue
+            kind = {int: "whole number", float: "number", bool: "true or false", str: "text"}[type(default)]
+            ok = (isinstance(value, bool) if type(default) is bool else
+                  isinstance(value, str) if type(default) is str else
+                  isinstance(value, (int, float) if type(default) is float else int) and not isinstance(value, bool))
+            if not ok:
+                raise UserError(f"{f.name} {value!r} is not a {kind}", f"use for example {f.name} = {_toml(default)}")
+        if self.seeds is not None and not isinstance(self.seeds, (int, list)) or isinstance(self.seeds, bool):
+            raise UserError(f"seeds {self.seeds!r} is not a number of seeds or a list of them", "use seeds = 3, or seeds = [0, 1, 2]")
+        if not isinstance(self.strategies, list):
+            raise UserError(f"strategies {self.strategies!r} is not a list", 'use [[strategies]] tables, or --strategies scratch,head')
+        if self.cache_memory_mb < 0:
+            raise UserError(f"cache_memory_mb {self.cache_memory_mb} is negative", "use cache_memory_mb = 2048")
 
     @property
     def sequential(self) -> bool:
@@ -127,6 +157,10 @@ class StudyConfig:
         for k in ("cache", "cache_memory_mb", "workers", "executor", "device", "ray_address", "estimate"):
             d.pop(k)
         return d
+
+
+def _toml(value) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else f'"{value}"' if isinstance(value, str) else str(value)
 
 
 def budget_from_dict(d: dict) -> Budget:

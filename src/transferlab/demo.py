@@ -23,11 +23,11 @@ TITLES = {"mlp": "MLP pretrained on digits 0-4", "cnn": "CNN pretrained on digit
 
 
 def demo(out: str | Path = "transferlab-demo", config: StudyConfig | None = None, models=DEMO_MODELS,
-         callbacks: list[StudyCallback] | tuple = ()) -> SourcesResult:
+         callbacks: list[StudyCallback] | tuple = (), wait: bool = False) -> SourcesResult:
     """Pretrain (or load) each demo model and study its transfer to digits 5-9 (half B), then compare them."""
     data = digits_target(half="B")
     # Each source also brings the data it was pretrained on, for the domain distance.
     sources = [Source(arch, pretrained(arch), replace(data, source=digits_source(*SOURCES[arch])),
                       {"title": f"demo: {TITLES[arch]}"}) for arch in models]
     return run_sources(sources, config or StudyConfig(sizes=list(DEMO_SIZES)), out, callbacks,
-                       meta={"title": "demo: which pretrained model for digits 5-9, or none?"})
+                       meta={"title": "demo: which pretrained model for digits 5-9, or none?"}, wait=wait)

@@ -53,6 +53,7 @@ class Estimate:
     per_label_max: dict = field(default_factory=dict)  # label -> over every seed
     alternatives: dict = field(default_factory=dict)  # e.g. {"--max-seeds 3": seconds}
     trial_s: dict = field(default_factory=dict)  # trial_id -> estimated seconds (drives the time left)
+    notes: list = field(default_factory=list)  # what the plan left out, e.g. default sizes the data cannot fill
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -64,7 +65,7 @@ class Estimate:
         if self.trials_max > self.trials_first:
             head += f"; up to {clock(self.max_s)} if every verdict stays open to the last seed ({self.trials_max} trials)"
         alts = "; ".join(f"{k} would take about {clock(v)}" for k, v in self.alternatives.items())
-        return f"Estimated: {head}." + (f" {alts}." if alts else "")
+        return f"Estimated: {head}." + (f" {alts}." if alts else "") + "".join(f" {n}." for n in self.notes)
 
 
 def clock(seconds: float) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from transferlab.config import StudyConfig
 from transferlab.errors import UserError
+from transferlab.folder_lock import study_lock
 from transferlab.pipeline import (Prepared, Runner, as_backbone, as_target, environment, open_store, peak_rss_mb,
                                   preflight, prepare)
 from transferlab.results import SCHEMA_VERSION, StudyResult, TrialSpec, write_json_atomic
@@ -24,6 +25,9 @@ __all__ = ["StudyCallback", "as_backbone", "as_target", "estimate_study", "plan"
 
 class StudyCallback:
     """Progress events. The CLI attaches a progress bar and trackers; the library itself prints nothing."""
+
+    def on_wait(self, holder: str) -> None:
+        """The study folder is in use by ``holder`` and ``wait`` was asked: the study starts when it is free."""
 
     def on_begin(self, study: dict) -> None:
         """Once, before the first trial (study.json's content)."""
@@ -76,14 +80,14 @@ def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict
         "model": prep.backbone.describe(), "model_key": prep.model_key, "data": data.describe(), "data_key": prep.data_key,
         "augmentation": data.augment.describe() if data.augment else {"kinds": [], "views": 0},
         "environment": environment(), "depth_axes": {s.name: s.depth_param for s in configs if s.depth_param},
-        "skipped": prep.skipped, "budget_rule": prep.config.budget.rule(), **prep.measurements, **(meta or {}),
+        "skipped": prep.skipped, "sizes_dropped": prep.sizes_dropped, "budget_rule": prep.config.budget.rule(), **prep.measurements, **(meta or {}),
     }
 
 
 @keeps_threads
 def run_study(model, data, config: StudyConfig | None = None, out: str | Path | None = None,
               callbacks: list[StudyCallback] | tuple = (), report: bool = True, meta: dict | None = None,
-              save_best: str | Path | None = None, shared: list[dict] | tuple = ()) -> StudyResult:
+              save_best: str | Path | None = None, shared: list[dict] | tuple = (), wait: bool = False) -> StudyResult:
     """Run every strategy against scratch on the same splits, budget and seeds.
 
     ``model``: a Backbone, or any nn.Module; ``data``: a TargetData, ``(X, y)`` or a torch Dataset.
@@ -92,13 +96,20 @@ def run_study(model, data, config: StudyConfig | None = None, out: str | Path | 
     ``save_best``: a folder for the recommended strategy's trained model (safetensors + JSON).
     ``shared``: finished records of identical trials run elsewhere (a multi-source study's scratch trials for
     the same architecture and inputs): adopted into the store instead of being run again.
+    ``wait``: if another process is running a study in ``out``, wait for it instead of refusing (folder_lock).
     """
+    with study_lock(out, wait, lambda holder: [cb.on_wait(holder) for cb in callbacks]):
+        return _run_study(model, data, config or StudyConfig(), out, callbacks, report, meta, save_best, shared)
+
+
+def _run_study(model, data, config: StudyConfig, out, callbacks, report: bool, meta: dict | None, save_best,
+               shared) -> StudyResult:
     from transferlab.analysis import analyze
     from transferlab.analysis.sequential import run_sequential
     from transferlab.analysis.stats import Design
 
-    config = config or StudyConfig()
     prep = preflight(model, data, config, out)  # every refusal happens here, before anything is written
+    config = prep.config  # with the sizes that fit the data
     configs = strategies(config, prep)
     study = describe(prep, configs, meta)
     runner = Runner(prep, open_store(prep.out, study), lambda rec: [cb.on_trial_end(rec) for cb in callbacks])
@@ -140,7 +151,9 @@ def _estimate(prep: Prepared, configs: list[Strategy], done: set):
 
     config = prep.config
     first = [s for s in plan(config, configs, config.seed_order()[: config.looks()[0]]) if s.trial_id not in done]
-    return estimate(prep, first, [s for s in plan(config, configs) if s.trial_id not in done])
+    est = estimate(prep, first, [s for s in plan(config, configs) if s.trial_id not in done])
+    est.notes += [f"Size {d['size']} per class left out: {d['reason']}" for d in prep.sizes_dropped]
+    return est
 
 
 @keeps_threads
@@ -154,7 +167,7 @@ def estimate_study(model, data, config: StudyConfig | None = None, out: str | Pa
     prep = preflight(model, data, config, None, measure=config.depths == "auto")
     done: set = set()
     if out is not None:
-        check_folder(Path(out), prep.model_key, prep.data_key, config)
+        check_folder(Path(out), prep.model_key, prep.data_key, prep.config)
         if (Path(out) / "trials.jsonl").exists():
             done = TrialStore(Path(out) / "trials.jsonl").done_ids()
     return _estimate(prep, strategies(config, prep), done)

@@ -71,14 +71,22 @@ def _net_b(prep: Prepared, runner: Runner, seed: int, size) -> tuple[Backbone, d
 
 @keeps_threads
 def run_layers(model, data: TargetData, config: StudyConfig | None = None, out: str | Path | None = None,
-               on_record=None) -> dict:
-    """Splice curves at every cut 1..n-1, for each seed, at the largest target size of ``config``."""
+               on_record=None, wait: bool = False, on_wait=None) -> dict:
+    """Splice curves at every cut 1..n-1, for each seed, at the largest target size of ``config``.
+    ``wait``: if another process is running in ``out``, wait for it (``on_wait`` is told who) instead of refusing."""
+    from transferlab.folder_lock import study_lock
+
+    with study_lock(out, wait, on_wait):
+        return _run_layers(model, data, config, out, on_record)
+
+
+def _run_layers(model, data: TargetData, config: StudyConfig | None, out, on_record) -> dict:
     # Splice trials train every candidate for the whole budget, as Yosinski et al. did (no successive halving).
     # Fixed splits: net B is trained once and its checkpoint chosen on validation; with splits redrawn per seed,
     # other seeds' test examples would include the rows that chose it.
     config = replace(config or StudyConfig(), halving=False, splits="fixed")
     prep = preflight(model, data, config, out, measure=False)
-    seeds, size, specs = plan(config, prep.backbone.n_blocks)
+    seeds, size, specs = plan(prep.config, prep.backbone.n_blocks)
     meta = _meta(prep, seeds, size)
     _check_resume(prep.out, meta)
     runner = Runner(prep, open_store(prep.out, None, "layers.jsonl"))  # study.json stays the transfer study's
@@ -106,7 +114,7 @@ def estimate_layers(model, data: TargetData, config: StudyConfig | None = None, 
     # other seeds' test examples would include the rows that chose it.
     config = replace(config or StudyConfig(), halving=False, splits="fixed")
     prep = preflight(model, data, config, None, measure=False)
-    seeds, size, specs = plan(config, prep.backbone.n_blocks)
+    seeds, size, specs = plan(prep.config, prep.backbone.n_blocks)
     if out is not None:
         _check_resume(Path(out), _meta(prep, seeds, size))
     specs = [TrialSpec("scratch", {}, seeds[0], size, net="B"), *specs]

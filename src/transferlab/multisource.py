@@ -83,7 +83,7 @@ def check_sources(sources: list[Source], config: StudyConfig, out: Path | None) 
     info, splits = [], None
     for s in sources:
         prep = preflight(s.model, s.data, config, out / s.name if out else None, measure=False)
-        check_folder(prep.out, prep.model_key, prep.data_key, config)  # its settings too, before any source runs
+        check_folder(prep.out, prep.model_key, prep.data_key, prep.config)  # its settings too, before any source runs
         key = _splits_key(prep)
         if splits is not None and key != splits:
             raise UserError(f"the target loads into other splits for source '{s.name}' than for '{sources[0].name}'",
@@ -97,13 +97,21 @@ def check_sources(sources: list[Source], config: StudyConfig, out: Path | None) 
 
 
 def run_sources(sources: list[Source], config: StudyConfig | None = None, out: str | Path | None = None,
-                callbacks: list[StudyCallback] | tuple = (), report: bool = True, meta: dict | None = None) -> SourcesResult:
+                callbacks: list[StudyCallback] | tuple = (), report: bool = True, meta: dict | None = None,
+                wait: bool = False) -> SourcesResult:
     """Run the same study on every source, sharing scratch per architecture, and compare the sources.
 
-    Rerunning into the same ``out`` resumes every source's study.
+    Rerunning into the same ``out`` resumes every source's study; ``wait``: wait for another process running in
+    ``out`` instead of refusing.
     """
-    config = config or StudyConfig()
-    out = Path(out) if out else None
+    from transferlab.folder_lock import study_lock
+
+    with study_lock(out, wait, lambda holder: [cb.on_wait(holder) for cb in callbacks]):
+        return _run_sources(sources, config or StudyConfig(), Path(out) if out else None, callbacks, report, meta)
+
+
+def _run_sources(sources: list[Source], config: StudyConfig, out: Path | None, callbacks, report: bool,
+                 meta: dict | None) -> SourcesResult:
     info = check_sources(sources, config, out)
     scratch: dict[str, dict] = {}  # scratch group -> {trial_id: record}
     studies = []
@@ -118,7 +126,8 @@ def run_sources(sources: list[Source], config: StudyConfig | None = None, out: s
     result = SourcesResult(out, studies, comparison)
     if out:
         write_json_atomic(out / "sources.json", {"schema": SCHEMA_VERSION, "kind": "sources", "sources": info,
-                                                  "config": config.to_dict(), **(meta or {})})
+                                                  "config": studies[0].study["config"] if studies else config.to_dict(),
+                                                  **(meta or {})})
         write_json_atomic(out / "comparison.json", comparison.to_dict())
         if report:
             from transferlab.report.sources import write_sources_report

@@ -42,6 +42,7 @@ class Prepared:
     data_key: str
     measurements: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)  # strategies that do not apply to this model, with the reason
+    sizes_dropped: list = field(default_factory=list)  # default sizes the data cannot fill, with the reason
 
     @property
     def cache_key(self) -> str:  # weights + preprocessing + data: any change, a new entry
@@ -83,6 +84,21 @@ def as_backbone(model, data: TargetData) -> Backbone:
 
         return from_module(model, take(data.train.inputs, torch.arange(2)), spec={"source": f"module:{type(model).__name__}"})
     raise UserError(f"cannot use {type(model).__name__} as a model", "pass an nn.Module, a Backbone or a model spec")
+
+
+def fit_sizes(config: StudyConfig, data: TargetData) -> tuple[StudyConfig, list[dict]]:
+    """``sizes = "auto"``: the default sizes that the smallest class's training examples can fill, and the others
+    with the reason they were dropped. Explicit sizes are kept as given (``check_inputs`` refuses one too large)."""
+    from transferlab.config import DEFAULT_SIZES
+
+    if config.sizes != "auto":
+        return config, []
+    counts = data.per_class_counts()
+    smallest = min(range(len(counts)), key=counts.__getitem__)
+    keep = [n for n in DEFAULT_SIZES if n == "all" or n <= counts[smallest]]
+    dropped = [{"size": n, "reason": f"more than the {counts[smallest]} training examples of class "
+                                     f"'{data.class_names[smallest]}'"} for n in DEFAULT_SIZES if n not in keep]
+    return replace(config, sizes=keep), dropped
 
 
 def check_inputs(config: StudyConfig, data: TargetData) -> None:
@@ -204,6 +220,7 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     config = resolve_workers(config, backbone, device)
     config = replace(config, budget=replace(config.budget, eval_batch_size=eval_rows(config.budget, data)))
     check_executor(config)
+    config, dropped = fit_sizes(config, data)
     check_inputs(config, data)
     skipped = check_strategies(config, backbone)
     data = resplit(prepare(data, backbone), config.splits)
@@ -212,7 +229,7 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     check_folder(out, model_key, data_key, config if measure else None)
     cache = study_cache(config, device, out, backbone.n_blocks)
     prepared = Prepared(backbone, data, config, device, out, cache or FeatureCache(config.budget.eval_batch_size, device),
-                        cache, model_key, data_key, skipped=skipped)
+                        cache, model_key, data_key, skipped=skipped, sizes_dropped=dropped)
     if measure:
         pf = Preflight(backbone, data, config, prepared.cache, prepared.cache_key, device)
         prepared.measurements = run_measurements(pf)

@@ -137,7 +137,8 @@ def predict(model_dir: str | Path, data_spec: str, out_csv: str | Path, data_opt
 
     bb, meta = load_saved(model_dir)
     names, cut, options = meta["class_names"], meta.get("cut"), data_options or {}
-    new = read_unlabelled(data_spec, bb.preprocessing, **{k: v for k, v in options.items() if k.endswith("_col")})
+    new = read_unlabelled(data_spec, bb.preprocessing,
+                          **{k: v for k, v in options.items() if k.endswith("_col") or k in ("x_key", "y_key")})
     if new is not None:  # inputs without labels: one row per input, named by its path, text or row number
         x, given = new
         probs = _probabilities(bb, Split(bb.preprocessing.apply(x), torch.zeros(len(given), dtype=torch.long)), cut)

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlparse
 
 from transferlab.errors import UserError
 from transferlab.execution import StudyCallback
@@ -77,14 +78,32 @@ class MlflowTracker(StudyCallback):
         self.folder, self.uri, self.experiment_name = Path(folder).resolve(), uri, experiment
         self.client = self.parent = None  # connected when the study begins: nothing is written before its checks
 
+    def check(self) -> None:
+        """Before the study: a store the user named (MLFLOW_TRACKING_URI) is opened now, so a bad one is refused
+        before the study folder exists. The default store lives in that folder and is made with it."""
+        if self.uri or os.environ.get("MLFLOW_TRACKING_URI"):
+            self._connect()
+
     def _connect(self) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.folder / 'mlflow.db'}"
-        self.client = MlflowClient(tracking_uri=self.uri)
-        name = self.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "transferlab"
-        found = self.client.get_experiment_by_name(name)
+        self.uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not self.uri:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.uri = f"sqlite:///{self.folder / 'mlflow.db'}"
+        if urlparse(self.uri).scheme in ("", "file"):
+            # MLflow's classic folder store (file:./mlruns, or a bare path), which MLflow 3 refuses unless told
+            # otherwise: a user who set it keeps their runs where the rest of theirs are.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            name = self.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "transferlab"
+            found = self.client.get_experiment_by_name(name)
+        except Exception as exc:  # MlflowException and the store's own errors: the user's setting, not a bug
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"MLflow cannot open the tracking store {self.uri!r} ({first[:200]})",
+                            "fix or unset MLFLOW_TRACKING_URI (unset, runs go to OUT/mlflow.db)") from None
+        # Artifacts beside the database for the default store; elsewhere where the user's store puts them.
         self.experiment = found.experiment_id if found else self.client.create_experiment(
             name, artifact_location=(self.folder / "mlartifacts").as_uri() if self.uri.startswith("sqlite") else None)
 
@@ -162,5 +181,8 @@ def trackers(names: list[str] | None, folder: str | Path) -> list[StudyCallback]
         if importlib.util.find_spec(module) is None:
             raise UserError(f"--track {name} needs the {package} package",
                             "pip install 'transferlab[track]' (or pip install " + package + ")")
-        out.append(cls(folder))
+        tracker = cls(folder)
+        if hasattr(tracker, "check"):
+            tracker.check()
+        out.append(tracker)
     return out

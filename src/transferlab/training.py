@@ -58,8 +58,8 @@ class Budget:
     schedule: str = "constant"  # a key of SCHEDULES: how each group's LR moves over the run
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"unknown LR schedule '{self.schedule}'{closest(self.schedule, SCHEDULES)}",
+        if not isinstance(self.schedule, str) or self.schedule not in SCHEDULES:
+            raise UserError(f"unknown LR schedule '{self.schedule}'{closest(str(self.schedule), SCHEDULES)}",
                             f"choose one of: {', '.join(SCHEDULES)}")
         for name in ("steps", "epochs", "eval_every", "extend"):
             v = getattr(self, name)
@@ -75,7 +75,10 @@ class Budget:
         if self.steps is not None and self.epochs is not None:
             raise UserError(f"the budget gives both steps ({self.steps}) and epochs ({self.epochs})",
                             "give one: steps for optimizer steps, epochs for passes over the training subset")
-        if not self.lrs or any(not (isinstance(x, (int, float)) and x > 0) for x in self.lrs):
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or not 0 <= self.weight_decay < 1:
+            raise UserError(f"budget weight_decay {self.weight_decay!r} is not a number in [0, 1)", "use for example weight_decay = 1e-4")
+        if not isinstance(self.lrs, (tuple, list)) or not self.lrs or any(
+                isinstance(x, bool) or not (isinstance(x, (int, float)) and 0 < x < 10) for x in self.lrs):
             raise UserError(f"learning-rate grid {self.lrs!r} needs positive numbers", "use for example lrs = [1e-3, 3e-3, 1e-2]")
 
     def plan(self, n_train: int) -> StepPlan:

@@ -46,54 +46,6 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
     assert len(data.train) + len(data.val) + len(data.test) == 50
 
 
-def test_too_many_corrupt_images(tmp_path):
-    root = image_folder(tmp_path / "imgs", per_class=4)
-    for i in range(5):
-        (root / "5" / f"bad{i}.jpg").write_bytes(b"garbage")
-    fails(tmp_path, "run", "--model", "demo:cnn", "--data", f"images:{root}", words=("cannot be read", "corrupt"))
-
-
-def test_empty_class_folder(tmp_path):
-    root = image_folder(tmp_path / "imgs")
-    (root / "7").mkdir()
-    fails(tmp_path, "run", "--model", "demo:cnn", "--data", f"images:{root}", words=("is empty",))
-
-
-def test_single_class_image_folder(tmp_path):
-    root = image_folder(tmp_path / "imgs", classes=("5",))
-    fails(tmp_path, "run", "--model", "demo:cnn", "--data", f"images:{root}", words=("1 class", "at least 2"))
-
-
-def test_more_classes_in_test_than_train(tmp_path):
-    root = image_folder(tmp_path / "imgs", classes=("5", "6"), layout="train")
-    image_folder(root, classes=("5", "6", "7"), layout="test")
-    fails(tmp_path, "run", "--model", "demo:cnn", "--data", f"images:{root}", words=("test split has classes", "7"))
-
-
-def test_misspelled_label_column(tmp_path):
-    (tmp_path / "t.csv").write_text("a,b,target\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
-    fails(tmp_path, "run", "--model", "demo:mlp", "--data", f"table:{tmp_path / 't.csv'}", "--data-opt", "label_col=taget",
-          words=("no label column 'taget'", "did you mean: target"))
-
-
-def test_nan_in_table(tmp_path):
-    rows = "".join(f"{i},{'' if i == 7 else i % 3},{i % 2}\n" for i in range(40))
-    (tmp_path / "t.csv").write_text("a,b,label\n" + rows)
-    fails(tmp_path, "run", "--model", "demo:mlp", "--data", f"table:{tmp_path / 't.csv'}", words=("missing values", "'b'"))
-
-
-def test_text_column_that_is_not_text(tmp_path):
-    (tmp_path / "t.csv").write_text("text,label\n" + "".join(f"{i * 1.5},{i % 2}\n" for i in range(40)))
-    fails(tmp_path, "run", "--model", "demo:mlp", "--data", f"text:{tmp_path / 't.csv'}", words=("does not hold text",))
-
-
-@pytest.mark.parametrize("spec,hint", [("timm:resnet181", "resnet18"), ("torchvision:resnet1", "resnet1"),
-                                       ("demo:cnm", "cnn"), ("tim:resnet18", "timm")])
-def test_unknown_model_names_suggest(tmp_path, spec, hint):
-    line = fails(tmp_path, "run", "--model", spec, "--data", "demo:digits")
-    assert "did you mean" in line and hint in line
-
-
 def test_weights_that_do_not_match(tmp_path):
     import timm
     from safetensors.torch import save_file
@@ -126,8 +78,3 @@ def test_user_weights_with_wrong_shapes_and_pickles(tmp_path):
     torch.save(netmod.Net(), tmp_path / "pickled.pt")  # the whole module: only a pickle can load it
     fails(tmp_path, "run", "--model", "torch:netmod:Net", "--weights", str(tmp_path / "pickled.pt"), "--data", "demo:digits",
           words=("cannot be loaded safely", "state_dict"), env=env)
-
-
-def test_unknown_schedule(tmp_path):
-    fails(tmp_path, "run", "--model", "demo:mlp", "--data", "demo:digits", "--schedule", "one-cycle",
-          words=("unknown LR schedule 'one-cycle'", "onecycle"))

@@ -80,3 +80,9 @@ def test_a_table_without_its_label_column(tmp_path):
     res = cli("predict", str(tmp_path / "best"), "--data", f"table:{tmp_path / 'new.csv'}", "--out", str(tmp_path / "p.csv"))
     assert res.returncode == 0, res.stderr[-2000:]
     assert [r["input"] for r in _rows(tmp_path / "p.csv")] == [str(i) for i in range(7)]
+    # the same rows as arrays: an .npz holding X and no y is new inputs too, by scheme or by bare path
+    np.savez(tmp_path / "new.npz", X=x[:7])
+    for spec in (f"npz:{tmp_path / 'new.npz'}", str(tmp_path / "new.npz")):
+        res = cli("predict", str(tmp_path / "best"), "--data", spec, "--out", str(tmp_path / "n.csv"))
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert _rows(tmp_path / "n.csv") == _rows(tmp_path / "p.csv")

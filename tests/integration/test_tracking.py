@@ -59,3 +59,19 @@ def test_unknown_tracker_is_one_line(tmp_path):
     res = cli("run", "--model", "demo:cnn", "--data", "demo:digits", "--out", str(tmp_path / "s"), "--track", "wandb")
     _one_line_error(res, "unknown tracker 'wandb'", "mlflow, tensorboard")
     assert not (tmp_path / "s").exists()
+
+
+def test_the_classic_mlflow_folder_store_works(tmp_path, monkeypatch):
+    """MLFLOW_TRACKING_URI=file:./mlruns, the setting many users still have: MLflow 3 refuses its folder store unless
+    told otherwise, so transferlab tells it; the runs land in ./mlruns."""
+    from mlflow.tracking import MlflowClient
+
+    res = cli("run", "--model", "demo:cnn", "--data", "demo:digits", "--seeds", "1", "--sizes", "5", "--steps", "10",
+              "--strategies", "scratch,head", "--out", "study", "--track", "mlflow", cwd=tmp_path,
+              env={"MLFLOW_TRACKING_URI": "file:./mlruns"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("transferlab").experiment_id])
+    assert sum(r.data.tags.get("transferlab.kind") == "trial" for r in runs) == 2
+    assert not (tmp_path / "study" / "mlflow.db").exists()

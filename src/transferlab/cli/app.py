@@ -68,7 +68,7 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
     if ray_address is not None:
         cfg.executor, cfg.ray_address = "ray", ray_address
     if depths is not None:
-        cfg.depths = depths if depths in ("all", "auto") else [int(k) for k in depths.split(",")]
+        cfg.depths = depths if depths in ("all", "auto") else _depths(depths)
     if device is not None:
         cfg.device = device
     if no_cache:
@@ -78,8 +78,17 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
     for key, value in (design or {}).items():  # the verdicts' design and the study-level augmentation
         if value is not None:
             setattr(cfg, key, value)
+    if (design or {}).get("max_seeds") is not None and isinstance(cfg.max_seeds, int) and 1 <= cfg.max_seeds < cfg.first_seeds:
+        cfg.first_seeds = cfg.max_seeds  # --max-seeds 2: two seeds, not a complaint about first_seeds
     StudyConfig.__post_init__(cfg)
     return cfg
+
+
+def _depths(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise UserError(f"--depths '{text}' is not all, auto or a list of block counts", "write it like --depths 1,3 or --depths auto")
+    return [int(p) for p in parts]
 
 
 def _options(pairs: Optional[list[str]], flag: str) -> dict:
@@ -103,6 +112,8 @@ SEEDS = typer.Option(None, help="a fixed number of seeds for every configuration
 MAX_SEEDS = typer.Option(None, "--max-seeds", help="sequential study: the most seeds a configuration gets (default 10)")
 MARGIN = typer.Option(None, help="equivalence margin in accuracy points: a difference inside ±margin is 'equivalent' (default 1)")
 AUGMENT = typer.Option(None, help="augmentation for every strategy: auto (the data's default), none, crop, resized_crop, flip, crop,flip")
+WAIT = typer.Option(False, "--wait", help="if another transferlab process is running in the study folder, wait for it "
+                    "to finish and then resume (default: refuse, naming that process)")
 HALVING = typer.Option(None, "--halving/--no-halving", help="prune LR candidates by successive halving (faster; it can "
                        "drop a slow-starting LR that would have won) or train every candidate until it converges (default)")
 
@@ -136,7 +147,8 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
          budget_opt: Optional[list[str]] = BUDGET_OPT, workers: Optional[str] = WORKERS,
          no_cache: bool = NO_CACHE, strategies: Optional[str] = STRATS, schedule: Optional[str] = SCHEDULE,
          max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN, augment: Optional[str] = AUGMENT,
-         halving: Optional[bool] = HALVING, splits: Optional[str] = SPLITS, track: Optional[list[str]] = TRACK):
+         halving: Optional[bool] = HALVING, splits: Optional[str] = SPLITS, track: Optional[list[str]] = TRACK,
+         wait: bool = WAIT):
     """Run the embedded study: three pretrained models (an MLP and a CNN on digits 0-4, a CNN on all ten digits) on digits 5-9,
     each against scratch, then the three compared: which pretrained model, or none?
 
@@ -156,7 +168,7 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
                   budget_opts=_options(budget_opt, "--budget-opt"))
     from transferlab.tracking import trackers
 
-    result = run_demo(out, cfg, callbacks=[RichProgress(), *trackers(track, out)])
+    result = run_demo(out, cfg, callbacks=[RichProgress(), *trackers(track, out)], wait=wait)
     for r in result.studies:
         print_summary(r)
     print_sources(result)
@@ -180,7 +192,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         depths: Optional[str] = typer.Option(None, help="freeze_k depths: all, auto (from the profile) or e.g. 1,3"),
         schedule: Optional[str] = SCHEDULE, max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN,
         augment: Optional[str] = AUGMENT, halving: Optional[bool] = HALVING, splits: Optional[str] = SPLITS,
-        device: Optional[str] = DEVICE, track: Optional[list[str]] = TRACK,
+        device: Optional[str] = DEVICE, track: Optional[list[str]] = TRACK, wait: bool = WAIT,
         dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the cost estimate, train nothing")):
     """Run a transfer study described by a study file or by --model and --data.
 
@@ -227,13 +239,13 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         if save_best:
             raise UserError("--save-best takes one model", "run the recommended source alone with --save-best")
         result = run_sources(sources_from_specs(models, data_spec, data_options), cfg, folder, callbacks,
-                             meta={"data_options": data_options})
+                             meta={"data_options": data_options}, wait=wait)
         print_sources(result)
         return
     model_spec, model_options, _ = models[0]
     backbone, target = resolve(model_spec, data_spec, model_options, data_options)
     result = run_study(backbone, target, cfg, folder, callbacks, save_best=save_best,
-                       meta={"model_options": model_options, "data_options": data_options})
+                       meta={"model_options": model_options, "data_options": data_options}, wait=wait)
     print_summary(result)
     if save_best:
         typer.echo(f"saved model: {save_best}")
@@ -306,7 +318,7 @@ def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. d
            data_opt: Optional[list[str]] = typer.Option(None, "--data-opt", help="data option key=value"),
            seeds: Optional[int] = SEEDS, sizes: Optional[str] = SIZES, epochs: Optional[int] = EPOCHS,
            steps: Optional[int] = STEPS, workers: Optional[str] = WORKERS, executor: Optional[str] = typer.Option(None, help="inline | process | ray"),
-           device: Optional[str] = DEVICE,
+           device: Optional[str] = DEVICE, wait: bool = WAIT,
            dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the cost estimate, train nothing")):
     """Yosinski splice curves AnB, AnB+, BnB, BnB+ at every cut, into a study's report (rerun to resume).
 
@@ -331,7 +343,8 @@ def layers(model: str = typer.Option(..., help="the pretrained model (A), e.g. d
         typer.echo(estimate_layers(backbone, target, cfg, out).text() + "\nDry run: nothing was trained.")
         return
     run_layers(backbone, target, cfg, out, on_record=lambda r: console.print(
-        f"[dim]{r['curve']:5s} n={r['n']} seed={r['seed']}: {100 * (r['test_acc'] or 0):.1f}%[/dim]"))
+        f"[dim]{r['curve']:5s} n={r['n']} seed={r['seed']}: {100 * (r['test_acc'] or 0):.1f}%[/dim]"), wait=wait,
+        on_wait=lambda holder: console.print(f"[dim]{out} is in use by {holder}; waiting for it to finish[/dim]"))
     if (out / "study.json").exists():
         typer.echo(f"report: {write_report(out)}")
     else:
@@ -390,6 +403,13 @@ def strategies_cmd():
         typer.echo(f"{name:14s} {cls.summary}\n{'':14s} params: {params or '-'}")
 
 
+# typer from 0.29 vendors click (typer._click), whose exceptions do not derive from click's: a bad option value
+# raised past this handler as a traceback. Both families are caught, whichever typer is installed.
+USAGE_ERRORS = tuple({click.exceptions.ClickException,
+                      next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")})
+ABORTS = tuple({click.exceptions.Abort, typer.Abort})
+
+
 def main() -> None:
     from transferlab.threads import quiet_waiting
 
@@ -402,10 +422,10 @@ def main() -> None:
             raise
         print(f"transferlab: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.ClickException as exc:
+    except USAGE_ERRORS as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, *ABORTS):
         print("transferlab: interrupted; finished trials are saved, rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
 

@@ -25,6 +25,14 @@ class RichProgress(StudyCallback):
         self.trial_s: dict = {}  # the estimate's seconds per trial: the time left weighs trials by their cost
         self.est_todo = self.est_done = 0.0
 
+    def on_wait(self, holder: str) -> None:
+        console.print(f"[dim]the study folder is in use by {holder}; waiting for it to finish[/dim]", highlight=False,
+                      soft_wrap=True)
+
+    def on_begin(self, study: dict) -> None:
+        for s in study.get("sizes_dropped") or []:
+            console.print(f"[dim]size {s['size']} per class left out: {s['reason']}[/dim]", highlight=False, soft_wrap=True)
+
     def on_estimate(self, estimate) -> None:
         console.print(f"[dim]{estimate.text()}[/dim]", highlight=False, soft_wrap=True)
         self.trial_s = dict(estimate.trial_s)

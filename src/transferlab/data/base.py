@@ -242,6 +242,19 @@ class TargetData:
         }
 
 
+def _check_split_options(val_frac, test_frac, seed, subsample) -> None:
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if not (number(val_frac) and number(test_frac) and 0 < val_frac < 1 and 0 < test_frac < 1 and val_frac + test_frac < 1):
+        raise UserError(f"val_frac {val_frac!r} and test_frac {test_frac!r} are not fractions in (0, 1) that leave "
+                        "training examples", "use for example --data-opt val_frac=0.2 --data-opt test_frac=0.3")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise UserError(f"split seed {seed!r} is not a whole number of at least 0", "use --data-opt seed=0")
+    if subsample is not None and not (isinstance(subsample, int) and not isinstance(subsample, bool) and subsample > 0):
+        raise UserError(f"subsample {subsample!r} is not a positive number of examples", "use for example --data-opt subsample=2000")
+
+
 def split_arrays(inputs: Inputs, y: np.ndarray, class_names: list[str], name: str,
                  val_frac: float = 0.2, test_frac: float = 0.3, seed: int = 0, subsample: int | None = None,
                  **kwargs) -> TargetData:
@@ -251,11 +264,12 @@ def split_arrays(inputs: Inputs, y: np.ndarray, class_names: list[str], name: st
     """
     y = np.asarray(y)
     check_labels(y, class_names)
+    _check_split_options(val_frac, test_frac, seed, subsample)
     idx = np.arange(len(y))
-    if subsample and subsample < len(y):
-        idx, _ = train_test_split(idx, train_size=subsample, stratify=y, random_state=seed)
-        idx = np.sort(idx)
     try:
+        if subsample and subsample < len(y):
+            idx, _ = train_test_split(idx, train_size=subsample, stratify=y, random_state=seed)
+            idx = np.sort(idx)
         rest, test = train_test_split(idx, test_size=test_frac, stratify=y[idx], random_state=seed)
         train, val = train_test_split(rest, test_size=val_frac / (1 - test_frac), stratify=y[rest], random_state=seed)
     except ValueError as exc:

@@ -24,14 +24,18 @@ def encode_labels(y: np.ndarray, class_names=None) -> tuple[np.ndarray, list[str
     return codes.astype(np.int64), [str(v) for v in values]
 
 
-def arrays_target(path: str, x_key: str = "X", y_key: str = "y", **split) -> TargetData:
-    p = Path(path)
+def load_npz(p: Path):
     try:
-        arrays = np.load(p, allow_pickle=False)
+        return np.load(p, allow_pickle=False)
     except FileNotFoundError:
         raise UserError(f"data file {p} does not exist", "check the path") from None
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise UserError(f"{p} is not a readable .npz file ({exc})", "save it with numpy.savez(path, X=..., y=...)") from None
+
+
+def arrays_target(path: str, x_key: str = "X", y_key: str = "y", **split) -> TargetData:
+    p = Path(path)
+    arrays = load_npz(p)
     missing = [k for k in (x_key, y_key) if k not in arrays.files]
     if missing:
         raise UserError(f"{p} has no array '{missing[0]}' (it has: {', '.join(arrays.files)})",

@@ -11,7 +11,7 @@ from transferlab.backbones.base import Preprocessing
 from transferlab.data.images import EXTENSIONS, _load
 from transferlab.errors import UserError
 
-SCHEMES = ("images", "text", "table")
+SCHEMES = ("images", "text", "table", "npz")
 
 
 def _images(paths: list[Path], pre: Preprocessing):
@@ -20,8 +20,21 @@ def _images(paths: list[Path], pre: Preprocessing):
     return x, [str(paths[i]) for i in ok]
 
 
+def _arrays(path: Path, x_key: str, y_key: str):
+    from transferlab.data.tables import load_npz
+
+    arrays = load_npz(path)
+    if y_key in arrays.files:
+        return None
+    if x_key not in arrays.files:
+        raise UserError(f"{path} has no array '{x_key}' (it has: {', '.join(arrays.files) or 'none'})",
+                        "save the inputs as X, or name their array with --data-opt x_key=...")
+    x = torch.as_tensor(np.asarray(arrays[x_key], dtype=np.float32))
+    return x, [str(i) for i in range(len(x))]
+
+
 def read_unlabelled(spec: str, pre: Preprocessing, label_col: str = "label", text_col: str = "text",
-                    path_col: str = "path"):
+                    path_col: str = "path", x_key: str = "X", y_key: str = "y"):
     """``(inputs, names)`` when ``spec`` holds inputs without labels; None when it is labelled data."""
     scheme, sep, rest = spec.partition(":")
     path = Path(rest if sep and scheme in SCHEMES else spec)
@@ -34,6 +47,8 @@ def read_unlabelled(spec: str, pre: Preprocessing, label_col: str = "label", tex
     if path.suffix.lower() == ".txt" and pre.kind == "text":
         lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
         return None if any("\t" in x for x in lines) else (np.asarray(lines, dtype=object), lines)
+    if path.suffix.lower() == ".npz":  # arrays: X without y is new inputs
+        return _arrays(path, x_key, y_key)
     if path.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".parquet"):
         return None
     from transferlab.data.tables import read_frame
