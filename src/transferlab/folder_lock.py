@@ -2,7 +2,7 @@
 
 Two processes on one folder (the same command in two terminals, a scheduler retrying a job) would both append to
 ``trials.jsonl`` and run the same trials twice. A study therefore holds an OS lock on ``FOLDER/.transferlab-lock``
-while it runs. It is a ``flock``: the kernel drops it when the process ends, SIGKILL included, so a crashed run
+while it runs (the file is removed when it ends). It is a ``flock``: the kernel drops it when the process ends, SIGKILL included, so a crashed run
 never leaves a stale lock for the next one to clean up. The file itself only says who holds it.
 """
 from __future__ import annotations
@@ -102,4 +102,7 @@ def study_lock(folder: str | Path | None, wait: bool = False,
             shutil.rmtree(folder, ignore_errors=True)
         raise
     finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        # The file goes while the lock is still held, so a folder holds one only while a study runs; a process
+        # waiting on the old file finds it gone and locks a new one (_acquire). Closing releases the flock.
+        (folder / LOCK_NAME).unlink(missing_ok=True)
+        os.close(fd)

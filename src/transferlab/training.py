@@ -78,7 +78,7 @@ class Budget:
         if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or not 0 <= self.weight_decay < 1:
             raise UserError(f"budget weight_decay {self.weight_decay!r} is not a number in [0, 1)", "use for example weight_decay = 1e-4")
         if not isinstance(self.lrs, (tuple, list)) or not self.lrs or any(
-                isinstance(x, bool) or not (isinstance(x, (int, float)) and 0 < x < 10) for x in self.lrs):
+                isinstance(x, bool) or not (isinstance(x, (int, float)) and 0 < x < math.inf) for x in self.lrs):
             raise UserError(f"learning-rate grid {self.lrs!r} needs positive numbers", "use for example lrs = [1e-3, 3e-3, 1e-2]")
 
     def plan(self, n_train: int) -> StepPlan:

@@ -139,6 +139,7 @@ def test_corpus_ids_are_distinct():
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.slow  # trains a small study: with the slow tests, which CI runs too
 def test_default_sizes_fit_the_data(tmp_path):
     """60 images per class leave fewer than 50 per class for training: the default sizes keep those that fit and say
     which were dropped (dry run, study.json, report); a size given explicitly is still refused."""

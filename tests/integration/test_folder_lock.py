@@ -41,6 +41,7 @@ def _ids(out):
     return ids
 
 
+@pytest.mark.slow  # three processes and a real study: with the slow tests, which CI runs too
 def test_a_second_process_refuses_or_waits_and_never_interleaves(tmp_path):
     out = tmp_path / "study"
     first = _start(out)
@@ -58,6 +59,7 @@ def test_a_second_process_refuses_or_waits_and_never_interleaves(tmp_path):
     assert "already done" in err
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "study"
     proc = _start(out)
@@ -78,8 +80,9 @@ def test_the_lock_in_one_process(tmp_path):
         with pytest.raises(UserError, match="is in use by process"):
             with study_lock(folder):
                 pass
-    with study_lock(folder):  # released on exit
+    with study_lock(folder):  # released on exit, and the file removed: a finished study leaves no lock file
         pass
+    assert not (folder / LOCK_NAME).exists()
     # a start that fails before writing anything removes the folder it made, and only that
     fresh = tmp_path / "fresh"
     with pytest.raises(RuntimeError):

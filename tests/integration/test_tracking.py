@@ -7,6 +7,7 @@ import transferlab as tl
 from tests.conftest import cli
 from tests.integration.test_cli import _one_line_error
 
+pytestmark = pytest.mark.slow  # real MLflow and TensorBoard stores: with the slow tests, which CI runs too
 pytest.importorskip("mlflow")
 pytest.importorskip("tensorboard")
 
