@@ -123,8 +123,13 @@ class StudyConfig:
                 raise UserError(f"{f.name} {value!r} is not a {kind}", f"use for example {f.name} = {_toml(default)}")
         if self.seeds is not None and not isinstance(self.seeds, (int, list)) or isinstance(self.seeds, bool):
             raise UserError(f"seeds {self.seeds!r} is not a number of seeds or a list of them", "use seeds = 3, or seeds = [0, 1, 2]")
-        if not isinstance(self.strategies, list):
-            raise UserError(f"strategies {self.strategies!r} is not a list", 'use [[strategies]] tables, or --strategies scratch,head')
+        if not isinstance(self.strategies, list) or not all(
+                isinstance(s, str) or isinstance(s, dict) and isinstance(s.get("name"), str)
+                and isinstance(s.get("params", {}), dict) for s in self.strategies):
+            raise UserError(f"strategies {self.strategies!r} is not a list of strategy names or tables with a name",
+                            'use [[strategies]] tables with name = "..." (and params = {...}), or --strategies scratch,head')
+        if isinstance(self.workers, bool):
+            raise UserError(f"workers {self.workers!r} is not a positive whole number or 'auto'", "use workers = 1 or more, or \"auto\"")
         if self.cache_memory_mb < 0:
             raise UserError(f"cache_memory_mb {self.cache_memory_mb} is negative", "use cache_memory_mb = 2048")
 

@@ -58,6 +58,8 @@ def strategies(config: StudyConfig, prep: Prepared) -> list[Strategy]:
 def plan(config: StudyConfig, configs: list[Strategy], seeds: list[int] | None = None,
          only: set | None = None) -> list[TrialSpec]:
     """The trials of one round: every configuration x size x seed, or only the (label, size) pairs in ``only``."""
+    if not isinstance(config.sizes, list):
+        raise ValueError(f"sizes {config.sizes!r} are not resolved: plan from preflight's config (pipeline.fit_sizes)")
     seen, specs = set(), []
     for n in config.sizes:
         for seed in (config.seed_order() if seeds is None else seeds):
@@ -163,6 +165,10 @@ def estimate_study(model, data, config: StudyConfig | None = None, out: str | Pa
     from transferlab.results import TrialStore
 
     config = config or StudyConfig()
+    if out is not None:
+        from transferlab.folder_lock import check_folder_path
+
+        check_folder_path(Path(out))
     # No folder: a dry run writes nothing. The profile runs only when the plan needs it (--depths auto).
     prep = preflight(model, data, config, None, measure=config.depths == "auto")
     done: set = set()

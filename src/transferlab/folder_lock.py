@@ -37,8 +37,7 @@ def check_folder_path(folder: Path) -> None:
 
 def _results(folder: Path) -> list[Path]:
     """Files a failed run must keep: anything but the lock and the feature cache (recomputable)."""
-    return [p for p in folder.rglob("*") if p.is_file() and p.name != LOCK_NAME
-            and p.relative_to(folder).parts[0] != "cache"]
+    return [p for p in folder.rglob("*") if p.is_file() and p.name != LOCK_NAME and "cache" not in p.relative_to(folder).parts]
 
 
 def _holder(path: Path) -> str:
@@ -53,7 +52,10 @@ def _acquire(folder: Path, wait: bool, on_wait: Callable[[str], None] | None) ->
     path = folder / LOCK_NAME
     while True:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # a failed start removed the folder between the two calls: make it again
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -90,7 +92,8 @@ def study_lock(folder: str | Path | None, wait: bool = False,
         return
     folder = Path(folder)
     check_folder_path(folder)
-    made = not folder.exists()
+    # The outermost folder this call will make (for --out new/a/b, new): removed again after a refused start.
+    made = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)
     if fcntl is None:  # pragma: no cover
         yield
         return
@@ -98,8 +101,8 @@ def study_lock(folder: str | Path | None, wait: bool = False,
     try:
         yield
     except BaseException:
-        if made and not _results(folder):
-            shutil.rmtree(folder, ignore_errors=True)
+        if made is not None and not _results(made):
+            shutil.rmtree(made, ignore_errors=True)
         raise
     finally:
         # The file goes while the lock is still held, so a folder holds one only while a study runs; a process

@@ -24,6 +24,8 @@ CURVES = {("A", False): "AnB", ("A", True): "AnB+", ("B", False): "BnB", ("B", T
 
 def plan(config: StudyConfig, n_blocks: int) -> tuple[list[int], int, list[TrialSpec]]:
     """Splice trials at every cut 1..n-1, both curves of each net, each seed, at the largest target size."""
+    if not isinstance(config.sizes, list):
+        raise ValueError(f"sizes {config.sizes!r} are not resolved: plan from preflight's config (pipeline.fit_sizes)")
     seeds = config.seeds if not config.sequential else list(range(config.first_seeds))  # splice curves: a fixed design
     size = config.sizes[-1]
     specs = [TrialSpec("splice", {"n": n, "tune": tune}, seed, size, net=net)

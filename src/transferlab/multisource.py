@@ -107,18 +107,18 @@ def run_sources(sources: list[Source], config: StudyConfig | None = None, out: s
     from transferlab.folder_lock import study_lock
 
     with study_lock(out, wait, lambda holder: [cb.on_wait(holder) for cb in callbacks]):
-        return _run_sources(sources, config or StudyConfig(), Path(out) if out else None, callbacks, report, meta)
+        return _run_sources(sources, config or StudyConfig(), Path(out) if out else None, callbacks, report, meta, wait)
 
 
 def _run_sources(sources: list[Source], config: StudyConfig, out: Path | None, callbacks, report: bool,
-                 meta: dict | None) -> SourcesResult:
+                 meta: dict | None, wait: bool) -> SourcesResult:
     info = check_sources(sources, config, out)
     scratch: dict[str, dict] = {}  # scratch group -> {trial_id: record}
     studies = []
     for s, i in zip(sources, info):
         shared = [{**r, "shared_from": r.get("shared_from") or r["source"]} for r in scratch.get(i["scratch_group"], {}).values()]
         res = run_study(i.pop("backbone"), s.data, config, out / s.name if out else None, callbacks, report,
-                        {**(meta or {}), **s.meta, "source": s.name}, shared=shared)
+                        {**(meta or {}), **s.meta, "source": s.name}, shared=shared, wait=wait)
         own = {r["trial_id"]: {**r, "source": r.get("source", s.name)} for r in res.trials if r["strategy"] == "scratch"}
         scratch.setdefault(i["scratch_group"], {}).update(own)
         studies.append(res)

@@ -76,15 +76,19 @@ class MlflowTracker(StudyCallback):
 
     def __init__(self, folder: str | Path = ".", uri: str | None = None, experiment: str | None = None):
         self.folder, self.uri, self.experiment_name = Path(folder).resolve(), uri, experiment
-        self.client = self.parent = None  # connected when the study begins: nothing is written before its checks
+        # Connected when the study begins: nothing is written before its checks.
+        self.client = self.parent = self.experiment = None
 
     def check(self) -> None:
         """Before the study: a store the user named (MLFLOW_TRACKING_URI) is opened now, so a bad one is refused
         before the study folder exists. The default store lives in that folder and is made with it."""
-        if self.uri or os.environ.get("MLFLOW_TRACKING_URI"):
-            self._connect()
+        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri and urlparse(uri).scheme not in ("", "file"):  # opening a folder store would already make it
+            self._connect(create=False)
 
-    def _connect(self) -> None:
+    def _connect(self, create: bool = True) -> None:
+        """Open the store and find the experiment; ``create``: make the experiment when it is missing (only once
+        the study begins, so a refused start or a dry run writes nothing into the user's store)."""
         from mlflow.tracking import MlflowClient
 
         self.uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -99,16 +103,18 @@ class MlflowTracker(StudyCallback):
             self.client = MlflowClient(tracking_uri=self.uri)
             name = self.experiment_name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "transferlab"
             found = self.client.get_experiment_by_name(name)
+            if not create:
+                return
+            # Artifacts beside the database for the default store; elsewhere where the user's store puts them.
+            self.experiment = found.experiment_id if found else self.client.create_experiment(
+                name, artifact_location=(self.folder / "mlartifacts").as_uri() if self.uri.startswith("sqlite") else None)
         except Exception as exc:  # MlflowException and the store's own errors: the user's setting, not a bug
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"MLflow cannot open the tracking store {self.uri!r} ({first[:200]})",
                             "fix or unset MLFLOW_TRACKING_URI (unset, runs go to OUT/mlflow.db)") from None
-        # Artifacts beside the database for the default store; elsewhere where the user's store puts them.
-        self.experiment = found.experiment_id if found else self.client.create_experiment(
-            name, artifact_location=(self.folder / "mlartifacts").as_uri() if self.uri.startswith("sqlite") else None)
 
     def on_begin(self, study: dict) -> None:
-        if self.client is None:
+        if self.experiment is None:
             self._connect()
         run = self.client.create_run(self.experiment, run_name=_name(study), tags={"transferlab.kind": "study"})
         self.parent = run.info.run_id

@@ -47,6 +47,14 @@ CORPUS = [  # (id, arguments, environment, words the one line must hold)
     ("budget-opt-weight-decay", f"{RUN} --budget-opt weight_decay=-1", {}, ("weight_decay -1",)),
     ("budget-opt-not-pair", f"{RUN} --budget-opt patience", {}, ("not key=value",)),
     ("out-is-a-file", f"{RUN} --out {{w}}/a-file.txt", {}, ("is a file", "folder")),
+    ("out-is-a-file-dry-run", f"{RUN} --dry-run --out {{w}}/a-file.txt", {}, ("is a file",)),
+    ("sizes-superscript", f"{RUN} --sizes 5,²", {}, ("--sizes item '²'",)),
+    ("workers-superscript", f"{RUN} --workers ²", {}, ("--workers '²'",)),
+    ("depths-superscript", f"{RUN} --depths ²", {}, ("--depths '²'",)),
+    ("toml-strategy-not-a-table", "run --config {w}/strategy_number.toml", {}, ("strategies",)),
+    ("toml-strategy-no-name", "run --config {w}/strategy_no_name.toml", {}, ("strategies",)),
+    ("toml-workers-bool", "run --config {w}/workers_bool.toml", {}, ("workers True",)),
+    ("predict-npz-not-numbers", "predict {w}/saved --data npz:{w}/strings.npz", {}, ("not numbers",)),
     ("out-under-a-file", f"{RUN} --out {{w}}/a-file.txt/study", {}, ("is a file",)),
     ("demo-out-is-a-file", "demo --out {w}/a-file.txt", {}, ("is a file",)),
     ("model-unknown", "run --model timm:resnet181 --data demo:digits", {}, ("did you mean", "resnet18")),
@@ -59,14 +67,14 @@ CORPUS = [  # (id, arguments, environment, words the one line must hold)
     ("table-nan", f"{RUN_MLP} --data table:{{w}}/nan.csv", {}, ("missing values", "'b'")),
     ("table-empty", f"{RUN_MLP} --data table:{{w}}/empty.csv", {}, ("empty",)),
     ("table-one-class", f"{RUN_MLP} --data table:{{w}}/one_class.csv", {}, ("1 class",)),
-    ("table-label-typo", f"{RUN_MLP} --data table:{{w}}/t.csv --data-opt label_col=taget", {}, ("did you mean: target",)),
+    ("table-label-typo", f"{RUN_MLP} --data table:{{w}}/t.csv --data-opt label_col=taget", {}, ("no label column 'taget'", "did you mean: target")),
     ("text-not-text", f"{RUN_MLP} --data text:{{w}}/numbers.csv", {}, ("does not hold text",)),
     ("npz-not-npz", f"{RUN_MLP} --data npz:{{w}}/fake.npz", {}, ("not a readable .npz",)),
     ("npz-nan", f"{RUN_MLP} --data npz:{{w}}/nan.npz", {}, ("NaN",)),
     ("images-one-class", "run --model demo:cnn --data images:{w}/one_class", {}, ("1 class", "at least 2")),
     ("images-empty-class", "run --model demo:cnn --data images:{w}/empty_class", {}, ("is empty",)),
     ("images-test-has-more-classes", "run --model demo:cnn --data images:{w}/extra_test", {}, ("test split has classes", "7")),
-    ("images-corrupt", "run --model demo:cnn --data images:{w}/corrupt", {}, ("cannot be read",)),
+    ("images-corrupt", "run --model demo:cnn --data images:{w}/corrupt", {}, ("cannot be read", "corrupt")),
     ("weights-truncated", f"{TIMM} --weights {{w}}/truncated.safetensors", {}, ("truncated.safetensors",)),
     ("weights-garbage", f"{TIMM} --weights {{w}}/garbage.pt", {}, ("garbage.pt",)),
     ("weights-missing", f"{TIMM} --weights {{w}}/none.safetensors", {}, ("does not exist",)),
@@ -88,6 +96,19 @@ def _digits(root, classes, per_class):
         (root / c).mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(d.images[d.target == int(c)][:per_class]):
             Image.fromarray((img * 15).astype(np.uint8)).save(root / c / f"{i}.png")
+
+
+def _saved_model(folder):
+    """A model folder as --save-best writes it: the demo MLP with a head for digits 5-9 (untrained is enough here)."""
+    from types import SimpleNamespace
+
+    from transferlab import zoo
+    from transferlab.data.builtin import digits_target
+    from transferlab.saving import save_model
+
+    backbone = zoo.pretrained("mlp").clone()
+    backbone.replace_head(5)
+    save_model(SimpleNamespace(model=backbone), backbone, folder, digits_target().class_names, "scratch", {})
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +136,12 @@ def w(tmp_path_factory):
     (w / "garbage.pt").write_bytes(b"\x80\x04 definitely not a state dict")
     (w / "bad.toml").write_text("[study\nseeds = 3\n")
     (w / "unknown.toml").write_text('[model]\nspec = "demo:cnn"\n[data]\nspec = "demo:digits"\n[study]\nsedes = 3\n')
+    head = '[model]\nspec = "demo:cnn"\n[data]\nspec = "demo:digits"\n'
+    (w / "strategy_number.toml").write_text(head + "[study]\nstrategies = [1]\n")
+    (w / "strategy_no_name.toml").write_text(head + "[[strategies]]\nparams = {}\n")
+    (w / "workers_bool.toml").write_text(head + "[study]\nworkers = true\n")
+    np.savez(w / "strings.npz", X=np.array([["a", "b"], ["c", "d"]]))
+    _saved_model(w / "saved")
     (w / "sizes.toml").write_text('[model]\nspec = "demo:cnn"\n[data]\nspec = "demo:digits"\n[study]\nsizes = 5\n')
     return w
 

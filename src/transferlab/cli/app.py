@@ -19,6 +19,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Should I transfer, and how? Run every reuse strategy against scratch and get the evidence.")
 
 
+def _whole(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _sizes(text: Optional[str]):
     if text is None:
         return None
@@ -27,7 +32,7 @@ def _sizes(text: Optional[str]):
         part = part.strip()
         if part == "all":
             out.append("all")
-        elif part.isdigit() and int(part) > 0:
+        elif _whole(part) and int(part) > 0:
             out.append(int(part))
         else:
             raise UserError(f"--sizes item '{part}' is not a positive number or 'all'", "write it like --sizes 5,20,50,all")
@@ -59,7 +64,7 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
     if schedule is not None:
         cfg.budget = replace(cfg.budget, schedule=schedule)
     if workers is not None:
-        if workers != "auto" and not (workers.isdigit() and int(workers) > 0):
+        if workers != "auto" and not (_whole(workers) and int(workers) > 0):
             raise UserError(f"--workers '{workers}' is not a positive whole number or auto", "use --workers 2 or --workers auto")
         cfg.workers = workers if workers == "auto" else int(workers)
         cfg.executor = "process" if workers != "auto" and int(workers) > 1 else "inline"
@@ -86,7 +91,7 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
 
 def _depths(text: str) -> list[int]:
     parts = [p.strip() for p in text.split(",")]
-    if not all(p.isdigit() for p in parts):
+    if not all(_whole(p) for p in parts):
         raise UserError(f"--depths '{text}' is not all, auto or a list of block counts", "write it like --depths 1,3 or --depths auto")
     return [int(p) for p in parts]
 

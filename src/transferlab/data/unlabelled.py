@@ -29,8 +29,13 @@ def _arrays(path: Path, x_key: str, y_key: str):
     if x_key not in arrays.files:
         raise UserError(f"{path} has no array '{x_key}' (it has: {', '.join(arrays.files) or 'none'})",
                         "save the inputs as X, or name their array with --data-opt x_key=...")
-    x = torch.as_tensor(np.asarray(arrays[x_key], dtype=np.float32))
-    return x, [str(i) for i in range(len(x))]
+    try:
+        x = np.asarray(arrays[x_key], dtype=np.float32)
+    except ValueError as exc:
+        raise UserError(f"{path}: array '{x_key}' is not numbers ({exc})", "save the inputs as a numeric array") from None
+    if not np.isfinite(x).all():
+        raise UserError(f"{path}: {x_key} contains NaN or inf", "impute or drop those rows first")
+    return torch.as_tensor(x), [str(i) for i in range(len(x))]
 
 
 def read_unlabelled(spec: str, pre: Preprocessing, label_col: str = "label", text_col: str = "text",
