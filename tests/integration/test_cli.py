@@ -65,6 +65,7 @@ def test_nan_features(tmp_path):
     _one_line_error(res, "NaN", "impute or drop")
 
 
+@pytest.mark.slow  # a long end-to-end run: in the slow suite, which CI runs too
 def test_demo_end_to_end_and_report_rebuild(tmp_path):
     out = tmp_path / "demo"
     res = cli("demo", "--out", str(out), "--seeds", "2", "--sizes", "5,all", "--epochs", "3", "--halving",
@@ -114,6 +115,7 @@ def test_demo_end_to_end_and_report_rebuild(tmp_path):
     assert comparison["recommendation"]["text"][:80] in html and "mlp/report.html" in html
 
 
+@pytest.mark.slow  # a long end-to-end run: in the slow suite, which CI runs too
 def test_output_without_a_terminal_is_plain_lines_and_tables_keep_their_labels(tmp_path):
     import io
     import re
@@ -137,6 +139,7 @@ def test_output_without_a_terminal_is_plain_lines_and_tables_keep_their_labels(t
     assert label.replace(" ", "") in folded.replace(" ", "")
 
 
+@pytest.mark.slow  # a long end-to-end run: in the slow suite, which CI runs too
 def test_budget_settings_from_the_command_line_are_checked(tmp_path):
     res = cli("run", "--model", "demo:mlp", "--data", "demo:digits", "--budget-opt", "min_step=10", "--out", str(tmp_path / "o"))
     _one_line_error(res, "unknown budget setting 'min_step'", "min_steps")

@@ -1,6 +1,8 @@
 """Which layers transfer: splice curves, diagnostics, activation inspection, all in the study's report."""
 from __future__ import annotations
 
+import pytest
+
 import json
 
 import torch
@@ -11,6 +13,7 @@ from transferlab.measurements.batchnorm import bn_check
 from transferlab.measurements.inputs import input_check
 
 
+@pytest.mark.slow  # a long end-to-end run: in the slow suite, which CI runs too
 def test_layers_command_writes_splice_curves_into_the_report(tmp_path):
     out = tmp_path / "study"
     res = cli("run", "--model", "demo:cnn", "--data", "demo:digits", "--seeds", "2", "--sizes", "20", "--epochs", "3",

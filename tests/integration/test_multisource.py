@@ -117,6 +117,7 @@ def test_sources_with_other_splits_are_refused(cnn, mlp, tmp_path):
     assert not (tmp_path / "x").exists(), "refused before anything was written"
 
 
+@pytest.mark.slow  # a long end-to-end run: in the slow suite, which CI runs too
 def test_cli_several_models(tmp_path):
     out = tmp_path / "cmp"
     res = cli("run", "--model", "demo:cnn", "--model", "demo:mlp", "--data", "demo:digits", "--seeds", "2",

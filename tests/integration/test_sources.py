@@ -49,6 +49,7 @@ def test_timm_weights_file_through_timm_loading(timm_weights, tmp_path):
     torch.testing.assert_close(bb.eval()(x), ref.eval()(x))  # the same network, block by block
 
 
+@pytest.mark.slow  # a long end-to-end run: in the slow suite, which CI runs too
 def test_timm_cnn_study_via_cli(timm_weights, tmp_path):
     data = f"mnist:{MNIST}" if MNIST.exists() else None
     if data is None:

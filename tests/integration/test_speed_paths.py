@@ -79,6 +79,7 @@ def test_worker_processes_give_the_same_results(cnn, digits, tmp_path):
     assert any((tmp_path / "b" / "cache").glob("*.npy")), "workers shared the cache files"
 
 
+@pytest.mark.slow  # a long end-to-end run: in the slow suite, which CI runs too
 def test_ray_executor_on_a_local_instance(cnn, digits, tmp_path):
     pytest.importorskip("ray")
     inline = _inline_one_thread(cnn, digits, None)
