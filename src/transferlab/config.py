@@ -32,6 +32,42 @@ DEFAULT_STRATEGIES: tuple[dict, ...] = (
 )
 
 
+def parse_strategy(text: str) -> dict:
+    """``"head"`` or ``"truncate(n=2, tune=true)"`` -> ``{"name": ..., "params": {...}}``. Values read as JSON when
+    they parse (numbers, true/false, lists), else as text (``cut=each``)."""
+    import json
+
+    name, paren, rest = text.strip().partition("(")
+    if not paren:
+        return {"name": name.strip()}
+    if not rest.endswith(")"):
+        raise UserError(f"strategy '{text}' does not close its parenthesis", "write it like truncate(n=2, tune=true)")
+    params = {}
+    for pair in split_strategies(rest[:-1]):  # the same top-level split: a list value keeps its commas
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"strategy '{text}': '{pair}' is not key=value", "write it like truncate(n=2, tune=true)")
+        try:
+            params[key.strip()] = json.loads(value.strip())
+        except json.JSONDecodeError:
+            params[key.strip()] = value.strip()
+    return {"name": name.strip(), "params": params}
+
+
+def split_strategies(text: str) -> list[str]:
+    """Comma-separated strategies, commas inside a strategy's parentheses (or a list's brackets) kept:
+    ``scratch,truncate(n=2, tune=true)``."""
+    items, depth, cur = [], 0, ""
+    for ch in text:
+        depth += {"(": 1, ")": -1, "[": 1, "]": -1, "{": 1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            items.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [x.strip() for x in [*items, cur] if x.strip()]
+
+
 @dataclass
 class StudyConfig:
     """Everything that defines a study's results (``workers``, ``executor`` and ``cache`` only change speed)."""
@@ -75,7 +111,7 @@ class StudyConfig:
             self.budget = budget_from_dict(self.budget)
         if not isinstance(self.budget, Budget):
             raise UserError(f"budget {self.budget!r} is not a table of budget settings", "use [study.budget] with e.g. min_steps = 500")
-        self.strategies = [s if isinstance(s, dict) else {"name": s} for s in self.strategies]
+        self.strategies = [s if isinstance(s, dict) else parse_strategy(s) for s in self.strategies]
         if not (self.depths in ("all", "auto") or isinstance(self.depths, list) and self.depths and all(
                 isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in self.depths)):
             raise UserError(f"depths {self.depths!r} is not 'all', 'auto' or a list of k", 'use depths = "auto" or [1, 2]')

@@ -82,6 +82,7 @@ def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict
         "model": prep.backbone.describe(), "model_key": prep.model_key, "data": data.describe(), "data_key": prep.data_key,
         "augmentation": data.augment.describe() if data.augment else {"kinds": [], "views": 0},
         "environment": environment(), "depth_axes": {s.name: s.depth_param for s in configs if s.depth_param},
+        "keep_axes": {s.name: s.depth_param for s in configs if s.removes_later and s.params()[s.depth_param] is not None},
         "skipped": prep.skipped, "sizes_dropped": prep.sizes_dropped, "budget_rule": prep.config.budget.rule(), **prep.measurements, **(meta or {}),
     }
 

@@ -9,19 +9,13 @@ import numpy as np
 import torch
 
 from transferlab.analysis.cka import linear_cka
-from transferlab.backbones.base import Backbone
+from transferlab.backbones.base import Backbone, pool_state
 from transferlab.data.base import Split, take, to_device
 
 
 def pooled(states) -> np.ndarray:
-    """(n, d) view of a cut's activations."""
-    if isinstance(states, (tuple, list)):  # (hidden, mask): mean over real tokens
-        hidden, mask = states
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return ((hidden * m).sum(1) / m.sum(1).clamp(min=1)).numpy()
-    if states.dim() > 2:
-        return states.float().mean(dim=tuple(range(2, states.dim()))).numpy()
-    return states.float().numpy()
+    """(n, d) view of a cut's activations (``backbones.base.pool_state``, as numpy)."""
+    return pool_state(states).float().numpy()
 
 
 @torch.no_grad()
@@ -36,6 +30,8 @@ def what_moved(pretrained: Backbone, tuned: Backbone, inputs: Split, max_rows: i
     a, b = x, x
     rows = []
     for name in pretrained.block_names:
+        if name not in tuned.blocks:  # a truncated network: the blocks after its cut were removed
+            break
         p0 = torch.cat([p.detach().cpu().flatten().float() for p in pretrained.blocks[name].parameters()] or [torch.zeros(1)])
         p1 = torch.cat([p.detach().cpu().flatten().float() for p in tuned.blocks[name].parameters()] or [torch.zeros(1)])
         a, b = pretrained.blocks[name](a), tuned.blocks[name](b)

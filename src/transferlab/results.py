@@ -76,7 +76,8 @@ class TrialRecord:
     grid_extended: list[str] = field(default_factory=list)  # edges of the grid extended: "below", "above"
     chosen_at_edge: bool = False  # the choice still lies on an edge of the (extended) grid
     trainable_params: int = 0
-    total_params: int = 0
+    total_params: int = 0  # of the network one deploys: the pretrained one's, or a truncated one's
+    infer_ms: float | None = None  # that network's inference time per example (preprocessed inputs, batch of 64)
     frozen_blocks: int = 0
     cached: bool = False
     diverged_step: int | None = None

@@ -3,7 +3,8 @@
 The JSON says how to rebuild the architecture (its source spec and options),
 the blocks, the head, the class names and the preprocessing; the weights file
 holds every tensor.  A winning linear probe is folded into a Linear head, so
-every saved model is a plain Backbone.
+every saved model is a plain Backbone; a probe or a truncated network at cut k is saved as the smaller
+network it is (blocks 1..k, a pool, the head), which is what ``predict`` runs.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from transferlab.backbones.base import Backbone, Preprocessing, Standardize
 from transferlab.data.base import Split, take
 from transferlab.errors import UserError
 
-FORMAT = 3  # 3: a head may start with a Standardize layer; 2: layer by layer (Linear, ReLU, Dropout); 1: Linear sizes
+FORMAT = 4  # 4: a truncated network ("keep": its first blocks, then a pool); 3: a head may start with a Standardize layer; 2: layer by layer (Linear, ReLU, Dropout); 1: Linear sizes
 HEAD_LAYERS = {"linear": nn.Linear, "relu": nn.ReLU, "dropout": nn.Dropout, "standardize": Standardize}
 
 
@@ -41,18 +42,17 @@ def save_model(fitted, pretrained: Backbone, out_dir: str | Path, class_names: l
     """Write ``model.safetensors`` and ``model.json`` for one trained trial."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cut = None
     if isinstance(fitted.model, Backbone):
         model = fitted.model
-    else:  # a scikit-learn probe on frozen features at cut k
-        model = pretrained.clone()
-        cut = fitted.frozen_blocks
+    else:  # a scikit-learn probe on frozen features at cut k: the network truncated there, the probe as its head
+        model = pretrained.clone().truncate(fitted.frozen_blocks)
         model.head = nn.Sequential(_fold_linear(fitted.model, len(class_names)))
     model = model.cpu()
     head = _head_layers(model.head)
     meta = {
         "format": FORMAT, "strategy": label, "source": pretrained.spec, "source_options": source_options or {},
-        "blocks": model.block_names, "head": head, "cut": cut if cut != model.n_blocks else None,
+        "blocks": model.block_names, "head": head, "keep": model.kept_from,
+        "params": sum(p.numel() for p in model.parameters()),
         "class_names": class_names, "preprocessing": model.preprocessing.to_dict(),
     }
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
@@ -109,6 +109,8 @@ def load_saved(model_dir: str | Path) -> tuple[Backbone, dict]:
     if "pretrained" in (accepted_options(MODEL_SOURCES.get(scheme)) or ()):
         options["pretrained"] = False
     bb = load_model(meta["source"]["source"], **options).build(_example(pre))
+    if meta.get("keep"):
+        bb.truncate(meta["keep"])
     bb.preprocessing = pre
     bb.head = _head_from(meta)
     state = load_file(str(d / "model.safetensors"))
@@ -136,7 +138,7 @@ def predict(model_dir: str | Path, data_spec: str, out_csv: str | Path, data_opt
     from transferlab.data.unlabelled import read_unlabelled
 
     bb, meta = load_saved(model_dir)
-    names, cut, options = meta["class_names"], meta.get("cut"), data_options or {}
+    names, cut, options = meta["class_names"], meta.get("cut"), data_options or {}  # "cut": format 3 probes
     new = read_unlabelled(data_spec, bb.preprocessing,
                           **{k: v for k, v in options.items() if k.endswith("_col") or k in ("x_key", "y_key")})
     if new is not None:  # inputs without labels: one row per input, named by its path, text or row number

@@ -88,6 +88,31 @@ def extend_grid(strategy, ctx: TrialContext, fits: list, budget: Budget) -> list
     return extended
 
 
+def inference_ms(predictor, split, device: str = "cpu", rows: int = 64, reps: int = 5) -> float | None:
+    """Milliseconds per example of the deployed network on a batch of (up to) ``rows`` validation inputs: the
+    fastest of ``reps`` timed passes after one warm-up, so a busy moment does not count."""
+    if predictor is None:
+        return None
+    from transferlab.accel import move
+    from transferlab.data.base import take
+
+    x = move(take(split.inputs, torch.arange(min(rows, len(split)))), device)
+    was = getattr(predictor, "training", None)
+    if was is not None:
+        predictor.eval()
+    times = []
+    with torch.no_grad():
+        for _ in range(reps + 1):
+            t0 = time.perf_counter()
+            predictor(x)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    if was:
+        predictor.train()
+    return 1000 * min(times[1:]) / len(x)
+
+
 def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: TargetData, budget: Budget,
               cache: FeatureCache | None = None, device: str = "cpu", hooks: tuple = (),
               keep: list | None = None, halving: bool = False) -> TrialRecord:
@@ -143,6 +168,12 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
     record.budget_steps = best.result.budget_steps
     record.history = [vars(h) for h in best.result.history]
     record.trainable_params = best.trainable_params
+    if best.deploy_params is not None:
+        record.total_params = best.deploy_params
+    try:  # a measurement beside the result: its failure leaves it empty, the trial stands
+        record.infer_ms = inference_ms(best.predictor, data.val, device)
+    except Exception:  # noqa: BLE001
+        record.infer_ms = None
     record.cached, record.frozen_blocks = best.cached, best.frozen_blocks
     record.dynamics = best.dynamics
     if isinstance(best.model, Backbone) and best.frozen_blocks < pretrained.n_blocks and strategy.reuses_weights:

@@ -13,7 +13,7 @@ from transferlab.trial import run_trial
 
 NAMES = sorted(registry())
 # freeze_k's default (k=None) expands to every cut; conformance uses one concrete cut.
-CONCRETE = {"freeze_k": {"k": 2}, "surgical": {"block": 1}}
+CONCRETE = {"freeze_k": {"k": 2}, "surgical": {"block": 1}, "truncate": {"n": 2}}
 
 
 def spec(name, seed=0, n=5):
@@ -23,7 +23,7 @@ def spec(name, seed=0, n=5):
 
 def test_every_strategy_is_covered():
     assert {"scratch", "linear_probe", "head", "freeze_k", "finetune", "lp_ft", "gradual", "bn_adapt", "surgical",
-            "l2sp", "lora"} <= set(NAMES)
+            "l2sp", "lora", "splice", "truncate"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)

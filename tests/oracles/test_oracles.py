@@ -45,7 +45,11 @@ def test_scratch_reinitialises_every_parameter(cnn, digits, tiny_budget):
 @pytest.mark.parametrize("strategy,params", [("head", {"depth": 2, "hidden": 32, "dropout": 0.0}),
                                              ("freeze_k", {"k": 2, "train_bn": False}),
                                              ("linear_probe", {"kind": "logreg", "cut": None, "Cs": None}),
-                                             ("lp_ft", {"body_lr_mult": 1.0, "probe_C": 1.0})])
+                                             ("lp_ft", {"body_lr_mult": 1.0, "probe_C": 1.0}),
+                                             # earlier cuts: the pooled cut-k features, cached exactly
+                                             ("truncate", {"n": 2, "tune": False}),
+                                             ("linear_probe", {"kind": "logreg", "cut": 2, "Cs": None}),
+                                             ("head", {"depth": 2, "hidden": 32, "dropout": 0.0, "cut": 1})])
 @pytest.mark.parametrize("augmented", [False, True], ids=["plain", "augmented"])
 def test_cached_equals_uncached(strategy, params, augmented, cnn, digits, tiny_budget):
     """With augmentation the frozen prefix is cached per view (tests/oracles/test_augmentation.py)."""

@@ -84,3 +84,16 @@ def test_accepted_options_follow_the_functions_options_go_on_to():
     with pytest.raises(UserError, match="its options are: size"):
         check_options("x", ["sise"], {"size", "model"}, hidden=("model",))
     Registry("thing", "transferlab.sources.models", "transferlab_test.none")  # constructing loads nothing
+
+
+def test_a_strategy_with_parameters_is_read_from_one_string():
+    from transferlab.config import StudyConfig, parse_strategy, split_strategies
+
+    assert split_strategies("scratch, truncate(n=2, tune=true),head(cut=each)") == [
+        "scratch", "truncate(n=2, tune=true)", "head(cut=each)"]
+    assert parse_strategy("truncate(n=2, tune=true)") == {"name": "truncate", "params": {"n": 2, "tune": True}}
+    assert parse_strategy("linear_probe(cut=each, Cs=[0.1, 1])") == {
+        "name": "linear_probe", "params": {"cut": "each", "Cs": [0.1, 1]}}
+    assert parse_strategy(" head ") == {"name": "head"}
+    config = StudyConfig(strategies=["scratch", "truncate(n=1)"])
+    assert [s.get("params", {}) for s in config.strategies] == [{}, {"n": 1}]

@@ -8,6 +8,7 @@ from transferlab.analysis.answer import answer
 from transferlab.analysis.convergence import convergence, head_vs_probe, sweep_caveat
 from transferlab.analysis.dynamics import first_epochs, flags
 from transferlab.analysis.gain import accuracy_rows, curves, gains, race, speedups
+from transferlab.analysis.keep import keep
 from transferlab.analysis.layers import moved, score_validation
 from transferlab.analysis.recommend import recommend
 from transferlab.analysis.stats import Design, Verdict
@@ -90,7 +91,9 @@ def analyze(records, study: dict) -> Analysis:
     analysis = {
         "design": design.to_dict(), "decided": decided_share(gain), "race": raced,
         "accuracy": acc, "gains": gain, "speedups": speed, "curves": curves(records), "sweep": sweep,
-        "depth": depth_profile(acc, study.get("depth_axes", {"freeze_k": "k"})), "zero_shot": zero[0] if zero else None,
+        "depth": depth_profile(acc, {name: axis for name, axis in study.get("depth_axes", {"freeze_k": "k"}).items()
+                                     if name not in (study.get("keep_axes") or {})}),
+        "keep": keep(acc, raced, gain, study, design.margin), "zero_shot": zero[0] if zero else None,
         "failed": [{"label": r.label, "n_train": r.n_train, "seed": r.seed, "status": r.status,
                     "error": r.error.splitlines()[0] if r.error else None,
                     "diverged_step": r.diverged_step} for r in records if r.status != "ok"],

@@ -50,6 +50,8 @@ def accuracy_rows(records) -> list[dict]:
             "val_acc": mean_ci([r.val_score for r in recs]),
             "select_val_acc": float(np.mean([r.best_val_acc for r in recs])),
             "trainable_params": int(np.mean([r.trainable_params for r in recs])),
+            "total_params": int(np.mean([r.total_params for r in recs])),
+            "infer_ms": _median([r.infer_ms for r in recs]),
             "frozen_blocks": first.frozen_blocks,
             "wall_s": float(np.mean([r.wall_s for r in recs])),
             "seeds": sorted(seeds), "not_ok": failed[(lab, n)],
@@ -58,6 +60,11 @@ def accuracy_rows(records) -> list[dict]:
         })
     rows.sort(key=lambda r: (size_key(r["n_train"]), -r["test_acc"]["mean"]))
     return rows
+
+
+def _median(values: list) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.median(vals)) if vals else None
 
 
 def clip01(ci: dict) -> dict:

@@ -128,8 +128,8 @@ def depth_profile(acc_rows: list[dict], axes: dict[str, str]) -> list[dict]:
     -> ``block``). Each strategy configuration apart from that parameter is one series."""
     out = []
     for r in acc_rows:
-        if r["strategy"] in axes:
-            axis = axes[r["strategy"]]
+        axis = axes.get(r["strategy"])
+        if axis and r["params"].get(axis) is not None:  # a probe or head at the last cut (None) has no depth
             out.append({"n_train": r["n_train"], "k": r["params"][axis], "test_acc": r["test_acc"], "val_acc": r["val_acc"],
                         "series": depth_series(r["label"], r["strategy"], axis)})
     out.sort(key=lambda r: (size_key(r["n_train"]), r["series"], r["k"]))

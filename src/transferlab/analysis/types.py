@@ -114,6 +114,8 @@ class AccuracyRow(Plain):
     best_val_acc: float = math.nan  # its mean
     select_val_acc: float = math.nan  # the mean best on the selection half (what chose each trial's LR and step)
     trainable_params: int = 0
+    total_params: int = 0  # of the deployed network (a truncated one is smaller)
+    infer_ms: Optional[float] = None  # its inference time per example
     frozen_blocks: int = 0
     wall_s: float = 0.0
     seeds: list[int] = field(default_factory=list)
@@ -185,6 +187,53 @@ class DepthRow(Plain):
     test_acc: Interval = field(default_factory=Interval)
     val_acc: Interval = field(default_factory=Interval)
     series: str = "freeze_k"  # the configuration apart from its depth, e.g. freeze_k(train_bn=True), surgical
+
+
+@dataclass
+class KeepPoint(Plain):
+    """One configuration of a per-cut series (analysis/keep.py): its network keeps blocks 1..k (``removes``), or
+    all of them with the first k frozen (freeze_k)."""
+
+    n_train: Size
+    series: str
+    k: int
+    label: str = ""
+    removes: bool = True
+    test_acc: Interval = field(default_factory=Interval)
+    val_acc: Interval = field(default_factory=Interval)
+    total_params: int = 0
+    infer_ms: Optional[float] = None
+
+
+@dataclass
+class Smallest(Plain):
+    """The smallest network decided equivalent to the validation leader at one size (None: the leader itself)."""
+
+    n_train: Size
+    leader: str
+    text: str = ""
+    label: Optional[str] = None
+    kept: int = 0
+    params: int = 0
+    leader_params: int = 0
+    infer_ms: Optional[float] = None
+    leader_infer_ms: Optional[float] = None
+    test_acc: float = math.nan
+    leader_test_acc: float = math.nan
+    vs_leader: Optional[Comparison] = None
+    gain_verdict: Optional[Verdict] = None
+    smaller_open: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Keep(Plain):
+    """Which layers to keep (seed 004): accuracy against cut, and the smallest network as good as the best."""
+
+    curves: list[KeepPoint] = field(default_factory=list)
+    smallest: list[Smallest] = field(default_factory=list)
+    body_params: list[int] = field(default_factory=list)  # parameters of blocks 1..k, for k = 1..n
+    blocks: list[str] = field(default_factory=list)
+    text: str = ""
 
 
 @dataclass
@@ -295,6 +344,7 @@ class Analysis(Plain):
     curves: dict[str, Curve] = field(default_factory=dict)
     sweep: Sweep = field(default_factory=Sweep)
     depth: list[DepthRow] = field(default_factory=list)
+    keep: Optional[Keep] = None
     zero_shot: Optional[dict] = None  # the zero-shot trial's record
     failed: list[Failed] = field(default_factory=list)
     profile_validation: Optional[ProfileValidation] = None

@@ -117,6 +117,26 @@ class Standardize(nn.Module):
         return (x.reshape(len(x), -1) - self.mean) / self.std
 
 
+def pool_state(state: State) -> torch.Tensor:
+    """A cut's activations as (batch, channels): feature maps averaged over space, token states over the mask,
+    a (batch, features) tensor as it is. The one pooling every per-cut reader uses (probes, heads at a cut,
+    truncated networks, the profile), so a cached cut pooled equals the truncated network's own output."""
+    if isinstance(state, (tuple, list)):  # (hidden, mask): mean over real tokens
+        hidden, mask = state
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    if state.dim() > 2:
+        return state.float().mean(dim=tuple(range(2, state.dim())))
+    return state
+
+
+class Pool(nn.Module):
+    """``pool_state`` as a parameter-free block: what a truncated network puts after its last kept block."""
+
+    def forward(self, state: State) -> torch.Tensor:
+        return pool_state(state)
+
+
 class _Suffix(nn.Module):
     """Blocks ``k..n`` and the head, sharing the backbone's own modules."""
 
@@ -180,8 +200,9 @@ class Backbone(nn.Module):
         self.constructor: Callable[[], nn.Module] | None = None  # see set_constructor
         self._constructor_keys: dict[str, str] = {}
         self.init = "reset_parameters() of each module"
-        self.feature_shapes = self._check(example_input)
+        self.feature_shapes, self.pooled_dims = self._check(example_input)
         self.feature_dim = self.feature_shapes[-1][-1]
+        self.kept_from: int | None = None  # set by truncate: how many blocks of the source network are kept
 
     # ---- structure -------------------------------------------------------
     @property
@@ -201,9 +222,9 @@ class Backbone(nn.Module):
         """Name of each cut ``k``: 'input', then the block it follows."""
         return ["input"] + self.block_names
 
-    def _check(self, example_input: State) -> list[tuple[int, ...]]:
-        """Run the example batch through every block; record each cut's shape."""
-        shapes = []
+    def _check(self, example_input: State) -> tuple[list[tuple[int, ...]], list[int]]:
+        """Run the example batch through every block; record each cut's shape and its pooled width."""
+        shapes, dims = [], []
         was_training = self.training
         self.eval()
         try:
@@ -219,6 +240,10 @@ class Backbone(nn.Module):
                             "check the block order, or name the blocks explicitly",
                         ) from exc
                     shapes.append(_shape(state))
+                    try:
+                        dims.append(int(pool_state(state).shape[-1]))
+                    except Exception:  # noqa: BLE001  a state no pooling reads (a dict): no probe or cut there
+                        dims.append(0)
                 if not torch.is_tensor(state) or state.dim() != 2:
                     raise UserError(
                         f"the last block outputs shape {_shape(state)}, not (batch, features)",
@@ -230,7 +255,7 @@ class Backbone(nn.Module):
         if not torch.is_tensor(out) or out.dim() != 2:
             raise UserError(f"the head outputs shape {_shape(out)}, not (batch, classes)", "name the classifier module as the head")
         self._check_reinit_covered()
-        return shapes
+        return shapes, dims
 
     def _check_reinit_covered(self) -> None:
         for mod_name, module in self.named_modules():
@@ -267,6 +292,43 @@ class Backbone(nn.Module):
                      class_names: Sequence[str] | None = None) -> Backbone:
         self.head = make_head(self.feature_dim, n_classes, depth, hidden, dropout)
         self.class_names = list(class_names) if class_names is not None else None
+        return self
+
+    def truncate(self, n: int) -> Backbone:
+        """Keep the first ``n`` blocks and remove the rest: a smaller network whose last block pools cut ``n``
+        (``pool_state``) and whose new head (one Linear, as many outputs as before) reads it.
+
+        The kept blocks are these very modules, so cut ``n`` of the truncated network is cut ``n`` of this one,
+        and a cache of this network's cut ``n`` serves it exactly. ``n = n_blocks`` keeps everything.
+        """
+        self._check_k(n)
+        if n == 0:
+            raise UserError("a truncated network keeps at least one block (n=0 keeps none)",
+                            f"choose n between 1 and {self.n_blocks}")
+        if not self.pooled_dims[n - 1]:
+            raise UserError(f"cut {n} ({self.block_names[n - 1]}) holds no activations a pool can read",
+                            "truncate at a cut whose output is a tensor or (hidden, mask)")
+        if self.kept_from is not None:
+            raise ValueError("truncate a network once: it already keeps blocks 1..%d" % self.kept_from)
+        if n == self.n_blocks:
+            return self  # nothing removed: the same network, head included
+        with torch.no_grad():
+            device = next(iter(self.head.parameters()), torch.zeros(())).device
+            out_dim = int(self.head(torch.zeros(1, self.feature_dim, device=device)).shape[-1])
+        items = list(self.blocks.items())[:n]
+        shapes, dims = self.feature_shapes[: n + 1], self.pooled_dims[:n]
+        if len(shapes[-1]) != 2:
+            name = "pool" if "pool" not in dict(items) else "pool_"
+            items.append((name, Pool()))
+            shapes, dims = [*shapes, (shapes[-1][0], dims[-1])], [*dims, dims[-1]]
+        self.blocks = nn.ModuleDict(items)
+        self.feature_shapes, self.pooled_dims = shapes, dims
+        self.feature_dim = dims[-1]
+        self.kept_from = n
+        with torch.random.fork_rng(devices=[]):  # a placeholder the caller replaces: the RNG stays where it was
+            self.head = make_head(self.feature_dim, out_dim)
+        self.freeze_blocks([i for i in self.frozen if i < self.n_blocks], self.train_bn)
+        self.constructor = None  # a fresh full network no longer maps onto these blocks
         return self
 
     def set_constructor(self, make: Callable[[], nn.Module], module: nn.Module, describe: str) -> Backbone:
@@ -381,6 +443,8 @@ class Backbone(nn.Module):
             "feature_shapes": [list(s) for s in self.feature_shapes],
             "feature_dim": self.feature_dim,
             "params": sum(p.numel() for p in self.parameters()),
+            "block_params": [sum(p.numel() for p in b.parameters()) for b in self.blocks.values()],
+            "pooled_dims": self.pooled_dims,
             "class_names": self.class_names,
             "preprocessing": self.preprocessing.to_dict(),
             "spec": self.spec,

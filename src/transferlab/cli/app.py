@@ -79,7 +79,9 @@ def _config(base, seeds, sizes, epochs, workers, no_cache, strategies, executor=
     if no_cache:
         cfg.cache = False
     if strategies:
-        cfg.strategies = [{"name": s.strip()} for s in strategies.split(",") if s.strip()]
+        from transferlab.config import parse_strategy, split_strategies
+
+        cfg.strategies = [parse_strategy(s) for s in split_strategies(strategies)]
     for key, value in (design or {}).items():  # the verdicts' design and the study-level augmentation
         if value is not None:
             setattr(cfg, key, value)
@@ -139,7 +141,8 @@ BUDGET_OPT = typer.Option(None, "--budget-opt", help="budget setting key=value (
                           "patience=12, grid_extensions=0, lrs=[1e-4,1e-3]")
 WORKERS = typer.Option(None, help="parallel worker processes, or auto (from the model's size and the usable cores)")
 NO_CACHE = typer.Option(False, "--no-cache", help="recompute frozen layers every step")
-STRATS = typer.Option(None, help="comma-separated strategy names (default: all)")
+STRATS = typer.Option(None, help="comma-separated strategies, each a name or name(param=value, ...), e.g. "
+                      "scratch,linear_probe(cut=each),truncate,truncate(tune=true) (default: the standard set)")
 DEVICE = typer.Option(None, help="auto (a GPU when there is one), cpu, cuda, cuda:N or mps")
 TRACK = typer.Option(None, help="log every trial to mlflow (MLFLOW_TRACKING_URI, else OUT/mlflow.db) or "
                      "tensorboard (OUT/tensorboard); repeatable")

@@ -24,6 +24,9 @@ CAPTIONS = {
               "(inside the margin); gray: inconclusive (not decided at these seeds)."),
     "depth": ("Accuracy vs depth", "Which layers transfer: freezing the first k blocks and fine-tuning the rest "
               "(freeze_k), and, where the study ran it, tuning block k alone (surgical)."),
+    "keep": ("Which layers to keep", "A probe, a head and a truncated network (frozen, or fine-tuned) reading the "
+             "pooled output of block k, every later block removed; freeze_k (dashed, every block kept) for reference; "
+             "scratch dotted. Bars: the parameters of blocks 1..k, what a network cut at k keeps."),
     "size": ("Accuracy vs target size", "How the answer changes with the amount of target data."),
     "splice": ("Splice curves: where features stop transferring",
                "AnB: the first n pretrained blocks frozen, the rest re-initialised and trained on the target; AnB+: "
@@ -84,9 +87,9 @@ def figures(study: dict, a: Analysis, layers: dict | None) -> dict:
     from transferlab.analysis.layers import splice_curves
 
     pngs = {"curves": plots.learning_curves(a) if a.curves else None, "gains": plots.gains(a),
-            "depth": plots.accuracy_vs_depth(a), "size": plots.accuracy_vs_size(a),
+            "depth": plots.accuracy_vs_depth(a), "keep": plots.keep_layers(a), "size": plots.accuracy_vs_size(a),
             "splice": plots.splice_curves(splice_curves(layers))}
-    main = [{"title": CAPTIONS[k][0], "caption": CAPTIONS[k][1], "png": png} for k, png in pngs.items()]
+    main = [{"key": k, "title": CAPTIONS[k][0], "caption": CAPTIONS[k][1], "png": png} for k, png in pngs.items()]
     return {"main": main, "profile": plots.profile_scores(study.get("profile"), a.depth)}
 
 

@@ -90,6 +90,48 @@ def accuracy_vs_depth(analysis: Analysis) -> str | None:
     return _png(fig)
 
 
+def keep_layers(analysis: Analysis) -> str | None:
+    """Seed 004 in one figure: accuracy against the cut for each per-cut series (probe, head, truncated network
+    frozen and tuned; freeze_k, every block kept, for reference), scratch dotted, and on a second axis the
+    parameters of blocks 1..k, which is what a network cut there keeps."""
+    keep = analysis.keep
+    if keep is None or not any(p.removes for p in keep.curves):
+        return None
+    sizes = [n for n in _sizes(analysis) if any(p.n_train == n for p in keep.curves)]
+    scratch = {r.n_train: r.test_acc.mean for r in analysis.accuracy if r.label == SCRATCH}
+    series = sorted({p.series for p in keep.curves}, key=lambda s: (s.startswith("freeze_k"), s))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.6 * len(sizes), 3.8), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], sizes):
+        if keep.body_params:
+            twin = ax.twinx()
+            ks = range(1, len(keep.body_params) + 1)
+            twin.bar(list(ks), keep.body_params, color="0.85", width=0.5, zorder=0)
+            twin.set_ylabel("parameters in blocks 1..k (bars)", fontsize=7, color="0.45")
+            twin.tick_params(labelsize=7, colors="0.45")
+            ax.set_zorder(twin.get_zorder() + 1)
+            ax.patch.set_visible(False)
+        for j, name in enumerate(series):
+            pts = [p for p in keep.curves if p.n_train == n and p.series == name]
+            if not pts:
+                continue
+            ref = name.startswith("freeze_k")
+            err = list(zip(*[_err(p.test_acc) for p in pts]))
+            ax.errorbar([p.k + 0.05 * (j - len(series) / 2) for p in pts], [p.test_acc.mean for p in pts], yerr=err,
+                        marker="os^Dv<>"[j % 7], capsize=2, color="0.4" if ref else COLORS[(2 * j) % len(COLORS)],
+                        ls="--" if ref else "-", lw=1, label=f"{name} (all blocks kept, k frozen)" if ref else name)
+        if n in scratch:
+            ax.axhline(scratch[n], color="black", ls=":", lw=1.2, label="scratch")
+        ax.set_title(f"{n} per class", fontsize=9)
+        ax.set_xlabel("cut k: blocks 1..k kept", fontsize=8)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (95% CI)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    # Below the panels: to the right it would cover the parameter axis' label.
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(names), 3), fontsize=7)
+    return _png(fig)
+
+
 def gains(analysis: Analysis) -> str | None:
     rows = analysis.gains
     if not rows:

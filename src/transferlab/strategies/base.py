@@ -51,6 +51,11 @@ def from_spec(name: str, params: dict | None = None) -> Strategy:
         bad = sorted(unknown)[0]
         raise UserError(f"strategy '{name}' has no parameter '{bad}'{closest(bad, fields)}",
                         f"its parameters are: {', '.join(sorted(fields)) or 'none'}")
+    for f in dataclasses.fields(cls):  # a switch given as text ("tune=maybe") would read as true: refuse it
+        value = (params or {}).get(f.name)
+        if f.type in ("bool", bool) and f.name in (params or {}) and not isinstance(value, bool):
+            raise UserError(f"strategy '{name}': {f.name}={value!r} is not true or false",
+                            f"write {f.name}=true or {f.name}=false")
     return cls(**(params or {}))
 
 
@@ -68,6 +73,8 @@ class Fitted:
     frozen_blocks: int = 0
     dynamics: list = field(default_factory=list)  # GradientProbe rows of the first evaluation periods
     run: FitRun | None = None  # a gradient-trained candidate: advanced rung by rung by the trial runner
+    deploy_params: int | None = None  # parameters of the network one deploys (a truncated one is smaller)
+    predictor: Callable | None = None  # preprocessed inputs -> class scores, the deployed network (timed per example)
 
     @property
     def steps_run(self) -> int:
@@ -196,6 +203,39 @@ class PlanContext:
     profile: dict | None = None
 
 
+EACH = "each"  # a cut parameter set to this runs one configuration per cut (see cuts_to_run)
+
+
+def cuts_to_run(backbone: Backbone, plan: PlanContext | None) -> list[int]:
+    """The cuts 1..n a per-cut strategy (a probe, a head or a truncated network at each cut) runs: every cut
+    whose activations a pool can read; with the study's ``depths`` "auto", the profile's best cuts and the last
+    one (the whole network, the reference a smaller one is compared with); with a list, its cuts from 1 on."""
+    from transferlab.strategies.freeze import auto_depths
+
+    cuts = [k for k in range(1, backbone.n_blocks + 1) if backbone.pooled_dims[k - 1]]
+    chosen = (plan or PlanContext()).depths
+    if chosen == "all":
+        return cuts
+    keep = [*auto_depths(plan.profile), backbone.n_blocks] if chosen == "auto" else list(chosen)
+    for k in keep:
+        backbone._check_k(k)
+    return [k for k in cuts if k in keep]
+
+
+def check_cut(backbone: Backbone, cut, what: str) -> None:
+    """A cut parameter: None (the last cut), EACH, or a whole number 1..n_blocks."""
+    if cut is None or cut == EACH:
+        return
+    if isinstance(cut, bool) or not isinstance(cut, int):
+        raise UserError(f"{what} {cut!r} is not a cut", f"give a whole number 1..{backbone.n_blocks}, or '{EACH}' for every cut")
+    if cut == 0:
+        raise UserError(f"{what} 0 reads the raw input, not the pretrained network",
+                        f"choose a cut between 1 and {backbone.n_blocks}")
+    if not 0 < cut <= backbone.n_blocks:
+        raise UserError(f"{what} {cut} is outside this model's blocks 1..{backbone.n_blocks} "
+                        f"({', '.join(backbone.block_names)})", f"choose a cut between 1 and {backbone.n_blocks}")
+
+
 @dataclass(frozen=True)
 class Strategy:
     """Base class. Subclasses are frozen dataclasses whose fields are hyperparameters."""
@@ -204,6 +244,7 @@ class Strategy:
     summary: ClassVar[str] = ""
     reuses_weights: ClassVar[bool] = True  # starts from the pretrained body, so "what moved" is measured
     depth_param: ClassVar[str | None] = None  # a parameter that is a depth: its runs form a depth curve
+    removes_later: ClassVar[bool] = False  # its depth is a cut after which the network's blocks are removed
     adapts_statistics: ClassVar[bool] = False  # changes frozen blocks' BatchNorm statistics on purpose (AdaBN)
 
     def params(self) -> dict:
@@ -239,19 +280,23 @@ class Strategy:
         raise NotImplementedError
 
 
-def standardize_head(ctx: TrialContext, bb: Backbone) -> None:
+def standardize_head(ctx: TrialContext, bb: Backbone, k: int) -> None:
     """Put a ``Standardize`` of the frozen body's features (statistics of the trial's training rows, every
-    augmented view) in front of ``bb``'s new head, as the linear probe's StandardScaler does. Computed once
+    augmented view) in front of ``bb``'s new head, as the linear probe's StandardScaler does. The features are
+    cut ``k``'s through ``bb``'s parameter-free blocks after it (a truncated network's pool). Computed once
     per trial and shared by its candidates; left out where the features are not one tensor."""
     from torch import nn
 
     from transferlab.backbones.base import Standardize
 
-    if "standardize" not in ctx.memo:
-        feats = ctx.train_features(bb.n_blocks).inputs
-        ctx.memo["standardize"] = Standardize.fitted(feats) if isinstance(feats, torch.Tensor) else None
-    if ctx.memo["standardize"] is not None:
-        bb.head = nn.Sequential(ctx.memo["standardize"], *bb.head)
+    if ("standardize", k) not in ctx.memo:
+        feats = ctx.train_features(k).inputs
+        with torch.no_grad():
+            for block in list(bb.blocks.values())[k:]:
+                feats = block(feats)
+        ctx.memo[("standardize", k)] = Standardize.fitted(feats) if isinstance(feats, torch.Tensor) else None
+    if ctx.memo[("standardize", k)] is not None:
+        bb.head = nn.Sequential(ctx.memo[("standardize", k)], *bb.head)
 
 
 def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
@@ -259,8 +304,9 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     """Train ``bb`` with its first ``k`` blocks frozen, on cached activations when exact."""
     from transferlab.diagnose import GradientProbe
 
-    if k == bb.n_blocks and bb.fixed_prefix == k:
-        standardize_head(ctx, bb)  # every new head on frozen features: head, bn_adapt, freeze_k(k=n)
+    later = [p for b in list(bb.blocks.values())[k:] for p in b.parameters()]
+    if bb.fixed_prefix == k and not later:
+        standardize_head(ctx, bb, k)  # every new head on frozen features: head, bn_adapt, freeze_k(k=n), truncate
     cached = ctx.uses_cache(k) and k <= bb.fixed_prefix
     model = bb.suffix(k) if cached else bb
     cut = k if cached else 0
@@ -274,4 +320,5 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     def score(split: Split, key: str = "test") -> tuple[float, float]:
         return evaluate(model, ctx.at_cut(cut, key, split), ctx.budget.eval_batch_size, ctx.device)
 
-    return Fitted(run.result, count_trainable(bb), score, bb, cached, len(bb.frozen), probe.rows, run)
+    return Fitted(run.result, count_trainable(bb), score, bb, cached, len(bb.frozen), probe.rows, run,
+                  deploy_params=sum(p.numel() for p in bb.parameters()), predictor=bb)

@@ -6,10 +6,12 @@ with as many points as the learning-rate grid the other strategies tune.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import hinge_loss, log_loss
 from sklearn.pipeline import make_pipeline
@@ -19,17 +21,16 @@ from sklearn.svm import LinearSVC
 from transferlab.backbones.base import Backbone
 from transferlab.data.base import Split
 from transferlab.errors import UserError
-from transferlab.strategies.base import Fitted, Strategy, TrialContext, register
+from transferlab.moved import pooled
+from transferlab.strategies.base import EACH, Fitted, PlanContext, Strategy, TrialContext, check_cut, cuts_to_run, register
 from transferlab.training import Budget, EvalLog, FitResult
 
 KINDS = ("logreg", "svm")
 
 
 def as_matrix(split: Split) -> tuple[np.ndarray, np.ndarray]:
-    x = split.inputs
-    if not hasattr(x, "reshape"):
-        raise UserError("a linear probe needs tensor features at its cut", "probe the last cut, where features are a (batch, dim) tensor")
-    return x.reshape(len(x), -1).float().numpy(), split.y.numpy()
+    """A cut's activations pooled to (n, channels) (``pool_state``: the last cut's features as they are)."""
+    return pooled(split.inputs), split.y.numpy()
 
 
 def make_classifier(kind: str, C: float, seed: int):
@@ -52,17 +53,26 @@ def score(pipe, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, fl
 @register
 @dataclass(frozen=True)
 class LinearProbe(Strategy):
+    """``cut=k`` reads the pooled activations after block k (everything later is removed); ``cut="each"`` runs
+    one probe per cut (the study's ``depths``), so a depth curve shows which layers' features to keep."""
+
     name = "linear_probe"
-    summary = "body frozen; its features + logistic regression or a linear SVM (scikit-learn)"
+    depth_param = "cut"
+    removes_later = True
+    summary = "body frozen; its features (at the last cut, or cut=k) + logistic regression or a linear SVM"
     kind: str = "logreg"
-    cut: int | None = None  # None: the last cut, the features the head reads
+    cut: int | str | None = None  # None: the last cut, the features the head reads; "each": every cut
     Cs: tuple[float, ...] | None = None
+
+    def expand(self, backbone: Backbone, plan: PlanContext | None = None) -> list[Strategy]:
+        if self.cut != EACH:
+            return [self]
+        return [dataclasses.replace(self, cut=k) for k in cuts_to_run(backbone, plan)]
 
     def check(self, backbone: Backbone) -> None:
         if self.kind not in KINDS:
             raise UserError(f"linear_probe kind '{self.kind}' is unknown", f"use one of: {', '.join(KINDS)}")
-        if self.cut is not None:
-            backbone._check_k(self.cut)
+        check_cut(backbone, self.cut, "linear_probe cut")
 
     def candidates(self, budget: Budget) -> list[dict]:
         Cs = self.Cs or tuple(np.logspace(-2, 2, len(budget.lrs)).round(6))
@@ -90,4 +100,11 @@ class LinearProbe(Strategy):
             return score(pipe, *as_matrix(ctx.features(k, key, split)), n)
 
         trainable = x.shape[1] * n + n
-        return Fitted(result, trainable, evaluate, pipe, ctx.uses_cache(k), k)
+        kept = list(ctx.pretrained.blocks.values())[:k]
+        body = ctx.pretrained
+
+        def predict(inputs) -> torch.Tensor:  # the deployed network: blocks 1..k, pooled, the classifier
+            return torch.as_tensor(pipe.decision_function(pooled(body.features(inputs, k))))
+
+        return Fitted(result, trainable, evaluate, pipe, ctx.uses_cache(k), k,
+                      deploy_params=sum(p.numel() for b in kept for p in b.parameters()) + trainable, predictor=predict)
