@@ -29,9 +29,8 @@ def what_moved(pretrained: Backbone, tuned: Backbone, inputs: Split, max_rows: i
     pretrained.eval(), tuned.eval()
     a, b = x, x
     rows = []
-    for name in pretrained.block_names:
-        if name not in tuned.blocks:  # a truncated network: the blocks after its cut were removed
-            break
+    kept = tuned.kept_from or tuned.n_blocks  # a truncated network: the blocks after its cut were removed
+    for name in pretrained.block_names[:kept]:
         p0 = torch.cat([p.detach().cpu().flatten().float() for p in pretrained.blocks[name].parameters()] or [torch.zeros(1)])
         p1 = torch.cat([p.detach().cpu().flatten().float() for p in tuned.blocks[name].parameters()] or [torch.zeros(1)])
         a, b = pretrained.blocks[name](a), tuned.blocks[name](b)

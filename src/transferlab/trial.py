@@ -176,7 +176,8 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
         record.infer_ms = None
     record.cached, record.frozen_blocks = best.cached, best.frozen_blocks
     record.dynamics = best.dynamics
-    if isinstance(best.model, Backbone) and best.frozen_blocks < pretrained.n_blocks and strategy.reuses_weights:
+    if (isinstance(best.model, Backbone) and best.frozen_blocks < (best.model.kept_from or pretrained.n_blocks)
+            and strategy.reuses_weights):  # some kept pretrained block trained (a head at cut k moves none)
         from transferlab.moved import what_moved
 
         try:  # a diagnostic: its failure is noted, the trial's result stands

@@ -37,6 +37,30 @@ def test_a_probe_or_head_at_the_last_cut_is_todays_strategy(name, params, cnn, d
     assert last.total_params == default.total_params
 
 
+@pytest.mark.parametrize("model,k", [("cnn", 1), ("cnn", 2), ("mlp", 1)])
+def test_a_frozen_truncated_network_is_a_linear_head_at_its_cut(model, k, request, digits, tiny_budget):
+    """Two routes to one network: truncate removes the later blocks and puts a Linear head on the pooled cut;
+    head(cut=k, depth=1) reads the same pooled, standardised cut. Same training, same numbers."""
+    bb = request.getfixturevalue(model)
+    data = prepared(bb, digits)
+    a = run_trial(TrialSpec("truncate", {"n": k, "tune": False}, 1, 20), bb, "k", data, tiny_budget)
+    b = run_trial(TrialSpec("head", {"depth": 1, "hidden": 256, "dropout": 0.0, "cut": k}, 1, 20), bb, "k", data,
+                  tiny_budget)
+    _same_result(a, b)
+    assert a.total_params == b.total_params < sum(p.numel() for p in bb.parameters())
+
+
+def test_pooling_reads_channels_of_maps_and_tokens_of_sequences():
+    maps = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).view(2, 3, 4, 5)
+    torch.testing.assert_close(pool_state(maps), maps.mean(dim=(2, 3)))
+    tokens = torch.randn(2, 7, 6)  # (batch, tokens, features), a ViT block's output
+    torch.testing.assert_close(pool_state(tokens), tokens.mean(dim=1))
+    mask = torch.tensor([[1, 1, 0, 0, 0, 0, 0], [1] * 7])
+    got = pool_state((tokens, mask))
+    torch.testing.assert_close(got[0], tokens[0, :2].mean(0))
+    torch.testing.assert_close(got[1], tokens[1].mean(0))
+
+
 @pytest.mark.parametrize("model", ["cnn", "mlp"])
 def test_truncate_keeping_everything_and_tuning_it_is_freeze_0(model, request, digits, tiny_budget):
     bb = request.getfixturevalue(model)
@@ -97,6 +121,7 @@ def test_each_cut_expands_like_freeze_k(cnn):
     every = [s.label for s in from_spec("linear_probe", {"cut": "each"}).expand(cnn)]
     assert every == [f"linear_probe(cut={k})" for k in (1, 2, 3)]
     assert [s.n for s in from_spec("truncate", {}).expand(cnn)] == [1, 2, 3]
+    assert [s.n for s in from_spec("truncate", {"n": "each"}).expand(cnn)] == [1, 2, 3]
     assert [s.cut for s in from_spec("head", {"cut": "each"}).expand(cnn, PlanContext(depths=[2]))] == [2]
     assert from_spec("head", {}).expand(cnn) == [from_spec("head", {})]  # no cut: the last one, as before
     scores = {1: 0.1, 2: 0.9, 3: 0.5}  # cut 2 ranks first on every score

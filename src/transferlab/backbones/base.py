@@ -118,14 +118,18 @@ class Standardize(nn.Module):
 
 
 def pool_state(state: State) -> torch.Tensor:
-    """A cut's activations as (batch, channels): feature maps averaged over space, token states over the mask,
-    a (batch, features) tensor as it is. The one pooling every per-cut reader uses (probes, heads at a cut,
-    truncated networks, the profile), so a cached cut pooled equals the truncated network's own output."""
+    """A cut's activations as (batch, channels): feature maps (batch, channels, *space) averaged over space, token
+    states over their tokens ((hidden, mask) over the real ones; a (batch, tokens, features) tensor, as timm's
+    ViT and Mixer blocks give, over all), a (batch, features) tensor as it is. The one pooling every per-cut reader
+    uses (probes, heads at a cut, truncated networks, the profile), so a cached cut pooled equals the truncated
+    network's own output. (A channels-last map, as Swin's stages give, would be averaged over the wrong axes.)"""
     if isinstance(state, (tuple, list)):  # (hidden, mask): mean over real tokens
         hidden, mask = state
         m = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-    if state.dim() > 2:
+        return ((hidden * m).sum(1) / m.sum(1).clamp(min=1)).float()
+    if state.dim() == 3:
+        return state.float().mean(dim=1)
+    if state.dim() > 3:
         return state.float().mean(dim=tuple(range(2, state.dim())))
     return state
 

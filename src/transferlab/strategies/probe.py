@@ -101,10 +101,13 @@ class LinearProbe(Strategy):
 
         trainable = x.shape[1] * n + n
         kept = list(ctx.pretrained.blocks.values())[:k]
-        body = ctx.pretrained
+        net = []  # the deployed network, blocks 1..k and a pool, on the trial's device: made when first timed
 
-        def predict(inputs) -> torch.Tensor:  # the deployed network: blocks 1..k, pooled, the classifier
-            return torch.as_tensor(pipe.decision_function(pooled(body.features(inputs, k))))
+        def predict(inputs) -> torch.Tensor:
+            if not net:
+                net.append(ctx.fresh().truncate(k).eval())
+            small = net[0]
+            return torch.as_tensor(pipe.decision_function(pooled(small.features(inputs, small.n_blocks).cpu())))
 
         return Fitted(result, trainable, evaluate, pipe, ctx.uses_cache(k), k,
                       deploy_params=sum(p.numel() for b in kept for p in b.parameters()) + trainable, predictor=predict)

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transferlab.backbones.base import Backbone
-from transferlab.strategies.base import Fitted, PlanContext, Strategy, TrialContext, check_cut, cuts_to_run, register, train_backbone
+from transferlab.strategies.base import EACH, Fitted, PlanContext, Strategy, TrialContext, check_cut, cuts_to_run, register, train_backbone
 from transferlab.training import param_groups
 
 
 @register
 @dataclass(frozen=True)
 class Truncate(Strategy):
-    """``n=None`` runs every cut 1..n_blocks (the study's ``depths``), as ``freeze_k`` does."""
+    """``n=None`` (or ``"each"``) runs every cut 1..n_blocks (the study's ``depths``), as ``freeze_k`` does."""
 
     name = "truncate"
     depth_param = "n"
@@ -28,7 +28,7 @@ class Truncate(Strategy):
     tune: bool = False
 
     def expand(self, backbone: Backbone, plan: PlanContext | None = None) -> list[Strategy]:
-        if self.n is not None:
+        if self.n not in (None, EACH):
             return [self]
         return [Truncate(n=k, tune=self.tune) for k in cuts_to_run(backbone, plan)]
 
