@@ -257,7 +257,10 @@ class Strategy:
         return label(self.name, {k: v for k, v in self.params().items() if v != defaults[k]})
 
     def expand(self, backbone: Backbone, plan: PlanContext | None = None) -> list[Strategy]:
-        """Concrete configurations to run (``freeze_k`` with no k gives one per cut, or the ``plan``'s depths)."""
+        """Concrete configurations to run (``freeze_k`` with no k gives one per cut, or the ``plan``'s depths).
+        A per-cut strategy (``removes_later``) whose cut is ``EACH`` runs one configuration per cut to run."""
+        if self.removes_later and getattr(self, self.depth_param) == EACH:
+            return [dataclasses.replace(self, **{self.depth_param: k}) for k in cuts_to_run(backbone, plan)]
         return [self]
 
     def check(self, backbone: Backbone) -> None:

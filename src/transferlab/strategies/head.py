@@ -1,12 +1,10 @@
 """Frozen body, a new trainable head of configurable depth on top, reading standardised features."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from transferlab.backbones.base import Backbone
-from transferlab.strategies.base import (EACH, Fitted, PlanContext, Strategy, TrialContext, check_cut, cuts_to_run,
-                                         register, train_backbone)
+from transferlab.strategies.base import Fitted, Strategy, TrialContext, check_cut, register, train_backbone
 from transferlab.training import param_groups
 
 
@@ -31,11 +29,6 @@ class Head(Strategy):
     hidden: int = 256
     dropout: float = 0.0
     cut: int | str | None = None  # None: the last cut; "each": every cut
-
-    def expand(self, backbone: Backbone, plan: PlanContext | None = None) -> list[Strategy]:
-        if self.cut != EACH:
-            return [self]
-        return [dataclasses.replace(self, cut=k) for k in cuts_to_run(backbone, plan)]
 
     def check(self, backbone: Backbone) -> None:
         check_cut(backbone, self.cut, "head cut")

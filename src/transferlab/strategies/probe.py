@@ -6,7 +6,6 @@ with as many points as the learning-rate grid the other strategies tune.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from transferlab.backbones.base import Backbone
 from transferlab.data.base import Split
 from transferlab.errors import UserError
 from transferlab.moved import pooled
-from transferlab.strategies.base import EACH, Fitted, PlanContext, Strategy, TrialContext, check_cut, cuts_to_run, register
+from transferlab.strategies.base import Fitted, Strategy, TrialContext, check_cut, register
 from transferlab.training import Budget, EvalLog, FitResult
 
 KINDS = ("logreg", "svm")
@@ -63,11 +62,6 @@ class LinearProbe(Strategy):
     kind: str = "logreg"
     cut: int | str | None = None  # None: the last cut, the features the head reads; "each": every cut
     Cs: tuple[float, ...] | None = None
-
-    def expand(self, backbone: Backbone, plan: PlanContext | None = None) -> list[Strategy]:
-        if self.cut != EACH:
-            return [self]
-        return [dataclasses.replace(self, cut=k) for k in cuts_to_run(backbone, plan)]
 
     def check(self, backbone: Backbone) -> None:
         if self.kind not in KINDS:

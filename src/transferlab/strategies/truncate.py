@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transferlab.backbones.base import Backbone
-from transferlab.strategies.base import EACH, Fitted, PlanContext, Strategy, TrialContext, check_cut, cuts_to_run, register, train_backbone
+from transferlab.strategies.base import EACH, Fitted, PlanContext, Strategy, TrialContext, check_cut, register, train_backbone
 from transferlab.training import param_groups
 
 
@@ -28,9 +28,9 @@ class Truncate(Strategy):
     tune: bool = False
 
     def expand(self, backbone: Backbone, plan: PlanContext | None = None) -> list[Strategy]:
-        if self.n not in (None, EACH):
-            return [self]
-        return [Truncate(n=k, tune=self.tune) for k in cuts_to_run(backbone, plan)]
+        if self.n is None:  # no n: every cut, as n="each"
+            return Truncate(n=EACH, tune=self.tune).expand(backbone, plan)
+        return super().expand(backbone, plan)
 
     def check(self, backbone: Backbone) -> None:
         check_cut(backbone, self.n, "truncate n")
