@@ -58,7 +58,8 @@ def child(args) -> dict:
     from transferlab.data.images import image_target
     from transferlab.pipeline import prepare
     from transferlab.sources import build_checked, load_model
-    from transferlab.training import Budget, batched, fit, param_groups
+    from transferlab.fitloop import fit
+    from transferlab.training import Budget, batched, param_groups
 
     torch.set_num_threads(args.threads)
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731  (MB, peak so far)

@@ -147,7 +147,8 @@ def loop_overhead(args, weights: str, repeats: int = 3) -> dict:
 
     from transferlab.pipeline import prepare
     from transferlab.sources import resolve
-    from transferlab.training import Budget, fit, param_groups
+    from transferlab.fitloop import fit
+    from transferlab.training import Budget, param_groups
 
     bb, data = resolve("timm:resnet10t", f"mnist:{args.mnist}", {"weights": weights}, data_options(args))
     data = prepare(data, bb)

@@ -41,7 +41,8 @@ def usps_task():
     from transferlab.backbones.base import Backbone, Preprocessing
     from transferlab.data.base import Split
     from transferlab.data.digitsets import arrays, target as digit_target
-    from transferlab.training import Budget, fit, param_groups
+    from transferlab.fitloop import fit
+    from transferlab.training import Budget, param_groups
 
     x, y = arrays("mnist", str(SHARED / "mnist"), "train", "0-4", (16, 16), 1, 1000)
     mean, std = float(x.mean()), float(x.std())

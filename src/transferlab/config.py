@@ -92,6 +92,9 @@ class StudyConfig:
     # sizes given explicitly are all run, and one the data cannot fill is refused.
     sizes: list[int | str] | str = "auto"
     budget: Budget = field(default_factory=Budget)
+    # Fit the study to this much time ("30m", "2h"): fewer seeds, sizes and strategies until the estimate fits
+    # (timebudget.py). None: run the plan as given.
+    time_budget: str | None = None
     depths: str | list[int] = "all"  # freeze_k depths: "all", "auto" (chosen by the profile) or a list
     profile: bool = True  # per-layer transferability scores before training
     estimate: bool = True  # time training per trainable suffix and multiply out the plan (estimate.py)
@@ -99,6 +102,8 @@ class StudyConfig:
     cache_memory_mb: int = 2048  # activations beyond this go to memory-mapped files
     cache_fp16: bool = False  # store cached activations in half precision (not exact)
     workers: int | str = 1  # or "auto": from the model's size and the usable cores (threads.auto_workers)
+    # Train each trial's LR candidates as one batched model (members.py): "auto" (on a GPU), true or false.
+    batch_members: bool | str = "auto"
     executor: str = "inline"  # inline | process | ray
     device: str = "auto"
     ray_address: str | None = None
@@ -149,7 +154,7 @@ class StudyConfig:
         below compare numbers with numbers."""
         for f in fields(self):
             default, value = f.default, getattr(self, f.name)
-            if type(default) not in (int, float, bool, str) or f.name in ("workers", "sizes", "depths"):
+            if type(default) not in (int, float, bool, str) or f.name in ("workers", "sizes", "depths", "batch_members"):
                 continue
             kind = {int: "whole number", float: "number", bool: "true or false", str: "text"}[type(default)]
             ok = (isinstance(value, bool) if type(default) is bool else
@@ -166,6 +171,12 @@ class StudyConfig:
                             'use [[strategies]] tables with name = "..." (and params = {...}), or --strategies scratch,head')
         if isinstance(self.workers, bool):
             raise UserError(f"workers {self.workers!r} is not a positive whole number or 'auto'", "use workers = 1 or more, or \"auto\"")
+        if not (isinstance(self.batch_members, bool) or self.batch_members == "auto"):
+            raise UserError(f"batch_members {self.batch_members!r} is not true, false or \"auto\"", 'use batch_members = "auto"')
+        if self.time_budget is not None:
+            from transferlab.timebudget import parse_duration
+
+            parse_duration(self.time_budget)
         if self.cache_memory_mb < 0:
             raise UserError(f"cache_memory_mb {self.cache_memory_mb} is negative", "use cache_memory_mb = 2048")
 
@@ -195,7 +206,7 @@ class StudyConfig:
     def result_defining(self) -> dict:
         """The part of the config that changes results (resume checks it matches)."""
         d = self.to_dict()
-        for k in ("cache", "cache_memory_mb", "workers", "executor", "device", "ray_address", "estimate"):
+        for k in ("cache", "cache_memory_mb", "workers", "executor", "device", "ray_address", "estimate", "batch_members"):
             d.pop(k)
         return d
 

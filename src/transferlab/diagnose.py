@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from transferlab.backbones.base import Backbone, Standardize
-from transferlab.training import Hook
+from transferlab.fitloop import Hook
 
 
 class GradientProbe(Hook):
@@ -21,11 +21,20 @@ class GradientProbe(Hook):
         self.head = bb.head
         self.feat_sq, self.feat_n = 0.0, 0
 
+    batchable = True  # reads only its own member's parameters; a cohort measures the head's input for it
+
     def _watch_head(self, module, args) -> None:
         # The head's input scale: with Adam the weight update is about lr whatever the gradient, so tiny features
         # mean tiny changes of the logits, the slow start a frozen body can cause.
-        if module.training and self.epoch <= self.epochs:
-            self.feat_sq += args[0].detach().float().pow(2).mean()  # a tensor: no host sync per step
+        if module.training:
+            self.on_input_square(args[0].detach().float().pow(2).mean())
+
+    def watched_input(self):
+        return self.watched if getattr(self, "hook", None) is not None else None
+
+    def on_input_square(self, value: torch.Tensor) -> None:
+        if self.epoch <= self.epochs:
+            self.feat_sq += value  # a tensor: no host sync per step
             self.feat_n += 1
 
     def _flat(self, params: list[nn.Parameter]) -> torch.Tensor:
@@ -37,7 +46,7 @@ class GradientProbe(Hook):
             # The first layer that learns: a head on frozen features starts with their fixed standardisation.
             first = next((m for m in self.head if not isinstance(m, Standardize)), self.head) \
                 if isinstance(self.head, nn.Sequential) else self.head
-            self.hook = first.register_forward_pre_hook(self._watch_head)
+            self.watched, self.hook = first, first.register_forward_pre_hook(self._watch_head)
         if epoch <= self.epochs:
             self.feat_sq, self.feat_n = 0.0, 0
             self.start = {name: self._flat(ps).clone() for name, ps in self.groups}

@@ -21,7 +21,8 @@ import torch
 from transferlab.accel import move
 from transferlab.data.base import Split, take, to_device
 from transferlab.results import TrialSpec
-from transferlab.training import Budget, FitRun, batched, evaluate, param_groups
+from transferlab.fitloop import FitRun, evaluate
+from transferlab.training import Budget, batched, param_groups
 
 SAMPLE = 32  # examples per timed batch: small, so that measuring costs seconds even for a large model
 TIMED_S, MAX_EPOCHS = 0.5, 8
@@ -198,6 +199,33 @@ def estimate(prep, specs_first: list[TrialSpec], specs_max: list[TrialSpec]) -> 
     steps = max((budget.plan(len(data.train_indices(s.n_train, s.seed))).steps for s in specs_max), default=0)
     return Estimate(first, most, len(specs_first), len(specs_max), steps, measure_s, prep.device,
                     labels, labels_max, alternatives, {**per_max, **per_first})
+
+
+def plan_costs(prep, configs: list):
+    """Measure the suffixes ``configs`` train once; returns ``cost(config, configs)``: the worst case (every seed
+    to ``max_seeds``) and the first round of that plan in seconds, and the worst case per label (timebudget.py
+    weighs many plans on one measurement)."""
+    from transferlab.execution import plan
+
+    bb, data = prep.backbone, prep.data
+    costs = measure_cuts(bb, data, prep.config.budget, {_cut(s, bb) for s in configs}, prep.device)
+    copy_s = _timed(lambda: copy.deepcopy(bb), "cpu")
+
+    def cost(config, cfgs: list) -> tuple[float, float, dict]:
+        p, by_label = replace(prep, config=config), {s.label: s for s in cfgs}
+        once = _cache_seconds(cfgs, bb, data, p, costs)
+
+        def seconds(specs) -> dict:
+            return {s.trial_id: (s.label, _trial_seconds(by_label[s.label], s, p, costs, config.budget, copy_s)) for s in specs}
+
+        worst = seconds(plan(config, cfgs))
+        first = seconds(plan(config, cfgs, config.seed_order()[: config.looks()[0]]))
+        labels: dict = {}
+        for label, sec in worst.values():
+            labels[label] = labels.get(label, 0.0) + sec
+        return sum(v for _, v in worst.values()) + once, sum(v for _, v in first.values()) + once, labels
+
+    return cost
 
 
 def _cut(strategy, backbone) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from transferlab.config import StudyConfig
 from transferlab.errors import UserError
 from transferlab.folder_lock import study_lock
+from transferlab.members import batch_mode
 from transferlab.pipeline import (Prepared, Runner, as_backbone, as_target, environment, open_store, peak_rss_mb,
                                   preflight, prepare)
 from transferlab.results import SCHEMA_VERSION, StudyResult, TrialSpec, write_json_atomic
@@ -83,6 +84,7 @@ def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict
         "augmentation": data.augment.describe() if data.augment else {"kinds": [], "views": 0},
         "environment": environment(), "depth_axes": {s.name: s.depth_param for s in configs if s.depth_param},
         "keep_axes": {s.name: s.depth_param for s in configs if s.removes_later and s.params()[s.depth_param] is not None},
+        "members": dict(zip(("batched", "why"), batch_mode(prep.config.batch_members, prep.device))),
         "skipped": prep.skipped, "sizes_dropped": prep.sizes_dropped, "budget_rule": prep.config.budget.rule(), **prep.measurements, **(meta or {}),
     }
 
@@ -112,9 +114,11 @@ def _run_study(model, data, config: StudyConfig, out, callbacks, report: bool, m
     from transferlab.analysis.stats import Design
 
     prep = preflight(model, data, config, out)  # every refusal happens here, before anything is written
-    config = prep.config  # with the sizes that fit the data
-    configs = strategies(config, prep)
+    prep, configs, time_plan = _fit_time(prep, strategies(prep.config, prep), prep.out)
+    config = prep.config  # with the sizes that fit the data (and the time budget)
     study = describe(prep, configs, meta)
+    if time_plan is not None:
+        study["time_plan"] = time_plan.to_dict()
     runner = Runner(prep, open_store(prep.out, study), lambda rec: [cb.on_trial_end(rec) for cb in callbacks])
     runner.adopt(shared)
     for cb in callbacks:
@@ -149,6 +153,32 @@ def _run_study(model, data, config: StudyConfig, out, callbacks, report: bool, m
     return result
 
 
+def _fit_time(prep: Prepared, configs: list[Strategy], folder):
+    """With a ``time_budget``: the study cut down to fit it (timebudget.py), or as a rerun finds it in ``folder``."""
+    if prep.config.time_budget is None:
+        return prep, configs, None
+    from transferlab.timebudget import fit_to_time
+
+    from transferlab.pipeline import check_folder
+
+    config, configs, time_plan = fit_to_time(prep, configs, prep.config.time_budget, stored_plan(folder))
+    check_folder(Path(folder) if folder is not None else None, prep.model_key, prep.data_key, config)
+    return replace(prep, config=config), configs, time_plan
+
+
+def stored_plan(out: Path | None) -> dict | None:
+    """The time plan a study in ``out`` was started with (a rerun resumes that plan, not a new one)."""
+    import json
+
+    path = Path(out) / "study.json" if out is not None else None
+    if path is None or not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text()).get("time_plan")
+    except (OSError, ValueError):
+        return None
+
+
 def _estimate(prep: Prepared, configs: list[Strategy], done: set):
     from transferlab.estimate import estimate
 
@@ -171,13 +201,17 @@ def estimate_study(model, data, config: StudyConfig | None = None, out: str | Pa
 
         check_folder_path(Path(out))
     # No folder: a dry run writes nothing. The profile runs only when the plan needs it (--depths auto).
-    prep = preflight(model, data, config, None, measure=config.depths == "auto")
+    prep = preflight(model, data, config, None, measure=config.depths == "auto" or config.time_budget is not None)
+    prep, configs, time_plan = _fit_time(prep, strategies(prep.config, prep), out)
     done: set = set()
     if out is not None:
         check_folder(Path(out), prep.model_key, prep.data_key, prep.config)
         if (Path(out) / "trials.jsonl").exists():
             done = TrialStore(Path(out) / "trials.jsonl").done_ids()
-    return _estimate(prep, strategies(config, prep), done)
+    est = _estimate(prep, configs, done)
+    if time_plan is not None:
+        est.notes.append(time_plan.text())
+    return est
 
 
 def _zero_shot(prep: Prepared, runner: Runner) -> list[dict]:
@@ -204,7 +238,7 @@ def _save_best(result: StudyResult, prep: Prepared, folder, meta) -> dict:
     kept: list = []
     # The study's own rules (successive halving when it used it), so the retrain chooses as the study's trial did.
     again = run_trial(spec, prep.backbone, prep.model_key, prep.data, prep.config.budget, None, prep.device, keep=kept,
-                      halving=prep.config.halving)
+                      halving=prep.config.halving, members=batch_mode(prep.config.batch_members, prep.device)[0])
     path = save_model(kept[0], prep.backbone, folder, prep.data.class_names, spec.label, (meta or {}).get("model_options"))
     return {"path": str(path), "label": spec.label, "seed": seed, "n_train": spec.n_train, "test_acc": again.test_acc,
             "study_test_acc": record["test_acc"], "chosen": again.chosen, "study_chosen": record.get("chosen")}

@@ -17,6 +17,7 @@ import torch
 from transferlab.cache import FeatureCache
 from transferlab.errors import UserError
 from transferlab.results import TrialSpec
+from transferlab.members import batch_mode
 from transferlab.trial import run_trial
 
 
@@ -53,13 +54,13 @@ def _init_worker(pretrained, key, data, config, device, disk_dir, threads):
     if cache is not None:
         cache.want(range(1, pretrained.n_blocks + 1))
     _WORKER.update(pretrained=pretrained, key=key, data=data, budget=config.budget, device=device, cache=cache,
-                   halving=config.halving)
+                   halving=config.halving, members=batch_mode(config.batch_members, device)[0])
 
 
 def _worker_run(spec: TrialSpec) -> dict:
     w = _WORKER
     return run_trial(spec, w["pretrained"], w["key"], w["data"], w["budget"], w["cache"], w["device"],
-                     halving=w["halving"]).to_dict()
+                     halving=w["halving"], members=w["members"]).to_dict()
 
 
 def _threads(workers: int, pretrained) -> int:
@@ -96,8 +97,8 @@ def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, devic
                 cache.want(range(1, pretrained.n_blocks + 1))
         if not parallel:
             for spec in specs:
-                on_record(run_trial(spec, pretrained, key, data, config.budget, cache, device,
-                                    halving=config.halving).to_dict())
+                on_record(run_trial(spec, pretrained, key, data, config.budget, cache, device, halving=config.halving,
+                                    members=batch_mode(config.batch_members, device)[0]).to_dict())
             return
         warm(cache, pretrained, key, data)
         if config.executor == "process":

@@ -226,7 +226,8 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     data = resplit(prepare(data, backbone), config.splits)
     out = Path(out) if out else None
     model_key, data_key = backbone.fingerprint(), data.fingerprint()
-    check_folder(out, model_key, data_key, config if measure else None)
+    # A time-budgeted study is checked once its plan is fitted (execution._fit_time): its folder holds the fitted config.
+    check_folder(out, model_key, data_key, config if measure and config.time_budget is None else None)
     cache = study_cache(config, device, out, backbone.n_blocks)
     prepared = Prepared(backbone, data, config, device, out, cache or FeatureCache(config.budget.eval_batch_size, device),
                         cache, model_key, data_key, skipped=skipped, sizes_dropped=dropped)

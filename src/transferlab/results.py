@@ -67,7 +67,7 @@ class TrialRecord:
     best_step: int | None = None  # the checkpoint: optimizer steps at the best validation evaluation
     chosen: dict = field(default_factory=dict)  # the hyperparameters picked on validation
     candidates: list[dict] = field(default_factory=list)  # each tried value and its validation score
-    history: list[dict] = field(default_factory=list)  # per evaluation (training.EvalLog), of the chosen candidate
+    history: list[dict] = field(default_factory=list)  # per evaluation (fitloop.EvalLog), of the chosen candidate
     wall_s: float = 0.0
     steps_run: int = 0  # optimizer steps over all candidates (the trial's compute)
     budget_steps: int = 0  # the chosen candidate's step budget (training.Budget.plan)
@@ -80,6 +80,7 @@ class TrialRecord:
     infer_ms: float | None = None  # that network's inference time per example (preprocessed inputs, batch of 64)
     frozen_blocks: int = 0
     cached: bool = False
+    members: str = ""  # how the candidates trained: "batched: N members", or "one at a time: why" (members.py)
     diverged_step: int | None = None
     error: str | None = None
     dynamics: list[dict] = field(default_factory=list)  # first evaluation periods: per-block gradient norm, update ratio

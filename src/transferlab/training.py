@@ -1,29 +1,21 @@
-"""The one training loop, and the plain functions that set learning rates.
+"""What every strategy gets, scratch included: the step budget, the LR schedules, and the plain functions that set
+learning rates.
 
 The budget is optimizer steps, not epochs (BiT, VTAB, Kornblith et al. 2019): at 5 examples per class an
-epoch is one step, so an epoch budget starves small data sets. ``fit`` draws batches from a stream of shuffled
-passes over the training subset (a batch spans two passes when the subset is smaller than a batch, so every
-batch is full), evaluates the validation split every ``eval_every`` steps, keeps the weights of the best
-evaluation, and stops when the run has converged: validation has not improved for ``patience`` evaluations
-and the training loss is flat.  A run still improving when its step budget is spent goes on, up to
-``extend`` times the budget, so no arm (scratch least of all) is stopped while it still learns.  Each run
-records whether it converged.  Strategies vary only what they pass in: which parameters train, at which
-learning rates, and hooks (gradual unfreezing, a penalty).
+epoch is one step, so an epoch budget starves small data sets.  The loop that spends it is ``fitloop.py``.
+Strategies vary only what they pass in: which parameters train, at which learning rates, and hooks (gradual
+unfreezing, a penalty).
 """
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from transferlab.accel import autocast, grad_scaler, move, on_cuda, prepare_model
-from transferlab.data.base import Split
-from transferlab.data.imagestore import batches, in_order
+from transferlab.data.imagestore import in_order
 from transferlab.errors import UserError, closest
 
 
@@ -168,238 +160,6 @@ def param_groups(blocks: Sequence[nn.Module], head: nn.Module, head_lr: float, b
             groups.append({"params": params, "lr": block_lr(j, n, head_lr, body_lr_mult, layer_decay)})
     groups.append({"params": [p for p in head.parameters() if p.requires_grad], "lr": head_lr})
     return groups
-
-
-# ---- the loop ---------------------------------------------------------------
-FLAT = 0.05  # the training loss is flat when its last patience window fell by under 5% of its fall so far
-GAIN = 0.01  # a validation improvement that resets patience: higher accuracy, or 1% lower loss at no worse accuracy
-
-
-@dataclass
-class EvalLog:
-    """One evaluation: the step it came after, the mean training loss and accuracy since the last one, validation."""
-
-    step: int
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    seconds: float
-
-
-@dataclass
-class FitResult:
-    history: list[EvalLog] = field(default_factory=list)
-    best_step: int = 0
-    best_val_acc: float = float("nan")
-    best_val_loss: float = float("nan")
-    diverged_step: int | None = None
-    steps_run: int = 0
-    budget_steps: int = 0
-    converged: bool | None = None  # None: not trained by this loop's rule (halted by successive halving)
-    stop: str = ""  # converged | plateau (train loss still falling) | limit (still improving) | halted | diverged
-
-
-class Hook:
-    """Called by ``fit``; override what you need. A period is the steps between two evaluations."""
-
-    def on_period_start(self, period: int, model: nn.Module) -> None: ...
-
-    def on_after_backward(self, model: nn.Module) -> None: ...
-
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        """A term added to this step's loss (a regulariser such as L2-SP), or None. The logged train loss
-        stays the cross-entropy, so curves compare across strategies."""
-        return None
-
-    def on_period_end(self, log: EvalLog) -> None: ...
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu") -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``split``."""
-    model.eval()
-    total_loss, correct, n = 0.0, 0, len(split)
-    gpu, amp = on_cuda(device), autocast(device)
-    for idx, x in in_order(split.inputs, batch_size):
-        y = split.y[idx]
-        if gpu:
-            x, y = move(x, device), move(y, device)
-        with amp:
-            logits = model(x).float()
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-    return total_loss / n, correct / n
-
-
-def loss_flat(history: Sequence[EvalLog], window: int) -> bool:
-    """Whether training has little left to fit: the mean training loss of the last ``window`` evaluations fell,
-    against the window before, by less than FLAT of its whole fall since the first evaluation (diminishing
-    returns; or by under 0.01), or every training example of the window was classified correctly (on a fitted
-    training set cross-entropy falls for ever by growing the logits, which changes no prediction). Needs two
-    windows of trained evaluations."""
-    trained = [h for h in history if h.step > 0]
-    if len(trained) < 2 * window:
-        return False
-    if all(h.train_acc >= 1.0 for h in trained[-window:]):
-        return True
-    losses = [h.train_loss for h in trained]
-    last, prev = sum(losses[-window:]) / window, sum(losses[-2 * window:-window]) / window
-    return prev - last <= max(FLAT * (losses[0] - last), 0.01)
-
-
-def batch_stream(n: int, batch_size: int, generator: torch.Generator):
-    """Indices of successive batches: shuffled passes over ``n`` examples, cut into full batches across passes
-    (a subset smaller than a batch is drawn more than once per batch, as BiT does)."""
-    pending = torch.empty(0, dtype=torch.long)
-    while True:
-        while len(pending) < batch_size:
-            pending = torch.cat([pending, torch.randperm(n, generator=generator)])
-        yield pending[:batch_size]
-        pending = pending[batch_size:]
-
-
-def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: Budget,
-        generator: torch.Generator, hooks: Sequence[Hook] = (), views=None, device="cpu",
-        log0: EvalLog | None = None) -> FitResult:
-    """Train with AdamW until converged (see the module's docstring); restore the best evaluation's weights.
-
-    ``views``: the training inputs' augmented views (``data.augment``); each example in a batch is shown
-    one view, drawn from ``generator``.  ``log0`` is an already-measured step-0 entry (a probe that
-    initialises the head): it is recorded, and the checkpoint and the patience window count only the
-    evaluations trained here, so a run cannot end at its starting point.
-    """
-    return FitRun(model, groups, train, val, budget, generator, hooks, views, device, log0).finish()
-
-
-class FitRun:
-    """One ``fit`` that can be advanced step by step (successive halving trains candidates in rungs).
-
-    Run to the end in one go, it is exactly ``fit``.  Stopped early (``finish(early=True)``), it restores the
-    weights of its best evaluation so far.
-    """
-
-    def __init__(self, model, groups, train, val, budget, generator, hooks=(), views=None, device="cpu", log0=None):
-        self.plan = budget.plan(len(train))
-        self.result = FitResult(history=[log0] if log0 else [], budget_steps=self.plan.steps)
-        self._periods = self._run(model, groups, train, val, budget, generator, hooks, views, device)
-        self.done = False
-
-    @property
-    def steps_run(self) -> int:
-        return self.result.steps_run
-
-    def advance(self, until_step: int) -> FitRun:
-        """Train up to ``until_step`` steps, in whole evaluation periods (or fewer, if the run ends)."""
-        while not self.done and self.result.steps_run < until_step:
-            if next(self._periods, None) is None:
-                self.done = True
-        return self
-
-    def finish(self, early: bool = False) -> FitResult:
-        """Train until the run ends, or (``early``) stop here; either way load the best weights."""
-        if early and not self.done:
-            self.result.stop, self.result.converged = "halted", None
-            self._periods.close()
-        else:
-            for _ in self._periods:
-                pass
-        self.done = True
-        return self.result
-
-    def _run(self, model, groups, train, val, budget, generator, hooks, views, device):
-        result, plan = self.result, self.plan
-        model = prepare_model(model, device)
-        gpu, amp = on_cuda(device), autocast(device)
-        opt = make_optimizer([g for g in groups if g["params"]], budget.weight_decay)
-        scaler = grad_scaler(device)
-        schedule = SCHEDULES[budget.schedule](opt, plan.limit)
-        stream = batch_stream(len(train), budget.batch_size, generator)
-        read = views is None or views.reads_inputs  # cached views hold their inputs already
-        best_key, ref, best_state, stale, step, period = (-1.0, 0.0), (-1.0, math.inf), None, 0, 0, 0
-        try:
-            while step < plan.limit:
-                t0, period = time.perf_counter(), period + 1
-                for h in hooks:
-                    h.on_period_start(period, model)
-                model.train()
-                # Per-step values stay tensors on the device: no host sync and no extra op per step.
-                losses, corrects, seen = [], [], 0
-                chunks = [next(stream) for _ in range(min(plan.eval_every, plan.limit - step))]
-                for idx, x in zip(chunks, batches(train.inputs, chunks) if read else chunks):
-                    if views is not None:  # augmented on the training device
-                        x = views.batch(idx, torch.randint(views.views, (len(idx),), generator=generator),
-                                        x if read else None, device)
-                    y = train.y[idx]
-                    if gpu:
-                        x, y = move(x, device), move(y, device)
-                    with amp:
-                        logits = model(x)
-                        loss = F.cross_entropy(logits.float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    terms = [t for t in (h.penalty(model) for h in hooks) if t is not None]
-                    scaler.scale(loss + sum(terms) if terms else loss).backward()
-                    if scaler.is_enabled():
-                        scaler.unscale_(opt)  # hooks read true gradients
-                    for h in hooks:
-                        h.on_after_backward(model)
-                    scaler.step(opt)  # skipped when an fp16 gradient overflowed
-                    scaler.update()
-                    schedule.step()
-                    losses.append(loss.detach() * len(y))
-                    corrects.append((logits.detach().argmax(1) == y).sum())
-                    seen += len(y)
-                step += len(chunks)
-                result.steps_run = step
-                train_loss = float(torch.stack(losses).sum()) / seen
-                if not math.isfinite(train_loss):  # checked once a period; the period's updates are discarded below
-                    result.diverged_step, result.stop, result.converged = step, "diverged", False
-                    return
-                val_loss, val_acc = evaluate(model, val, budget.eval_batch_size, device)
-                log = EvalLog(step, train_loss, int(torch.stack(corrects).sum()) / seen, val_loss, val_acc,
-                              time.perf_counter() - t0)
-                result.history.append(log)
-                for h in hooks:
-                    h.on_period_end(log)
-                if not math.isfinite(val_loss):
-                    result.diverged_step, result.stop, result.converged = step, "diverged", False
-                    return
-                if (val_acc, -val_loss) > best_key:
-                    best_key, best_state = (val_acc, -val_loss), _snapshot(model)
-                    result.best_step, result.best_val_acc, result.best_val_loss = step, val_acc, val_loss
-                # Patience restarts only on a real improvement: a tiny validation set's loss creeps down for
-                # hundreds of steps after its accuracy has settled.
-                if val_acc > ref[0] or (val_acc >= ref[0] and val_loss < ref[1] * (1 - GAIN)):
-                    ref, stale = (max(val_acc, ref[0]), min(val_loss, ref[1])), 0
-                else:
-                    stale += 1
-                plateau = stale >= budget.patience
-                flat = plateau and loss_flat(result.history, budget.patience)
-                result.converged = flat
-                if plateau and (flat or step >= plan.steps):
-                    result.stop = "converged" if flat else "plateau"
-                    return
-                yield step
-            result.stop = "limit"
-        finally:
-            if best_state is not None:
-                model.load_state_dict(best_state)
-
-
-def make_optimizer(groups: list[dict], weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW, fused into one kernel where this torch build has one for the parameters' device.
-
-    The fused step reads each parameter once instead of once per elementwise op: on 2 CPU cores
-    it takes a fifth of the time of the default multi-tensor step for resnet10t.
-    """
-    try:
-        return torch.optim.AdamW(groups, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or dtype
-        return torch.optim.AdamW(groups, weight_decay=weight_decay)
-
-
-def _snapshot(model: nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def batched(fn, inputs, batch_size: int = 512):

@@ -115,18 +115,20 @@ def inference_ms(predictor, split, device: str = "cpu", rows: int = 64, reps: in
 
 def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: TargetData, budget: Budget,
               cache: FeatureCache | None = None, device: str = "cpu", hooks: tuple = (),
-              keep: list | None = None, halving: bool = False) -> TrialRecord:
+              keep: list | None = None, halving: bool = False, members: bool = False) -> TrialRecord:
     """Train the candidates, choose on validation, evaluate the chosen one on test.
 
     ``halving``: prune the candidates by successive halving (see ``halve``); off, each trains until it
-    ends, one after the other.  A choice on an edge of the grid extends the grid (``extend_grid``).
+    ends.  ``members``: train the candidates as one batched model where the network allows
+    (``members.Cohort``: each keeps its own optimizer, stream, stopping and checkpoint), else one after the
+    other.  A choice on an edge of the grid extends the grid (``extend_grid``).
     ``keep``: if a list, the chosen ``Fitted`` is appended to it.
     """
     t0 = time.perf_counter()
     strategy = from_spec(spec.strategy, spec.params)
     data = data.for_seed(spec.seed)  # this seed's own validation and test examples, when they are redrawn per seed
     idx = data.train_indices(spec.n_train, spec.seed)
-    ctx = TrialContext(pretrained, model_key, data, idx, spec.seed, budget, cache, device, hooks, lazy=halving)
+    ctx = TrialContext(pretrained, model_key, data, idx, spec.seed, budget, cache, device, hooks, lazy=halving or members)
     record = TrialRecord(spec.trial_id, spec.strategy, spec.label, spec.params, spec.seed, spec.n_train,
                          len(idx), status="failed", total_params=sum(p.numel() for p in pretrained.parameters()))
     try:
@@ -134,8 +136,15 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
         for candidate in strategy.candidates(budget):
             torch.manual_seed(spec.seed)  # every candidate starts from the same head initialisation
             fits.append((candidate, strategy.fit(ctx, candidate)))
+        runs = [f.run for _, f in fits if f.run is not None and not f.run.done]
+        if members and runs:
+            from transferlab.members import train_together
+
+            record.members = train_together(runs)
         if halving:
             halve([f for _, f in fits])
+        for _, f in fits:  # trained already unless lazy
+            f.finish()
         record.grid_extended = extend_grid(strategy, ctx, fits, budget)
     except UserError:
         raise

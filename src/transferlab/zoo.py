@@ -23,7 +23,8 @@ from transferlab.backbones.base import Backbone, Preprocessing
 from transferlab.data.base import Split
 from transferlab.data.builtin import ALL_CLASSES, SOURCE_CLASSES, digits_source
 from transferlab.errors import UserError, closest
-from transferlab.training import Budget, evaluate, fit, param_groups
+from transferlab.fitloop import evaluate, fit
+from transferlab.training import Budget, param_groups
 
 RECIPE = {"version": 2, "epochs": 40, "lr": 3e-3, "batch_size": 64, "seed": 0, "val_frac": 0.15}
 

@@ -56,3 +56,18 @@ def test_cached_trial_equals_uncached_on_cuda(strategy, params, cnn, digits, tin
     assert a.status == b.status == "ok" and a.cached and not b.cached
     assert a.chosen == b.chosen
     assert abs(a.test_acc - b.test_acc) <= 1 / len(data.test)  # GPU reductions may differ in the last bit
+
+
+@pytest.mark.parametrize("strategy", ["scratch", "finetune"])
+def test_batched_members_on_cuda(strategy, cnn, digits, tiny_budget):
+    """On a GPU ``auto`` batches a trial's LR candidates (members.py): they train as one model, and the trial
+    agrees with its one-at-a-time twin up to GPU reductions (bf16 autocast)."""
+    from transferlab.members import batch_mode
+
+    assert batch_mode("auto", "cuda")[0]
+    data = prepared(cnn, digits)
+    spec = TrialSpec(strategy, {}, 1, 20)
+    a = run_trial(spec, cnn, "k", data, tiny_budget, device="cuda", members=True)
+    b = run_trial(spec, cnn, "k", data, tiny_budget, device="cuda")
+    assert a.status == b.status == "ok" and a.members.startswith("batched"), a.members
+    assert abs(a.test_acc - b.test_acc) <= 0.05

@@ -18,7 +18,8 @@ def _random_label_source():
     """The demo CNN pretrained on digits 0-4 whose labels were shuffled: features of nothing."""
     from transferlab import zoo
     from transferlab.data.base import Split
-    from transferlab.training import fit, param_groups
+    from transferlab.fitloop import fit
+    from transferlab.training import param_groups
 
     bb = zoo.build("cnn")
     src = digits_source()

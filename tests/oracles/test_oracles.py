@@ -11,7 +11,7 @@ from tests.conftest import prepared
 from tests.helpers import assert_same_trial
 from transferlab.cache import FeatureCache
 from transferlab.results import TrialSpec
-from transferlab.training import Hook
+from transferlab.fitloop import Hook
 from transferlab.trial import run_trial
 
 

@@ -208,3 +208,22 @@ def test_freeze_every_block_is_a_linear_head_on_standardised_features(cnn, digit
     a = run_trial(TrialSpec("freeze_k", {"k": cnn.n_blocks, "train_bn": False}, 1, 5), cnn, "k", data, tiny_budget)
     b = run_trial(TrialSpec("head", {"depth": 1, "hidden": 256, "dropout": 0.0}, 1, 5), cnn, "k", data, tiny_budget)
     assert_same_trial(a, b)
+
+
+def test_cutting_a_batch_to_its_longest_text_changes_nothing(minilm_text):
+    """Texts are padded to the data set's longest; training and evaluation cut each batch to its own longest
+    (data.base.trim_padding): the same logits, to float tolerance, at a fraction of the tokens."""
+    from transferlab.data.base import trim_padding
+
+    bb, data = minilm_text
+    texts = np.array(["the phone was great", "awful " * 30 + "service", "fine"], dtype=object)
+    x = bb.preprocessing.apply(texts)
+    short = trim_padding({k: v[[0, 2]] for k, v in x.items()})
+    assert short["input_ids"].shape[1] < x["input_ids"].shape[1]  # the long text's padding is gone
+    model = bb.clone().eval()
+    with torch.no_grad():
+        full = model({k: v[[0, 2]] for k, v in x.items()})
+        assert torch.allclose(model(short), full, atol=1e-5)
+    left = {"input_ids": torch.tensor([[0, 5, 6]]), "attention_mask": torch.tensor([[0, 1, 1]])}
+    assert trim_padding(left) is left  # left padding is left alone
+    assert trim_padding(torch.zeros(2, 3)).shape == (2, 3)

@@ -1,4 +1,4 @@
-"""Step budgets and the convergence rule (training.py), grid extension (trial.py), standardised heads."""
+"""Step budgets and the convergence rule (training.py, fitloop.py), grid extension (trial.py), standardised heads."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,8 @@ from torch import nn
 from transferlab.backbones.base import Standardize
 from transferlab.data.base import Split
 from transferlab.errors import UserError
-from transferlab.training import Budget, EvalLog, FitRun, batch_stream, loss_flat
+from transferlab.fitloop import EvalLog, FitRun, batch_stream, loss_flat
+from transferlab.training import Budget
 
 
 def test_the_default_budget_has_a_step_floor_and_explicit_budgets_are_honoured():

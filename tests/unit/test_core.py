@@ -133,7 +133,8 @@ def test_one_cycle_follows_fastai_shape():
 def test_schedule_changes_training_and_unknown_is_refused(cnn, digits):
     from tests.conftest import prepared
     from transferlab.errors import UserError
-    from transferlab.training import Budget, fit, param_groups
+    from transferlab.fitloop import fit
+    from transferlab.training import Budget, param_groups
 
     data = prepared(cnn, digits)
     curves = {}

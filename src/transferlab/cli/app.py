@@ -130,9 +130,12 @@ SPLITS = typer.Option(None, help="validation and test examples: per_seed (each s
                       "test examples)")
 
 
-def _design(max_seeds, margin, augment, halving, splits=None) -> dict:
+def _design(max_seeds, margin, augment, halving, splits=None, time_budget=None) -> dict:
     return {"max_seeds": max_seeds, "margin": None if margin is None else margin / 100, "augment": augment,
-            "halving": halving, "splits": splits}
+            "halving": halving, "splits": splits, "time_budget": time_budget}
+TIME_BUDGET = typer.Option(None, "--time-budget", help="fit the study to this much time, e.g. 30m or 2h: before training, "
+                           "fewer follow-up seeds, successive halving, fewer sizes, a lower step floor, then the least "
+                           "promising strategies per second, until the estimate fits (scratch stays); it prints what it kept")
 SIZES = typer.Option(None, help="target examples per class, e.g. 5,20,50,all")
 EPOCHS = typer.Option(None, help="budget in passes over each training subset, converted to optimizer steps "
                       "(default: 30 passes and at least 500 steps)")
@@ -201,6 +204,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         schedule: Optional[str] = SCHEDULE, max_seeds: Optional[int] = MAX_SEEDS, margin: Optional[float] = MARGIN,
         augment: Optional[str] = AUGMENT, halving: Optional[bool] = HALVING, splits: Optional[str] = SPLITS,
         device: Optional[str] = DEVICE, track: Optional[list[str]] = TRACK, wait: bool = WAIT,
+        time_budget: Optional[str] = TIME_BUDGET,
         dry_run: bool = typer.Option(False, "--dry-run", help="check everything, print the cost estimate, train nothing")):
     """Run a transfer study described by a study file or by --model and --data.
 
@@ -218,6 +222,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
       transferlab run --model hf:sentence-transformers/all-MiniLM-L6-v2 --data text:reviews.csv --save-best best
       transferlab run --model demo:cnn --data demo:digits --out study-cnn --track mlflow --track tensorboard
       transferlab run --model timm:resnet18 --weights r18.safetensors --data photos/ --dry-run
+      transferlab run --model hf:sentence-transformers/all-MiniLM-L6-v2 --data text:reviews.csv --time-budget 30m
     """
     from transferlab.cli.progress import RichProgress, print_sources, print_summary
     from transferlab.config import read_study_file
@@ -231,7 +236,7 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
     if not models or not data_spec:
         raise UserError("a study needs a model and data", "give --config FILE, or both --model SPEC and --data SPEC")
     cfg = _config(file.config if file else None, seeds, sizes, epochs, workers, no_cache, strategies, executor, ray_address, depths,
-                  schedule, _design(max_seeds, margin, augment, halving, splits), device, steps,
+                  schedule, _design(max_seeds, margin, augment, halving, splits, time_budget), device, steps,
                   _options(budget_opt, "--budget-opt"))
     folder = out or (Path(file.out) if file and file.out else Path("transferlab-study"))
     data_options = {**{k: v for k, v in (file.data if file else {}).items() if k != "spec"}, **_options(data_opt, "--data-opt")}
@@ -294,15 +299,21 @@ def profile_cmd(model: str = typer.Option(..., help="model spec, e.g. timm:resne
     from rich.console import Console
     from rich.table import Table
 
+    from transferlab.cache import FeatureCache
     from transferlab.measurements.profile import profile
-    from transferlab.pipeline import prepare
+    from transferlab.pipeline import eval_rows, prepare
     from transferlab.sources import resolve
+    from transferlab.training import Budget
 
     opts = _options(model_opt, "--model-opt")
     if weights:
         opts["weights"] = weights
     backbone, target = resolve(model, data, opts, _options(data_opt, "--data-opt"))
-    prof = profile(backbone, prepare(target, backbone))
+    prepared = prepare(target, backbone)
+    # Nothing reuses the activations afterwards: every cut is pooled batch by batch on the scored rows, in batches
+    # of a bounded input size, so memory does not grow with the number of images.
+    cache = FeatureCache(eval_rows(Budget(), prepared), memory_budget=0)
+    prof = profile(backbone, prepared, cache)
     table = Table(title=f"per-layer transferability ({prof['seconds']:.1f} s)")
     for col in ("k", "after block", "dim", "LogME", "H-score", "kNN val %", "probe val %"):
         table.add_column(col, justify="right")

@@ -32,6 +32,10 @@ class RichProgress(StudyCallback):
     def on_begin(self, study: dict) -> None:
         for s in study.get("sizes_dropped") or []:
             console.print(f"[dim]size {s['size']} per class left out: {s['reason']}[/dim]", highlight=False, soft_wrap=True)
+        if study.get("time_plan"):
+            from transferlab.timebudget import TimePlan
+
+            console.print(f"[dim]{TimePlan(**study['time_plan']).text()}.[/dim]", highlight=False, soft_wrap=True)
 
     def on_estimate(self, estimate) -> None:
         console.print(f"[dim]{estimate.text()}[/dim]", highlight=False, soft_wrap=True)

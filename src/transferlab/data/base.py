@@ -56,6 +56,20 @@ def to_device(inputs: Inputs, device, non_blocking: bool = False) -> Inputs:
     return tree_map(lambda v: v.to(device, non_blocking=non_blocking), inputs)
 
 
+def trim_padding(inputs: Inputs) -> Inputs:
+    """Right-padded token ids cut to the batch's longest text (over any leading dimensions).  Tokenised once,
+    every text is padded to the longest of the whole data set; the padding beyond a batch's longest text changes
+    nothing a masked model computes (attention gives it weight zero, pooling averages real tokens) and costs as
+    much as real tokens.  Other inputs, and left-padded ids, are returned as they are."""
+    mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+    if not torch.is_tensor(mask) or mask.dim() < 2 or mask.shape[-1] < 2:
+        return inputs
+    length = max(1, int(mask.sum(-1).max()))
+    if length >= mask.shape[-1] or bool(mask[..., length:].any()):  # nothing to cut, or padded on the left
+        return inputs
+    return {k: v[..., :length] if torch.is_tensor(v) and v.shape == mask.shape else v for k, v in inputs.items()}
+
+
 def n_rows(inputs: Inputs) -> int:
     return len(leaves(inputs)[0])
 

@@ -246,9 +246,20 @@ class _Batches(torch.utils.data.Dataset):
         return len(self.chunks)
 
     def __getitem__(self, i):
-        from transferlab.data.base import take
+        from transferlab.data.base import tree_map
 
-        return take(self.inputs, self.chunks[i])
+        # Images leave the worker as uint8, a quarter of the float32 batch: the batches waiting in shared memory
+        # are what a streamed folder's memory is made of.
+        return tree_map(lambda v: v.raw(self.chunks[i]) if isinstance(v, Images) else v[self.chunks[i]], self.inputs)
+
+
+def _as_float(inputs, batch):
+    """A worker's batch as the model reads it: its uint8 images scaled and normalised here."""
+    if isinstance(inputs, dict):
+        return {k: _as_float(inputs[k], batch[k]) for k in inputs}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_as_float(a, b) for a, b in zip(inputs, batch))
+    return inputs.to_float(batch) if isinstance(inputs, Images) else batch
 
 
 def batches(inputs, chunks: list):
@@ -262,8 +273,9 @@ def batches(inputs, chunks: list):
             yield take(inputs, c)
         return
     loader = torch.utils.data.DataLoader(_Batches(inputs, chunks), batch_size=None, num_workers=workers,
-                                         prefetch_factor=4, collate_fn=_as_is)
-    yield from loader
+                                         prefetch_factor=2, collate_fn=_as_is)
+    for batch in loader:
+        yield _as_float(inputs, batch)
 
 
 def in_order(inputs, batch_size: int):

@@ -23,7 +23,8 @@ from transferlab.data.base import Split, TargetData, take
 from transferlab.errors import UserError, closest
 from transferlab.registry import Registry
 from transferlab.results import label
-from transferlab.training import Budget, EvalLog, FitResult, FitRun, Hook, evaluate
+from transferlab.fitloop import EvalLog, FitResult, FitRun, Hook, evaluate
+from transferlab.training import Budget
 
 STRATEGIES = Registry("strategy", "transferlab.strategies", "transferlab.strategies")
 

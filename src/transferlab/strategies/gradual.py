@@ -8,10 +8,13 @@ from dataclasses import dataclass
 
 from transferlab.backbones.base import Backbone
 from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, train_backbone
-from transferlab.training import Hook, param_groups
+from transferlab.fitloop import Hook
+from transferlab.training import param_groups
 
 
 class _Unfreeze(Hook):
+    batchable = True  # freezes its own member's blocks
+
     def __init__(self, bb: Backbone, every: int):
         self.bb, self.every = bb, every
 

@@ -15,11 +15,13 @@ from torch import nn
 from transferlab.errors import UserError
 from transferlab.strategies.base import Fitted, TrialContext, register
 from transferlab.strategies.finetune import FineTune
-from transferlab.training import Hook
+from transferlab.fitloop import Hook
 
 
 class StartingPointPenalty(Hook):
     """``alpha / 2 * sum ||w - w0||^2`` over the given parameters, w0 their values now."""
+
+    batchable = True
 
     def __init__(self, params: list[nn.Parameter], alpha: float):
         self.pairs = [(p, p.detach().clone()) for p in params]

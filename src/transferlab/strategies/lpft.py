@@ -15,7 +15,8 @@ import torch
 
 from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, train_backbone
 from transferlab.strategies.probe import as_matrix, make_classifier, score
-from transferlab.training import EvalLog, evaluate, param_groups
+from transferlab.fitloop import EvalLog, evaluate
+from transferlab.training import param_groups
 
 
 def fold_probe(pipe, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,8 @@ from transferlab.data.base import Split
 from transferlab.errors import UserError
 from transferlab.moved import pooled
 from transferlab.strategies.base import Fitted, Strategy, TrialContext, check_cut, register
-from transferlab.training import Budget, EvalLog, FitResult
+from transferlab.fitloop import EvalLog, FitResult
+from transferlab.training import Budget
 
 KINDS = ("logreg", "svm")
 

@@ -1,0 +1,228 @@
+"""Members of a trial trained together: one batched forward and backward pass for several runs.
+
+A trial's learning-rate candidates are copies of one network that differ in their weights' trajectories:
+their learning rates (and, for runs of several seeds, their starting weights and data).  ``Cohort`` stacks
+the members' parameters and calls one copy of the network on the stack with ``torch.func.vmap``, so a step
+costs one pass of a wider network instead of one pass per member (JAX's vmapped ensembles; torch.func's
+model-ensembling recipe).  Everything else stays each member's own, exactly as when it trains alone
+(``fitloop.FitRun``): its optimizer and schedule (the gradients land in its own parameters), its data
+stream and augmentation draws, its hooks and penalty, its evaluations, early stopping and checkpoint.  The
+members' BatchNorm statistics live in one stacked tensor that each member's buffers are views of, so the
+batched pass updates each member's own statistics and a member evaluated alone reads them.
+
+A member that ends (converged, halted by successive halving, diverged) leaves the stack; the rest go on.
+Where the network cannot be run under ``vmap`` the trial trains its members one at a time and says why.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from transferlab.accel import autocast, move, on_cuda
+from transferlab.data.base import take, trim_padding
+from transferlab.fitloop import FitRun
+
+AUTO = "auto"
+
+
+class NotBatchable(Exception):
+    """Why these runs train one at a time (the message is recorded with the trial)."""
+
+
+def batch_mode(setting, device) -> tuple[bool, str]:
+    """Whether a study trains each trial's members as one batched model, and why, from the study's
+    ``batch_members`` setting ("auto", true or false) and the device."""
+    if setting is True:
+        return True, "batched: batch_members = true"
+    if setting is False:
+        return False, "one member at a time: batch_members = false"
+    if on_cuda(device):
+        return True, ("batched (auto): on a GPU one wide pass keeps the device busy where one small pass per member "
+                      "leaves it idle (not yet measured on a GPU here; batch_members = false turns it off)")
+    return False, ("one member at a time (auto): on the CPU a batched step measured about as fast as the members' "
+                   "own steps, slower for two or three (benchmarks/bench_members.py); batch_members = true forces it")
+
+
+def _stack(trees: list):
+    """Stack members' inputs (a tensor, or a dict/tuple of tensors) along a new first dimension."""
+    first = trees[0]
+    if isinstance(first, dict):
+        return {k: _stack([t[k] for t in trees]) for k in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(_stack(list(parts)) for parts in zip(*trees))
+    return torch.stack(trees)
+
+
+def _same_draw(a: FitRun, b: FitRun) -> bool:
+    """Whether two members drew the same batch (same rows, same augmented views) of the same data."""
+    (ia, va), (ib, vb) = a.drawn, b.drawn
+    return (a.train is b.train and a.views is b.views and torch.equal(ia, ib)
+            and (va is None) == (vb is None) and (va is None or torch.equal(va, vb)))
+
+
+def _set_buffer(model: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner, _, leaf = name.rpartition(".")
+    model.get_submodule(owner)._buffers[leaf] = value
+
+
+def check(runs: list[FitRun]) -> None:
+    """Raise ``NotBatchable`` unless these runs can be one batched model: two or more copies of one network
+    on one device, in lockstep (one step plan), with hooks that work on a member's own parameters."""
+    if len(runs) < 2:
+        raise NotBatchable("a single run")
+    first = runs[0]
+    for r in runs:
+        if r.scaler.is_enabled():
+            raise NotBatchable("fp16 loss scaling steps each member's optimizer on its own overflow")
+        bad = [type(h).__name__ for h in r.hooks if not getattr(h, "batchable", False)]
+        if bad:
+            raise NotBatchable(f"hook {bad[0]} is not written for batched members")
+        if (r.plan.eval_every, r.plan.limit, str(r.device)) != (first.plan.eval_every, first.plan.limit, str(first.device)):
+            raise NotBatchable("the members' step plans or devices differ")
+        if [type(m) for m in r.model.modules()] != [type(m) for m in first.model.modules()]:
+            raise NotBatchable("the members are not copies of one network")
+        if r is not first and {id(p) for p in r.model.parameters() if p.requires_grad} & {
+                id(p) for p in first.model.parameters() if p.requires_grad}:
+            raise NotBatchable("the members share trainable parameters")
+        shapes = [(n, p.shape, p.dtype, p.requires_grad) for n, p in r.model.named_parameters()]
+        if shapes != [(n, p.shape, p.dtype, p.requires_grad) for n, p in first.model.named_parameters()]:
+            raise NotBatchable("the members' parameters differ in shape or in which train")
+        if [(n, b.shape) for n, b in r.model.named_buffers()] != [(n, b.shape) for n, b in first.model.named_buffers()]:
+            raise NotBatchable("the members' buffers differ")
+
+
+class Cohort:
+    """Runs of one network trained as one batched model (see the module's docstring).
+
+    Built before any of them trains; from then on each run's ``advance`` and ``finish`` go through here.
+    """
+
+    def __init__(self, runs: list[FitRun]):
+        check(runs)
+        self.runs, self.active = list(runs), list(runs)
+        # The network vmap calls: a copy of the first member's, which never trains itself (its parameters and
+        # buffers are replaced by the members' stacks on each call) and carries none of the members' hooks.
+        self.template = copy.deepcopy(runs[0].model)
+        self.amp = autocast(runs[0].device)
+        self._try_step()
+        self._restack()
+        for r in runs:
+            r.cohort = self
+
+    # ---- lockstep training ----
+    def advance(self, run: FitRun, until_step: int) -> None:
+        while not run.done and run.steps_run < until_step:
+            self._period()
+
+    def finish(self, run: FitRun, early: bool) -> None:
+        if early and not run.done:
+            run.result.stop, run.result.converged = "halted", None
+            self._leave([run])
+        while not run.done:
+            self._period()
+
+    def _period(self) -> None:
+        members = list(self.active)
+        periods = [r.begin_period() for r in members]
+        for t, m in zip(self.template.modules(), members[0].model.modules()):  # hooks may freeze or unfreeze
+            t.train(m.training)
+        self._begin_stacks(members)
+        for drawn in zip(*periods):
+            self._step(members, [r.inputs(idx, x) for r, (idx, x) in zip(members, drawn)])
+        self._leave([r for r in members if r.end_period()])  # every member evaluates: no short-circuit
+
+    def _leave(self, ended: list[FitRun]) -> None:
+        for r in ended:
+            r.restore()
+            r.done = True
+            self.active.remove(r)
+        if ended and self.active:
+            self._restack()
+
+    def _step(self, members: list[FitRun], batch: list[tuple]) -> None:
+        shared = all(_same_draw(members[0], r) for r in members[1:])
+        xs, ys = zip(*batch)
+        x = trim_padding(xs[0] if shared else _stack(list(xs)))
+        y = ys[0].repeat(len(members)) if shared else torch.cat(ys)
+        for r in members:
+            r.opt.zero_grad(set_to_none=True)
+        params = {n: torch.stack([p[n] for p in self.params]) if n in self.trained else frozen
+                  for n, frozen in self.frozen.items()}
+        with self.amp:
+            logits, watched = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="different")(
+                params, self.buffers, x)
+        logits = logits.float()
+        losses = F.cross_entropy(logits.flatten(0, 1), y, reduction="none").view(len(members), -1).mean(1)
+        penalties = [p for p in (r.penalty() for r in members) if p is not None]
+        (losses.sum() + sum(penalties) if penalties else losses.sum()).backward()
+        for i, r in enumerate(members):
+            for h in r.hooks:
+                if h.watched_input() is not None:
+                    h.on_input_square(watched[i].detach())
+            r.update(losses[i], logits[i], ys[0] if shared else ys[i])
+
+    def _call(self, params: dict, buffers: dict, x):
+        self._box = []
+        out = functional_call(self.template, {**params, **buffers}, (x,))
+        return out, (self._box[0] if self._box else out.new_zeros(()))
+
+    # ---- the stacks ----
+    def _restack(self) -> None:
+        """Stack the active members' buffers and point each member's buffers at its slice."""
+        self.buffers = {}
+        for name, _ in self.template.named_buffers():
+            stacked = torch.stack([r.model.get_buffer(name) for r in self.active])
+            for i, r in enumerate(self.active):
+                _set_buffer(r.model, name, stacked[i])
+            self.buffers[name] = stacked
+
+    def _begin_stacks(self, members: list[FitRun]) -> None:
+        """Per period: which parameters train (a hook may change it), the others stacked once; the module whose
+        input a member's hook measures (``Hook.watched_input``), measured inside the batched pass."""
+        self.params = [dict(r.model.named_parameters()) for r in members]
+        self.trained = {n for n, p in self.params[0].items() if p.requires_grad}
+        self.frozen = {n: None if n in self.trained else torch.stack([p[n].detach() for p in self.params])
+                       for n in self.params[0]}
+        names = {m: n for n, m in members[0].model.named_modules()}
+        watched = [h.watched_input() for h in members[0].hooks]
+        for handle in getattr(self, "_handles", []):
+            handle.remove()
+        self._handles = [self.template.get_submodule(names[m]).register_forward_pre_hook(self._watch)
+                         for m in watched if m is not None and m in names]
+
+    def _watch(self, module, args) -> None:
+        if module.training:
+            self._box.append(args[0].detach().float().pow(2).mean())
+
+    def _try_step(self) -> None:
+        """One batched forward and backward pass on a few validation rows, on copies of the weights and
+        statistics (the members are untouched), so a network vmap cannot run is found before anything trains."""
+        r = self.runs[0]
+        x = take(r.val.inputs, torch.arange(min(4, len(r.val))))
+        x = move(x, r.device) if on_cuda(r.device) else x
+        self._begin_stacks(self.active)
+        params = {n: torch.stack([p[n].detach() for p in self.params]).requires_grad_(p0.requires_grad)
+                  for n, p0 in self.params[0].items()}
+        buffers = {n: torch.stack([r.model.get_buffer(n).clone() for r in self.active]) for n, _ in self.template.named_buffers()}
+        try:
+            self.template.train()
+            with self.amp:
+                out, _ = vmap(self._call, in_dims=(0, 0, None), randomness="different")(params, buffers, trim_padding(x))
+            if any(p.requires_grad for p in params.values()):
+                out.float().sum().backward()
+        except Exception as exc:  # noqa: BLE001 - any failure means: train them one at a time
+            raise NotBatchable(f"vmap cannot run this network ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+
+
+def train_together(runs: list[FitRun]) -> str:
+    """Make ``runs`` one cohort if they can be; returns what was done, for the trial's record."""
+    try:
+        Cohort(runs)
+    except NotBatchable as why:
+        return f"one at a time: {why}"
+    dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in runs[0].model.modules())
+    return f"batched: {len(runs)} members" + (" (dropout masks drawn per member, not as alone)" if dropout else "")
