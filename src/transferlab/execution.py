@@ -157,9 +157,8 @@ def _fit_time(prep: Prepared, configs: list[Strategy], folder):
     """With a ``time_budget``: the study cut down to fit it (timebudget.py), or as a rerun finds it in ``folder``."""
     if prep.config.time_budget is None:
         return prep, configs, None
-    from transferlab.timebudget import fit_to_time
-
     from transferlab.pipeline import check_folder
+    from transferlab.timebudget import fit_to_time
 
     config, configs, time_plan = fit_to_time(prep, configs, prep.config.time_budget, stored_plan(folder))
     check_folder(Path(folder) if folder is not None else None, prep.model_key, prep.data_key, config)
@@ -168,15 +167,11 @@ def _fit_time(prep: Prepared, configs: list[Strategy], folder):
 
 def stored_plan(out: Path | None) -> dict | None:
     """The time plan a study in ``out`` was started with (a rerun resumes that plan, not a new one)."""
-    import json
+    from transferlab.results import read_study
 
-    path = Path(out) / "study.json" if out is not None else None
-    if path is None or not path.exists():
+    if out is None or not (Path(out) / "study.json").exists():
         return None
-    try:
-        return json.loads(path.read_text()).get("time_plan")
-    except (OSError, ValueError):
-        return None
+    return read_study(out).get("time_plan")
 
 
 def _estimate(prep: Prepared, configs: list[Strategy], done: set):

@@ -96,9 +96,10 @@ def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, devic
             if cache is not None:
                 cache.want(range(1, pretrained.n_blocks + 1))
         if not parallel:
+            members = batch_mode(config.batch_members, device)[0]
             for spec in specs:
                 on_record(run_trial(spec, pretrained, key, data, config.budget, cache, device, halving=config.halving,
-                                    members=batch_mode(config.batch_members, device)[0]).to_dict())
+                                    members=members).to_dict())
             return
         warm(cache, pretrained, key, data)
         if config.executor == "process":
