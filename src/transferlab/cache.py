@@ -191,11 +191,12 @@ def _float32(t: torch.Tensor) -> torch.Tensor:
 def cut_states(backbone: Backbone, split: Split, cuts: list[int], batch_size: int, device) -> Iterator[dict]:
     """Per batch of ``split``, each cut's activations (float32, on the CPU): one pass through the prefix, in eval
     mode, on a device copy (the shared model stays put)."""
-    from transferlab.accel import autocast, placed
+    from transferlab.accel import autocast, inference_copy
 
     was_training = backbone.training
     backbone.eval()
-    blocks = list(placed(backbone, device).blocks.values())
+    # Laid out as training lays out the model (channels_last for a CNN), so a cached prefix equals the uncached one.
+    blocks = list(inference_copy(backbone, device).blocks.values())
     try:
         for _, state in in_order(split.inputs, batch_size):
             state, out = to_device(state, device), {}

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from transferlab.accel import move
+from transferlab.accel import move, prepare_model
 from transferlab.data.base import Split, take, to_device
 from transferlab.results import TrialSpec
 from transferlab.fitloop import FitRun, evaluate
@@ -40,8 +40,9 @@ class CutCost:
 
 @dataclass
 class Estimate:
-    """The plan multiplied out. ``first_s``: the first round of seeds (all of a fixed design);
-    ``max_s``: every configuration at every seed up to ``max_seeds`` (a sequential study's worst case)."""
+    """The plan multiplied out, in seconds of one process. ``first_s``: the first round of seeds (all of a fixed
+    design); ``max_s``: every configuration at every seed up to ``max_seeds`` (a sequential study's worst case).
+    ``parallel`` trial processes share them and ``once_s`` (the cache's passes) runs alone: ``wall`` is the clock."""
 
     first_s: float
     max_s: float
@@ -55,6 +56,14 @@ class Estimate:
     alternatives: dict = field(default_factory=dict)  # e.g. {"--max-seeds 3": seconds}
     trial_s: dict = field(default_factory=dict)  # trial_id -> estimated seconds (drives the time left)
     notes: list = field(default_factory=list)  # what the plan left out, e.g. default sizes the data cannot fill
+    parallel: int = 1  # trials running at once (worker processes)
+    once_s: float = 0.0  # of first_s and max_s, what runs before the trials: the cache's passes
+
+    def wall(self, seconds: float) -> float:
+        """Seconds of one process (``first_s``, ``max_s``, a sum of them) as wall time: the trials share the
+        workers; the cache's passes do not (on 2 cores the demo's first round took 63 s where one process
+        would take 120)."""
+        return min(seconds, self.once_s) + max(0.0, seconds - self.once_s) / max(1, self.parallel)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -62,10 +71,13 @@ class Estimate:
         return d
 
     def text(self) -> str:
-        head = f"about {clock(self.first_s)} on this machine ({self.device}) for {self.trials_first} trials"
+        head = f"about {clock(self.wall(self.first_s))} on this machine ({self.device}) for {self.trials_first} trials"
+        if self.parallel > 1:
+            head += f" in {self.parallel} worker processes"
         if self.trials_max > self.trials_first:
-            head += f"; up to {clock(self.max_s)} if every verdict stays open to the last seed ({self.trials_max} trials)"
-        alts = "; ".join(f"{k} would take about {clock(v)}" for k, v in self.alternatives.items())
+            head += (f"; up to {clock(self.wall(self.max_s))} if every verdict stays open to the last seed "
+                     f"({self.trials_max} trials)")
+        alts = "; ".join(f"{k} would take about {clock(self.wall(v))}" for k, v in self.alternatives.items())
         return f"Estimated: {head}." + (f" {alts}." if alts else "") + "".join(f" {n}." for n in self.notes)
 
 
@@ -110,7 +122,7 @@ def measure_cut(backbone, data, budget: Budget, cut: int, device: str) -> CutCos
     sample = Split(take(data.train.inputs, idx), data.train.y[idx])
     bb = copy.deepcopy(backbone).replace_head(data.n_classes)
     bb.freeze(cut)
-    bb.to(device).eval()
+    bb = prepare_model(bb, device).eval()  # in the layout the trials train and cache in
     with torch.no_grad():
         batched(lambda x: bb.features(x, cut), sample.inputs, budget.eval_batch_size)  # warm-up
         holder = {}
@@ -139,7 +151,7 @@ def block_seconds(backbone, data, batch_size: int, device: str) -> list[float]:
     """Forward seconds per example of each block, from one timed pass after a warm-up pass."""
     n = min(SAMPLE, len(data.train))
     x0 = take(data.train.inputs, torch.arange(n))
-    bb = copy.deepcopy(backbone).to(device).eval()
+    bb = prepare_model(copy.deepcopy(backbone), device).eval()
     out = []
     with torch.no_grad():
         for _ in range(2):  # the first pass warms up; the second's times are kept
@@ -182,9 +194,10 @@ def estimate(prep, specs_first: list[TrialSpec], specs_max: list[TrialSpec]) -> 
     copy_s = _timed(lambda: copy.deepcopy(bb), "cpu")
     measure_s = time.perf_counter() - t0
 
+    once = _cache_seconds(configs, bb, data, prep, costs)
+
     def plan_seconds(specs, cfg_budget):
         per = {s.trial_id: _trial_seconds(by_label[s.label], s, prep, costs, cfg_budget, copy_s) for s in specs}
-        once = _cache_seconds(configs, bb, data, prep, costs)
         return per, sum(per.values()) + once
 
     per_first, first = plan_seconds(specs_first, budget)
@@ -198,7 +211,21 @@ def estimate(prep, specs_first: list[TrialSpec], specs_max: list[TrialSpec]) -> 
     alternatives = {}
     steps = max((budget.plan(len(data.train_indices(s.n_train, s.seed))).steps for s in specs_max), default=0)
     return Estimate(first, most, len(specs_first), len(specs_max), steps, measure_s, prep.device,
-                    labels, labels_max, alternatives, {**per_max, **per_first})
+                    labels, labels_max, alternatives, {**per_max, **per_first}, parallel=parallel(prep.config, bb, prep.device),
+                    once_s=once)
+
+
+def parallel(config, backbone, device: str) -> int:
+    """How many trials' measured seconds pass at once: the worker processes of a small model on the CPU, each
+    timed as it runs, on one thread (``threads.threads_for``); Ray's tasks, each on its own resources. A larger
+    model's workers split the cores it was timed on, and workers on one GPU share it: no faster in sum."""
+    from transferlab.threads import threads_for
+
+    workers = config.workers if isinstance(config.workers, int) else 1
+    if config.executor == "ray":
+        return workers
+    small = threads_for(sum(p.numel() for p in backbone.parameters())) == 1
+    return workers if config.executor == "process" and small and str(device) == "cpu" else 1
 
 
 def plan_costs(prep, configs: list):

@@ -152,8 +152,8 @@ def estimate_sources(specs: list[tuple[str, dict, str | None]], data_spec: str, 
         est = estimate_study(i.get("backbone", s.model), s.data, config, (out / s.name if len(sources) > 1 else out) if out else None)
         shared = i["scratch_group"] in seen and i["scratch_group"] is not None
         seen.add(i["scratch_group"])
-        f = est.first_s - (est.per_label.get("scratch", 0.0) if shared else 0.0)
-        m = est.max_s - (est.per_label_max.get("scratch", 0.0) if shared else 0.0)
+        f = est.wall(est.first_s - (est.per_label.get("scratch", 0.0) if shared else 0.0))
+        m = est.wall(est.max_s - (est.per_label_max.get("scratch", 0.0) if shared else 0.0))
         first, most = first + f, most + m
         lines.append((f"{s.name}: " if len(sources) > 1 else "") + est.text() + (" (scratch shared: not counted)" if shared else ""))
     if len(sources) > 1:

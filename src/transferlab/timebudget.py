@@ -92,7 +92,7 @@ def fit_to_time(prep, configs: list, budget: str, stored: dict | None = None):
     """The study's config and configurations cut down until the estimate with every seed it may run fits
     ``budget``; and the TimePlan.
     ``stored``: the plan a study folder was started with (its TimePlan as a dict), resumed as it was."""
-    from transferlab.estimate import plan_costs
+    from transferlab.estimate import parallel, plan_costs
 
     seconds = parse_duration(budget)
     config = prep.config
@@ -101,7 +101,14 @@ def fit_to_time(prep, configs: list, budget: str, stored: dict | None = None):
         config = replace(config, sizes=[n for n in config.sizes if n in kept["sizes"]], max_seeds=kept["max_seeds"],
                          halving=kept["halving"], budget=replace(config.budget, min_steps=kept["min_steps"]))
         return config, [s for s in configs if s.label in kept["strategies"]], TimePlan(**stored)
-    cost = plan_costs(prep, configs)  # (config, configs) -> (every seed s, first round s, s per label)
+    one_process = plan_costs(prep, configs)  # (config, configs) -> (every seed s, first round s, s per label)
+    workers = parallel(config, prep.backbone, prep.device)
+
+    def cost(new_config, new_configs):
+        """In wall time: the trials share the worker processes (the cache's pass, small beside them, too)."""
+        worst, first_round, labels = one_process(new_config, new_configs)
+        return worst / workers, first_round / workers, labels
+
     before, first, per_label = cost(config, configs)
     dropped: list[dict] = []
 

@@ -76,3 +76,16 @@ def test_sequential_estimate_spans_first_round_to_every_seed():
     assert (est.trials_first, est.trials_max) == (2 * 3, 2 * 10)
     assert est.max_s > est.first_s
     assert json.loads(json.dumps(est.to_dict()))["trials_max"] == 20
+
+
+def test_worker_processes_share_the_estimated_wall_time():
+    """The trials share the workers, the cache's passes run alone before them, and the text says so."""
+    from transferlab.estimate import Estimate
+
+    est = Estimate(first_s=110.0, max_s=210.0, trials_first=10, trials_max=20, steps=500, measure_s=0.1,
+                   device="cpu", parallel=2, once_s=10.0)
+    assert est.wall(est.first_s) == pytest.approx(10 + 100 / 2) and est.wall(est.max_s) == pytest.approx(110)
+    assert est.wall(5.0) == pytest.approx(5.0)  # less than the cache's passes: nothing to share
+    assert "about 60 s" in est.text() and "in 2 worker processes" in est.text() and "up to 2 min" in est.text()
+    alone = Estimate(110.0, 210.0, 10, 20, 500, 0.1, "cpu", once_s=10.0)
+    assert alone.wall(alone.first_s) == 110.0 and "worker" not in alone.text()

@@ -60,14 +60,19 @@ def test_cached_equals_uncached(strategy, params, augmented, cnn, digits, tiny_b
     data = prepared(cnn, digits)
     if augmented:
         data = replace(data, augment=Augmentation(("crop", "flip"), views=3))
-    spec = TrialSpec(strategy, params, 3, 20)
-    cache = FeatureCache()
-    cache.want(range(1, cnn.n_blocks + 1))
-    with_cache = run_trial(spec, cnn, "k", data, tiny_budget, cache=cache)
-    without = run_trial(spec, cnn, "k", data, tiny_budget, cache=None)
-    assert_same_trial(with_cache, without)
+    with_cache, without = _with_and_without_cache(TrialSpec(strategy, params, 3, 20), cnn, data, tiny_budget)
     if strategy != "lp_ft":
         assert with_cache.cached and not without.cached
+
+
+def _with_and_without_cache(spec, backbone, data, budget):
+    """The same trial with every cut cached and uncached, checked equal; both records."""
+    cache = FeatureCache()
+    cache.want(range(1, backbone.n_blocks + 1))
+    with_cache = run_trial(spec, backbone, "k", data, budget, cache=cache)
+    without = run_trial(spec, backbone, "k", data, budget, cache=None)
+    assert_same_trial(with_cache, without)
+    return with_cache, without
 
 
 @pytest.mark.parametrize("strategy,params", [("freeze_k", {"k": 2, "train_bn": False}),
@@ -192,3 +197,42 @@ def test_lpft_fine_tunes_past_its_probe(cnn, digits, tiny_budget):
                     tiny_budget)
     assert rec.status == "ok" and rec.history[0]["step"] == 0, "step 0 (the probe) is on the curve"
     assert rec.best_step >= 1, "the checkpoint is a fine-tuned step, never the probe itself"
+
+
+def _depthwise_cnn():
+    """A small CNN with a depthwise convolution in its middle block: on the CPU the whole network trains and is
+    cached in channels_last (accel.channels_last), the plain blocks before and after it too."""
+    from torch import nn
+
+    from transferlab.backbones.base import Backbone, Preprocessing
+
+    torch.manual_seed(0)
+    blocks = [("conv1", nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())),
+              ("dw", nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU(),
+                                   nn.MaxPool2d(2))),
+              ("conv3", nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten()))]
+    pre = Preprocessing(kind="image", mean=(0.3,), std=(0.4,), input_shape=(1, 8, 8))
+    return Backbone(blocks, nn.Linear(16, 5), torch.zeros(2, 1, 8, 8), pre, [str(c) for c in range(5)],
+                    spec={"source": "test:depthwise"})
+
+
+@pytest.mark.parametrize("strategy,params", [("freeze_k", {"k": 1, "train_bn": False}),
+                                             # the depthwise block frozen: the plain suffix goes by the network
+                                             ("freeze_k", {"k": 2, "train_bn": False}),
+                                             ("head", {"depth": 2, "hidden": 32, "dropout": 0.0}),
+                                             ("truncate", {"n": 1, "tune": False})])
+def test_cached_equals_uncached_in_channels_last(strategy, params, digits, tiny_budget):
+    """The layout a depthwise CNN trains in on the CPU is the cache's too, so caching still changes nothing; and
+    the shared pretrained model keeps its layout (the cache works on a copy)."""
+    from transferlab.accel import channels_last
+
+    bb = _depthwise_cnn()
+    assert channels_last(bb, "cpu") and channels_last(bb.suffix(2), "cpu")
+    strides = {name: p.stride() for name, p in bb.named_parameters()}
+    data = prepared(bb, digits)
+    with_cache, without = _with_and_without_cache(TrialSpec(strategy, params, 3, 20), bb, data, tiny_budget)
+    assert with_cache.cached and not without.cached
+    assert {name: p.stride() for name, p in bb.named_parameters()} == strides, "the shared model changed layout"
+    assert bb.blocks["conv3"][0].weight.stride() != bb.blocks["conv3"][0].weight.contiguous(
+        memory_format=torch.channels_last).stride(), "this check must be able to see a converted weight"

@@ -66,7 +66,7 @@ def prep(monkeypatch, cnn):
     configs = [from_spec("scratch"), from_spec("head"), from_spec("finetune"), from_spec("freeze_k", {"k": 1}),
                from_spec("freeze_k", {"k": 3})]
     profile = {"cuts": [{"k": 1, "probe_acc": 0.5}, {"k": 2, "probe_acc": 0.7}, {"k": 3, "probe_acc": 0.9}]}
-    return SimpleNamespace(config=config, backbone=cnn, measurements={"profile": profile}), configs
+    return SimpleNamespace(config=config, backbone=cnn, device="cpu", measurements={"profile": profile}), configs
 
 
 def test_a_plan_that_fits_is_kept_whole(prep):
@@ -150,3 +150,15 @@ def test_a_fitted_study_records_and_reports_its_plan(monkeypatch, mlp, digits, t
     monkeypatch.setattr("transferlab.estimate.plan_costs", refuse)
     again = run_study(mlp, digits, replace(cfg), out=tmp_path)  # the folder holds the fitted config: resumed
     assert again.study["run"]["trials_run"] == 0 and len(again.trials) == len(result.trials)
+
+
+def test_worker_processes_share_the_budget(prep):
+    """Trials in 2 worker processes take half the wall time: the plan is weighed against the clock, not the sum."""
+    p, configs = prep
+    two = SimpleNamespace(**{**vars(p), "config": replace(p.config, workers=2, executor="process")})
+    one_config, _, alone = fit_to_time(p, configs, "15s")
+    two_config, _, shared = fit_to_time(two, configs, "15s")
+    assert shared.before_s == pytest.approx(1760 / 2)
+    # Alone the floor must fall to 125 steps (14.4 s); shared, 250 (28.8 s of trials in two workers) fits.
+    assert one_config.budget.min_steps == 125 and two_config.budget.min_steps == 250
+    assert shared.estimate_s == pytest.approx(14.4) and len(shared.dropped) == len(alone.dropped) - 1

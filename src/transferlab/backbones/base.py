@@ -207,6 +207,9 @@ class Backbone(nn.Module):
         self.feature_shapes, self.pooled_dims = self._check(example_input)
         self.feature_dim = self.feature_shapes[-1][-1]
         self.kept_from: int | None = None  # set by truncate: how many blocks of the source network are kept
+        # Of the whole network, kept through truncation and cloning: it decides the memory layout of every part
+        # trained or cached (accel.channels_last), so that a cached prefix equals the uncached one.
+        self.has_grouped_convs = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in self.modules())
 
     # ---- structure -------------------------------------------------------
     @property

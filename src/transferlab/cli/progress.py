@@ -23,6 +23,7 @@ class RichProgress(StudyCallback):
         self.total = self.done = 0
         self.started = 0.0
         self.trial_s: dict = {}  # the estimate's seconds per trial: the time left weighs trials by their cost
+        self.first_wall = 0.0  # before the first trial ends, the time left is the estimate's wall time
         self.est_todo = self.est_done = 0.0
 
     def on_wait(self, holder: str) -> None:
@@ -40,13 +41,13 @@ class RichProgress(StudyCallback):
     def on_estimate(self, estimate) -> None:
         console.print(f"[dim]{estimate.text()}[/dim]", highlight=False, soft_wrap=True)
         self.trial_s = dict(estimate.trial_s)
-        self.est_todo = estimate.first_s
+        self.est_todo, self.first_wall = estimate.first_s, estimate.wall(estimate.first_s)
 
     def on_start(self, total: int, todo: int, study: dict) -> None:
         """Called once per round of seeds: the first starts the bar, later ones extend it."""
         title = study.get("title") or study["model"]["spec"].get("source", "study")
         if self.total and (self.progress is not None or self.plain):
-            console.print(f"[dim]{title}: {todo} more trials, where a verdict is still open[/dim]")
+            console.print(f"[dim]{title}: {todo} more trial{'s' if todo != 1 else ''}, where a verdict is still open[/dim]")
             self.total += todo
             if self.trial_s:
                 self.est_todo += todo * sum(self.trial_s.values()) / len(self.trial_s)
@@ -85,7 +86,7 @@ class RichProgress(StudyCallback):
         if self.trial_s and self.est_done > 0:
             return elapsed / self.est_done * max(0.0, self.est_todo - self.est_done)
         if self.trial_s:
-            return self.est_todo
+            return self.first_wall
         return elapsed / self.done * max(0, self.total - self.done) if self.done else None
 
     def _left(self) -> str:
