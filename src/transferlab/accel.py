@@ -63,9 +63,11 @@ def channels_last(model: nn.Module, device) -> bool:
         return True
     whole = getattr(model, "_modes", model)  # a Backbone's suffix keeps its network here
     grouped = getattr(whole, "has_grouped_convs", None)
-    if grouped is None:
-        grouped = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
-    return str(device) == "cpu" and grouped
+    return str(device) == "cpu" and (grouped_convs(model) if grouped is None else grouped)
+
+
+def grouped_convs(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
 
 
 def prepare_model(model: nn.Module, device) -> nn.Module:

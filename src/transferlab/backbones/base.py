@@ -209,7 +209,9 @@ class Backbone(nn.Module):
         self.kept_from: int | None = None  # set by truncate: how many blocks of the source network are kept
         # Of the whole network, kept through truncation and cloning: it decides the memory layout of every part
         # trained or cached (accel.channels_last), so that a cached prefix equals the uncached one.
-        self.has_grouped_convs = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in self.modules())
+        from transferlab.accel import grouped_convs
+
+        self.has_grouped_convs = grouped_convs(self)
 
     # ---- structure -------------------------------------------------------
     @property
