@@ -30,7 +30,7 @@ PARTS = [
     ("backward", "torch/autograd/__init__.py", "backward"),
     ("optimizer steps", "torch/optim/optimizer.py", "wrapper"),
     ("preflight (checks, profile, cost estimate)", "transferlab/pipeline.py", "preflight"),
-    ("trials", "transferlab/trial.py", "run_trial"),
+    ("trials", "transferlab/trial.py", "run_seeds"),
     ("analysis", "transferlab/analysis/__init__.py", "analyze"),
     ("report", "transferlab/report/html.py", "write_report"),
 ]
@@ -61,7 +61,7 @@ def main() -> None:
     stats = pstats.Stats(prof)
     trials = result.study["run"]["trials_run"]
     print(f"imports {IMPORT_S:.1f} s; study {wall:.1f} s for {trials} trials")
-    trial_s = cumulative(stats, "transferlab/trial.py", "run_trial")
+    trial_s = cumulative(stats, "transferlab/trial.py", "run_seeds")
     for what, frag, name in PARTS:
         s = cumulative(stats, frag, name)
         share = f"{100 * s / trial_s:5.1f}% of trial time" if trial_s and what in PARTS[0][0] + "backward optimizer steps" else ""

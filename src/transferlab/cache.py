@@ -50,10 +50,12 @@ class FeatureCache:
         self.persist = persist
         self._mem: dict[tuple[str, str, int], Inputs] = {}
         self._wanted: set[int] = set()
+        self._view_cuts: set[int] | None = None  # cuts a pass over an augmented view yields (None: the wanted ones)
         self._row_bytes: dict[str, dict[int, int]] = {}
         self.hits = 0
         self.passes = 0  # forward passes over a split
         self.disk_loads = 0
+        self._pending = 0  # bytes of in-memory entries still being filled (``_Sink``)
 
     def row_bytes(self, backbone: Backbone, model_key: str, split: Split) -> dict[int, int]:
         """Bytes one example's activations take at each cut, as stored (one row through the body, remembered)."""
@@ -84,6 +86,15 @@ class FeatureCache:
         self._wanted.update(int(k) for k in cuts if k > 0)
 
     @property
+    def wanted(self) -> frozenset[int]:
+        return frozenset(self._wanted)
+
+    def want_views(self, cuts: Iterable[int]) -> None:
+        """The cuts that read the training pool's augmented views (the study's frozen configurations): a pass over
+        a view yields only these, since no measurement reads a view and each view is a pass over the whole pool."""
+        self._view_cuts = {int(k) for k in cuts if k > 0}
+
+    @property
     def memory_bytes(self) -> int:
         """Bytes held in RAM (memory-mapped entries are not counted: the OS pages them)."""
         return sum(_nbytes(s) for s in self._mem.values() if not getattr(s, "_mmap", False))
@@ -99,17 +110,20 @@ class FeatureCache:
         if key in self._mem:
             self.hits += 1
         elif not self._load(key):
-            split = split() if callable(split) else split
-            self._compute(backbone, model_key, split_key, split, self._pass_cuts(backbone, model_key, split, k))
+            view = callable(split)
+            split = split() if view else split
+            wanted = self._view_cuts if view and self._view_cuts is not None else self._wanted
+            wanted = {c for c in wanted if not self._has((model_key, split_key, c))}  # a pass yields only what is missing
+            self._compute(backbone, model_key, split_key, split, self._pass_cuts(backbone, model_key, split, k, wanted))
             return Split(self._unwrap(self._mem[key]), split.y)
         return Split(self._unwrap(self._mem[key]), split.y if isinstance(split, Split) else None)
 
-    def _pass_cuts(self, backbone: Backbone, model_key: str, split: Split, k: int) -> list[int]:
-        """``k`` and the other wanted cuts one pass yields, while all of them together fit the budget
+    def _pass_cuts(self, backbone: Backbone, model_key: str, split: Split, k: int, wanted: set[int]) -> list[int]:
+        """``k`` and the other ``wanted`` cuts one pass yields, while all of them together fit the budget
         (a pass holds each of its cuts for the whole split at once)."""
         sizes, rows = self.row_bytes(backbone, model_key, split), n_rows(split.inputs)
         cuts, total = [k], rows * sizes[k]
-        for c in sorted(self._wanted - {k}):
+        for c in sorted(wanted - {k}):
             if total + rows * sizes[c] <= self.memory_budget:
                 cuts.append(c)
                 total += rows * sizes[c]
@@ -126,8 +140,7 @@ class FeatureCache:
     def _store(self, key, states: Inputs) -> None:
         if self.fp16:
             states = tree_map(lambda t: t.half() if t.is_floating_point() else t, states)
-        spill = self.disk_dir is not None and (self.persist or self.memory_bytes + _nbytes(states) > self.memory_budget)
-        if not spill:
+        if not self._spills(_nbytes(states)):
             self._mem[key] = states
             return
         self.disk_dir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +153,10 @@ class FeatureCache:
         meta = {"layout": self._layout(states), "names": names, "n": len(leaves(states))}
         self._path(key, "meta").with_suffix(".txt").write_text(repr(meta))
         self._load(key)
+
+    def _has(self, key) -> bool:
+        """Whether ``key`` is held, in memory or in a finished file (not loaded here)."""
+        return key in self._mem or (self.disk_dir is not None and self._path(key, "meta").with_suffix(".txt").exists())
 
     def _load(self, key) -> bool:
         if self.disk_dir is None:
@@ -166,13 +183,145 @@ class FeatureCache:
 
     @torch.no_grad()
     def _compute(self, backbone: Backbone, model_key: str, split_key: str, split: Split, cuts: list[int]) -> None:
-        outs: dict[int, list] = {k: [] for k in cuts}
-        for states in cut_states(backbone, split, cuts, self.batch_size, self.device):
-            for k, state in states.items():
-                outs[k].append(state)
-        for k, parts in outs.items():
-            self._store((model_key, split_key, k), concat(parts))
+        """One pass over ``split`` writing each cut's activations batch by batch into their final place (``_Sink``),
+        so the peak is one entry per cut plus a batch, not the batches and their concatenation at once."""
+        rows = n_rows(split.inputs)
+        sinks = {k: _Sink(self, (model_key, split_key, k), rows) for k in cuts}
+        try:
+            for states in cut_states(backbone, split, cuts, self.batch_size, self.device):
+                for k, state in states.items():
+                    sinks[k].add(state)
+        except BaseException as exc:  # nothing half-written stays (files, or memory counted against the budget)
+            for sink in sinks.values():
+                sink.discard()
+            if not isinstance(exc, _Ragged):
+                raise
+            # batches of different shapes (never for padded splits): join them as they come
+            outs: dict[int, list] = {k: [] for k in cuts}
+            for states in cut_states(backbone, split, cuts, self.batch_size, self.device):
+                for k, state in states.items():
+                    outs[k].append(state)
+            for k, parts in outs.items():
+                self._store((model_key, split_key, k), concat(parts))
+        else:
+            try:
+                for sink in sinks.values():
+                    sink.close()
+            except BaseException:
+                for sink in sinks.values():
+                    sink.discard()
+                raise
         self.passes += 1
+
+    def _spills(self, nbytes: int) -> bool:
+        """Whether an entry of ``nbytes`` goes to disk (memory-mapped) rather than memory."""
+        held = self.memory_bytes + self._pending + nbytes
+        return self.disk_dir is not None and (self.persist or held > self.memory_budget)
+
+
+def _like(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """An empty tensor for ``rows`` rows of batches like ``t``, in ``t``'s memory layout (channels_last maps stay so)."""
+    out = torch.empty((rows, *t.shape[1:]), dtype=t.dtype)
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+class _NpyWriter:
+    """A ``.npy`` file of ``rows`` rows shaped like the batch ``t``, written row block by row block in order.  Plain
+    file writes, not a memory map: the written pages are the OS's to flush, not this process's resident memory."""
+
+    def __init__(self, path: Path, t: torch.Tensor, rows: int):
+        self.dtype, self.shape, self.left = t.numpy().dtype, (rows, *t.shape[1:]), rows
+        self.file = open(path, "wb")
+        np.lib.format.write_array_header_1_0(self.file, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                         "fortran_order": False, "shape": self.shape})
+
+    def write(self, t: torch.Tensor) -> None:
+        if len(t) > self.left:
+            raise _Ragged
+        self.file.write(np.ascontiguousarray(t.numpy()).tobytes())
+        self.left -= len(t)
+
+    def close(self, complete: bool = True) -> None:
+        self.file.close()
+        if complete and self.left:
+            raise ValueError(f"{self.left} rows were never written to {self.file.name}")
+
+
+class _Ragged(Exception):
+    """A batch whose activations do not have the first batch's shape."""
+
+
+class _Sink:
+    """One cut's activations of a whole split, filled batch by batch: a ``.npy`` file per array written in order when
+    the entry goes to disk (then memory-mapped), else one preallocated tensor per array.  Stored as ``_store`` stores
+    (fp16 if asked)."""
+
+    def __init__(self, cache: FeatureCache, key: tuple, rows: int):
+        self.cache, self.key, self.rows, self.done = cache, key, rows, 0
+        self.arrays: list | None = None
+        self.paths: list[Path] = []
+        self.pending = 0  # bytes this entry will take in memory (counted by the cache's budget while it fills)
+
+    def add(self, state: Inputs) -> None:
+        if self.cache.fp16:
+            state = tree_map(lambda t: t.half() if t.is_floating_point() else t, state)
+        parts = leaves(state)
+        if self.arrays is None:
+            self._allocate(state, parts)
+        if [tuple(t.shape[1:]) for t in parts] != [tuple(a.shape[1:]) for a in self.arrays]:
+            raise _Ragged
+        n = len(parts[0])
+        for array, t in zip(self.arrays, parts):
+            if isinstance(array, _NpyWriter):
+                array.write(t)
+            else:
+                array[self.done: self.done + n] = t
+        self.done += n
+
+    def _allocate(self, state: Inputs, parts: list) -> None:
+        self.layout = self.cache._layout(state)
+        self.names = list(state.keys()) if isinstance(state, dict) else None
+        nbytes = sum(self.rows * t[:1].numel() * t.element_size() for t in parts)
+        if self.cache._spills(nbytes):
+            self.cache.disk_dir.mkdir(parents=True, exist_ok=True)
+            self.arrays = []
+            for i, t in enumerate(parts):
+                tmp = self.cache._path(self.key, i).with_suffix(f".tmp{os.getpid()}.npy")
+                self.paths.append(tmp)
+                self.arrays.append(_NpyWriter(tmp, t, self.rows))
+        else:
+            self.pending = nbytes
+            self.cache._pending += nbytes
+            self.arrays = [_like(t, self.rows) for t in parts]
+
+    def close(self) -> None:
+        if self.arrays is None:  # an empty split
+            return
+        self.cache._pending -= self.pending
+        self.pending = 0
+        if not self.paths:
+            self.cache._mem[self.key] = (dict(zip(self.names, self.arrays)) if self.layout == "dict"
+                                         else tuple(self.arrays) if self.layout == "tuple" else self.arrays[0])
+            return
+        for i, (array, tmp) in enumerate(zip(self.arrays, self.paths)):
+            array.close()
+            os.replace(tmp, self.cache._path(self.key, i))  # atomic: another process sees all of it or none
+        self.arrays = None
+        meta = {"layout": self.layout, "names": self.names, "n": len(self.paths)}
+        self.cache._path(self.key, "meta").with_suffix(".txt").write_text(repr(meta))
+        self.cache._load(self.key)
+
+    def discard(self) -> None:
+        """Undo an unfinished entry (a closed one, moved into place, stays)."""
+        self.cache._pending -= self.pending
+        for array in self.arrays or []:
+            if isinstance(array, _NpyWriter):
+                array.close(complete=False)
+        self.pending, self.arrays = 0, None
+        for tmp in self.paths:
+            tmp.unlink(missing_ok=True)
 
 
 class _Mapped:

@@ -1,9 +1,10 @@
 """Where trials run: inline, in a pool of worker processes, or as Ray tasks.
 
-Trials are independent.  Workers share the frozen-feature cache through its
-memory-mapped files: the main process computes every cut of the train and
-validation splits once, before any worker starts, and the workers map them.
-Torch threads per worker are set so the workers do not oversubscribe the cores.
+Trials are independent; a unit of work is one trial or, when members train batched, the seeds of one
+configuration and size (``seed_groups``), which train as one cohort.  Workers share the frozen-feature cache
+through its memory-mapped files: the main process computes the cuts the trials read (of the training pool, its
+augmented views and validation) once, before any worker starts, and the workers map them.  Torch threads per worker are set so the workers do not
+oversubscribe the cores.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from transferlab.cache import FeatureCache
 from transferlab.errors import UserError
 from transferlab.results import TrialSpec
 from transferlab.members import batch_mode
-from transferlab.trial import run_trial
+from transferlab.strategies.base import planned_cuts
+from transferlab.trial import run_seeds
 
 
 
@@ -29,38 +31,52 @@ def make_cache(config, device, disk_dir: Path | None) -> FeatureCache | None:
                         fp16=config.cache_fp16, persist=disk_dir is not None)
 
 
-def warm(cache: FeatureCache | None, pretrained, key: str, data) -> None:
-    """One forward pass per split (train pool, validation) yielding every cut; written for the workers."""
+def warm(cache: FeatureCache | None, pretrained, key: str, data, cuts: set[int]) -> None:
+    """The trials' frozen cuts (``cuts``) of every split they read, computed once and written for the workers: one
+    pass per split (train pool, validation, each augmented view of the pool)."""
     if cache is None:
         return
     from transferlab.strategies.base import view_states
 
-    if not cache.holds(pretrained, key, data.train, 1):  # nothing this big is cached: trials run their prefixes
+    cuts = sorted(k for k in cuts if cache.holds(pretrained, key, data.train, k))
+    if not cuts:  # none is read, or none this big is cached: trials run their prefixes
         return
     held = [("held", data._held)] if data._held is not None else [("val", data.val)]  # per-seed splits: their pool
     for split_key, split in (("train", data.train), *held):
-        cache.states(pretrained, key, split_key, split, 1)
+        cache.states(pretrained, key, split_key, split, cuts[0])
     if data.augment is not None:
-        view_states(cache, pretrained, key, data, 1)
+        view_states(cache, pretrained, key, data, cuts[0])
 
 
 # ---- one worker's state ----------------------------------------------------------
 _WORKER: dict = {}
 
 
-def _init_worker(pretrained, key, data, config, device, disk_dir, threads):
+def _init_worker(pretrained, key, data, config, device, disk_dir, threads, view_cuts):
     torch.set_num_threads(threads)
     cache = make_cache(config, device, disk_dir)
     if cache is not None:
-        cache.want(range(1, pretrained.n_blocks + 1))
+        cache.want(view_cuts)  # the cuts this study's trials read (its main process has computed them already)
+        cache.want_views(view_cuts)
     _WORKER.update(pretrained=pretrained, key=key, data=data, budget=config.budget, device=device, cache=cache,
                    halving=config.halving, members=batch_mode(config.batch_members, device)[0])
 
 
-def _worker_run(spec: TrialSpec) -> dict:
+def _worker_run(group: list[TrialSpec]) -> list[dict]:
     w = _WORKER
-    return run_trial(spec, w["pretrained"], w["key"], w["data"], w["budget"], w["cache"], w["device"],
-                     halving=w["halving"], members=w["members"]).to_dict()
+    return [r.to_dict() for r in run_seeds(group, w["pretrained"], w["key"], w["data"], w["budget"], w["cache"],
+                                           w["device"], halving=w["halving"], members=w["members"])]
+
+
+def seed_groups(specs: list[TrialSpec], together: bool) -> list[list[TrialSpec]]:
+    """The units of work: with members trained together, the seeds of one configuration and size (one cohort:
+    ``trial.run_seeds``), in the order their first trial was planned; else each trial alone."""
+    if not together:
+        return [[s] for s in specs]
+    groups: dict = {}
+    for s in specs:
+        groups.setdefault((s.label, s.n_train), []).append(s)
+    return list(groups.values())
 
 
 def _threads(workers: int, pretrained) -> int:
@@ -74,11 +90,12 @@ def is_parallel(config) -> bool:
     return config.executor != "inline" and (config.workers > 1 or config.executor == "ray")
 
 
-def study_cache(config, device, out: Path | None, n_blocks: int) -> FeatureCache | None:
-    """The study's one cache: its files live in ``out/cache`` so reruns and worker processes find them."""
+def study_cache(config, device, out: Path | None, cuts) -> FeatureCache | None:
+    """The study's one cache: its files live in ``out/cache`` so reruns and worker processes find them.  ``cuts``:
+    those a pass over a split yields (the ones the trials and measurements read), each for the whole split."""
     cache = make_cache(config, device, (out / "cache") if out else None)
     if cache is not None:
-        cache.want(range(1, n_blocks + 1))
+        cache.want(cuts)
     return cache
 
 
@@ -93,42 +110,47 @@ def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, devic
         if cache is None or (parallel and out is None):
             # Workers share through files; a study cache without an out folder lives in memory and cannot be handed over.
             cache = make_cache(config, device, disk_dir)
-            if cache is not None:
-                cache.want(range(1, pretrained.n_blocks + 1))
+        view_cuts = planned_cuts(specs, pretrained)
+        if cache is not None:
+            cache.want(view_cuts)  # what these trials read (e.g. a layers command's own configurations)
+            cache.want_views(view_cuts)
+        members = batch_mode(config.batch_members, device)[0]
+        groups = seed_groups(specs, members)
         if not parallel:
-            members = batch_mode(config.batch_members, device)[0]
-            for spec in specs:
-                on_record(run_trial(spec, pretrained, key, data, config.budget, cache, device, halving=config.halving,
-                                    members=members).to_dict())
+            for group in groups:
+                for rec in run_seeds(group, pretrained, key, data, config.budget, cache, device,
+                                     halving=config.halving, members=members):
+                    on_record(rec.to_dict())
             return
-        warm(cache, pretrained, key, data)
+        warm(cache, pretrained, key, data, view_cuts)
         if config.executor == "process":
-            _process_pool(specs, pretrained, key, data, config, device, disk_dir, on_record)
+            _process_pool(groups, pretrained, key, data, config, device, disk_dir, on_record, view_cuts)
         else:
-            _ray(specs, pretrained, key, data, config, device, disk_dir, on_record)
+            _ray(groups, pretrained, key, data, config, device, disk_dir, on_record, view_cuts)
 
 
-def _process_pool(specs, pretrained, key, data, config, device, disk_dir, on_record) -> None:
-    init = (pretrained, key, data, config, device, disk_dir, _threads(config.workers, pretrained))
+def _process_pool(groups, pretrained, key, data, config, device, disk_dir, on_record, view_cuts) -> None:
+    init = (pretrained, key, data, config, device, disk_dir, _threads(config.workers, pretrained), view_cuts)
     with cf.ProcessPoolExecutor(config.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                 initargs=init) as pool:
-        futures = [pool.submit(_worker_run, spec) for spec in specs]
+        futures = [pool.submit(_worker_run, group) for group in groups]
         try:
             for fut in cf.as_completed(futures):
-                on_record(fut.result())
+                for rec in fut.result():
+                    on_record(rec)
         except BaseException:
             for f in futures:
                 f.cancel()
             raise
 
 
-def _ray_task(spec, pretrained, key, data, config, device, disk_dir, threads) -> dict:
+def _ray_task(group, pretrained, key, data, config, device, disk_dir, threads, view_cuts) -> list[dict]:
     if not _WORKER or _WORKER.get("key") != key:
-        _init_worker(pretrained, key, data, config, device, disk_dir, threads)
-    return _worker_run(spec)
+        _init_worker(pretrained, key, data, config, device, disk_dir, threads, view_cuts)
+    return _worker_run(group)
 
 
-def _ray(specs, pretrained, key, data, config, device, disk_dir, on_record) -> None:
+def _ray(groups, pretrained, key, data, config, device, disk_dir, on_record, view_cuts) -> None:
     try:
         import ray
     except ImportError:
@@ -142,10 +164,12 @@ def _ray(specs, pretrained, key, data, config, device, disk_dir, on_record) -> N
         task = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_task)
         shared = [ray.put(x) for x in (pretrained, data, config)]
         threads = _threads(max(1, config.workers), pretrained)
-        pending = [task.remote(s, shared[0], key, shared[1], shared[2], device, disk_dir, threads) for s in specs]
+        pending = [task.remote(g, shared[0], key, shared[1], shared[2], device, disk_dir, threads, view_cuts)
+                   for g in groups]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            on_record(ray.get(done[0]))
+            for rec in ray.get(done[0]):
+                on_record(rec)
     finally:
         if started:
             ray.shutdown()

@@ -1,7 +1,8 @@
-"""Members of a trial trained together: one batched forward and backward pass for several runs.
+"""Members trained together: one batched forward and backward pass for several runs.
 
-A trial's learning-rate candidates are copies of one network that differ in their weights' trajectories:
-their learning rates (and, for runs of several seeds, their starting weights and data).  ``Cohort`` stacks
+A trial's learning-rate candidates, and the same configuration's other seeds (``trial.run_seeds``; the study
+hands them to one worker together, ``executors.seed_groups``), are copies of one network that differ in their
+weights' trajectories: their learning rates and, across seeds, their starting weights, rows and splits.  ``Cohort`` stacks
 the members' parameters and calls one copy of the network on the stack with ``torch.func.vmap``, so a step
 costs one pass of a wider network instead of one pass per member (JAX's vmapped ensembles; torch.func's
 model-ensembling recipe).  Everything else stays each member's own, exactly as when it trains alone
@@ -218,11 +219,19 @@ class Cohort:
             raise NotBatchable(f"vmap cannot run this network ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
 
 
-def train_together(runs: list[FitRun]) -> str:
-    """Make ``runs`` one cohort if they can be; returns what was done, for the trial's record."""
+def try_together(runs: list[FitRun]) -> NotBatchable | None:
+    """Make ``runs`` one cohort if they can be; else the reason they train one at a time."""
     try:
         Cohort(runs)
     except NotBatchable as why:
+        return why
+    return None
+
+
+def describe(runs: list[FitRun], why: NotBatchable | None, seeds: int = 1) -> str:
+    """What was done with a trial's runs, for its record: batched (how many members, of how many seeds), or why not."""
+    if why is not None:
         return f"one at a time: {why}"
     dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in runs[0].model.modules())
-    return f"batched: {len(runs)} members" + (" (dropout masks drawn per member, not as alone)" if dropout else "")
+    return (f"batched: {len(runs)} members" + (f" ({seeds} seeds)" if seeds > 1 else "")
+            + (" (dropout masks drawn per member, not as alone)" if dropout else ""))

@@ -205,6 +205,23 @@ def check_folder(out: Path | None, model_key: str, data_key: str, config: StudyC
         raise UserError(f"{out} holds a different study (other model, data or settings)", "choose a new --out folder, or delete that one")
 
 
+def cached_cuts(config: StudyConfig, backbone: Backbone) -> set[int]:
+    """The cuts the study caches for whole splits: those its configurations read frozen (``Strategy.reads_cut``)
+    and those the preflight measurements ask for; every cut when the depths to run wait on the profile ("auto").
+    The profile scores the other cuts batch by batch on its own rows (``measurements.profile``)."""
+    from transferlab.measurements import wanted_cuts
+    from transferlab.strategies.base import PlanContext, from_spec
+
+    if config.depths == "auto":
+        return set(range(1, backbone.n_blocks + 1))
+    plan, cuts = PlanContext(config.depths, None), set(wanted_cuts(config, backbone))
+    for entry in config.strategies:
+        strategy = from_spec(entry["name"], entry.get("params"))
+        if strategy.applies(backbone) is None:
+            cuts.update(k for s in strategy.expand(backbone, plan) if (k := s.reads_cut(backbone)) is not None)
+    return cuts
+
+
 def preflight(model, data, config: StudyConfig, out: str | Path | None, measure: bool = True) -> Prepared:
     """Check, prepare and measure; nothing is written. Every refusal happens here."""
     from transferlab.data.augment import resolve
@@ -228,7 +245,7 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     model_key, data_key = backbone.fingerprint(), data.fingerprint()
     # A time-budgeted study is checked once its plan is fitted (execution._fit_time): its folder holds the fitted config.
     check_folder(out, model_key, data_key, config if measure and config.time_budget is None else None)
-    cache = study_cache(config, device, out, backbone.n_blocks)
+    cache = study_cache(config, device, out, cached_cuts(config, backbone))
     prepared = Prepared(backbone, data, config, device, out, cache or FeatureCache(config.budget.eval_batch_size, device),
                         cache, model_key, data_key, skipped=skipped, sizes_dropped=dropped)
     if measure:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from dataclasses import dataclass, field
 
 import torch
 
@@ -27,26 +28,41 @@ def _usable(fitted: Fitted) -> bool:
     return r.diverged_step is None and math.isfinite(r.best_val_acc) and math.isfinite(r.best_val_loss)
 
 
-def halve(fits: list[Fitted]) -> None:
+def halve(fits: list[Fitted], *others: list[Fitted]) -> None:
     """Successive halving on validation: every candidate trains to the first rung (a quarter of the step
     budget), the better half goes on to the next rung (twice as far), and so on; the last one trains until it
-    ends by the fit loop's own rule.  Candidates without steps (a closed-form probe) are already finished."""
-    alive = [f for f in fits if f.run is not None]
-    if not alive:
+    ends by the fit loop's own rule.  Candidates without steps (a closed-form probe) are already finished.
+
+    ``others``: the candidate lists of other trials trained in the same cohort (their seeds): each list is
+    halved on its own, rung by rung in step with the rest, so no trial's candidates train past a rung before
+    its own cut is made there (the cut then sees what it would see alone)."""
+    trials = [[f for f in group if f.run is not None] for group in (fits, *others)]
+    trials = [alive for alive in trials if alive]
+    if not trials:
         return
-    steps = alive[0].run.plan.steps  # the candidates of one trial share the training subset, so the plan
-    rung = max(alive[0].run.plan.eval_every, steps // 4)
-    while len(alive) > 1 and rung < steps:
+    if len({(t[0].run.plan.steps, t[0].run.plan.eval_every) for t in trials}) > 1:  # rungs differ: not in step
+        for alive in trials:
+            halve(alive)
+        return
+    steps = trials[0][0].run.plan.steps  # the candidates of one trial share the training subset, so the plan
+    rung = max(trials[0][0].run.plan.eval_every, steps // 4)
+    while any(len(alive) > 1 for alive in trials) and rung < steps:
+        for alive in trials:
+            if len(alive) > 1:
+                for f in alive:
+                    f.advance(rung)
+        for i, alive in enumerate(trials):
+            if len(alive) > 1:
+                ranked = sorted(alive, key=lambda f: _rank(f) if _usable(f) else (-1.0, -math.inf), reverse=True)
+                keep = ranked[: math.ceil(len(alive) / 2)]
+                for f in alive:
+                    if f not in keep:
+                        f.finish(early=True)
+                trials[i] = keep
+        rung *= 2
+    for alive in trials:
         for f in alive:
-            f.advance(rung)
-        ranked = sorted(alive, key=lambda f: _rank(f) if _usable(f) else (-1.0, -math.inf), reverse=True)
-        keep = ranked[: math.ceil(len(alive) / 2)]
-        for f in alive:
-            if f not in keep:
-                f.finish(early=True)
-        alive, rung = keep, rung * 2
-    for f in alive:
-        f.finish()
+            f.finish()
 
 
 def grid_key(candidates: list[dict]) -> str | None:
@@ -124,35 +140,137 @@ def run_trial(spec: TrialSpec, pretrained: Backbone, model_key: str, data: Targe
     other.  A choice on an edge of the grid extends the grid (``extend_grid``).
     ``keep``: if a list, the chosen ``Fitted`` is appended to it.
     """
+    return run_seeds([spec], pretrained, model_key, data, budget, cache, device, hooks, keep, halving, members)[0]
+
+
+@dataclass
+class _Open:
+    """A trial between its start and its record: its own data, context and candidates."""
+
+    spec: TrialSpec
+    strategy: object
+    data: TargetData
+    ctx: TrialContext
+    record: TrialRecord
+    spent: float = 0.0  # seconds of this trial's own work so far (its share, where trials trained together)
+    fits: list = field(default_factory=list)
+
+
+def run_seeds(specs: list[TrialSpec], pretrained: Backbone, model_key: str, data: TargetData, budget: Budget,
+              cache: FeatureCache | None = None, device: str = "cpu", hooks: tuple = (), keep: list | None = None,
+              halving: bool = False, members: bool = False) -> list[TrialRecord]:
+    """``run_trial`` for trials of one configuration and size that differ in their seed.  With ``members``, all
+    their candidates (seeds x learning rates) train as one batched model where the network allows; each trial
+    still has its own initialisation, training rows, splits, data order, halving, stopping and checkpoint, so
+    its record equals the one it gets alone up to float rounding (exactly in float64: tests/oracles/test_members.py).
+    Otherwise, or when the cohort fails as a whole, each trial runs alone.
+    A trial's ``wall_s`` is its own time plus its share of the time they trained together."""
+    if not members or len(specs) == 1:
+        out = []
+        for spec in specs:
+            trial = _open(spec, pretrained, model_key, data, budget, cache, device, hooks, lazy=halving or members)
+            t0 = time.perf_counter()
+            if trial.record.error is None:
+                _train([trial], halving, members)
+            trial.spent += time.perf_counter() - t0
+            out.append(_close(trial, pretrained, device, keep))
+        return out
+    trials = [_open(s, pretrained, model_key, data, budget, cache, device, hooks, lazy=True) for s in specs]
+    ready = [t for t in trials if t.record.error is None]
+    t0 = time.perf_counter()
+    _train(ready, halving, members)
+    for t in ready:
+        t.spent += (time.perf_counter() - t0) / len(ready)  # the time they trained together, shared out
+    out = []
+    for t in trials:
+        if t in ready and t.record.error is not None and len(ready) > 1:
+            # The cohort failed (e.g. out of memory for all its members at once): not a fault of this trial's own,
+            # so it runs again alone, from the start.
+            rec = run_seeds([t.spec], pretrained, model_key, data, budget, cache, device, hooks, keep, halving, members)[0]
+            rec.members = f"{rec.members}; its seeds' cohort failed ({t.record.error.splitlines()[0][:120]})"
+            out.append(rec)
+        else:
+            out.append(_close(t, pretrained, device, keep))
+    return out
+
+
+def _open(spec, pretrained, model_key, data, budget, cache, device, hooks, lazy: bool) -> _Open:
+    """The trial's data and its candidates, built (and, unless ``lazy``, trained) in the order they run alone."""
     t0 = time.perf_counter()
     strategy = from_spec(spec.strategy, spec.params)
     data = data.for_seed(spec.seed)  # this seed's own validation and test examples, when they are redrawn per seed
     idx = data.train_indices(spec.n_train, spec.seed)
-    ctx = TrialContext(pretrained, model_key, data, idx, spec.seed, budget, cache, device, hooks, lazy=halving or members)
+    ctx = TrialContext(pretrained, model_key, data, idx, spec.seed, budget, cache, device, hooks, lazy=lazy)
     record = TrialRecord(spec.trial_id, spec.strategy, spec.label, spec.params, spec.seed, spec.n_train,
                          len(idx), status="failed", total_params=sum(p.numel() for p in pretrained.parameters()))
+    trial = _Open(spec, strategy, data, ctx, record)
     try:
-        fits = []
         for candidate in strategy.candidates(budget):
             torch.manual_seed(spec.seed)  # every candidate starts from the same head initialisation
-            fits.append((candidate, strategy.fit(ctx, candidate)))
-        runs = [f.run for _, f in fits if f.run is not None and not f.run.done]
-        if members and runs:
-            from transferlab.members import train_together
-
-            record.members = train_together(runs)
-        if halving:
-            halve([f for _, f in fits])
-        for _, f in fits:  # trained already unless lazy
-            f.finish()
-        record.grid_extended = extend_grid(strategy, ctx, fits, budget)
+            trial.fits.append((candidate, strategy.fit(ctx, candidate)))
     except UserError:
         raise
     except Exception as exc:  # a bug or a resource failure: record it, the study goes on
-        record.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        _failed(trial, exc)
+    trial.spent = time.perf_counter() - t0
+    return trial
+
+
+def _failed(trial: _Open, exc: Exception) -> None:
+    trial.record.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+
+
+def _train(trials: list[_Open], halving: bool, members: bool) -> None:
+    """Train the trials' candidates to their ends: as one cohort (all trials' runs together, else each trial's
+    own) when ``members``, with successive halving rung by rung when ``halving``."""
+    try:
+        if members:
+            _cohorts(trials)
+        fits = [[f for _, f in t.fits] for t in trials]
+        if halving and fits:
+            halve(*fits)
+        for group in fits:
+            for f in group:  # trained already unless lazy
+                f.finish()
+    except UserError:
+        raise
+    except Exception as exc:  # one cohort: its failure is every member's
+        for t in trials:
+            _failed(t, exc)
+
+
+def _cohorts(trials: list[_Open]) -> None:
+    from transferlab.members import NotBatchable, describe, try_together
+
+    runs = [[f.run for _, f in t.fits if f.run is not None and not f.run.done] for t in trials]
+    every = [r for rs in runs for r in rs]
+    if not every:
+        return
+    why = try_together(every)
+    if not isinstance(why, NotBatchable) or len(trials) == 1:
+        for t in trials:
+            t.record.members = describe(every, why, len(trials))
+        return
+    for t, rs in zip(trials, runs):  # the seeds cannot share one model (e.g. step plans differ): each trial alone
+        alone = try_together(rs) if rs else why
+        t.record.members = describe(rs, alone, 1) + f" (seeds apart: {why})"
+
+
+def _close(trial: _Open, pretrained: Backbone, device: str, keep: list | None) -> TrialRecord:
+    """Extend the grid if the choice is on its edge, choose on validation, open the test split once."""
+    spec, data, record, fits = trial.spec, trial.data, trial.record, trial.fits
+    t0 = time.perf_counter() - trial.spent
+    if record.error is None:
+        try:
+            record.grid_extended = extend_grid(trial.strategy, trial.ctx, fits, trial.ctx.budget)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            _failed(trial, exc)
+    if record.error is not None:
         record.wall_s = time.perf_counter() - t0
         return record
-
+    strategy = trial.strategy
     record.candidates = [{**c, "best_val_acc": f.result.best_val_acc, "best_step": f.result.best_step,
                           "diverged_step": f.result.diverged_step, "steps": f.steps_run, "stop": f.result.stop}
                          for c, f in fits]

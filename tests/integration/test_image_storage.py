@@ -121,10 +121,14 @@ def test_the_profile_pools_batch_by_batch_when_cuts_do_not_fit(cnn, digits):
     from transferlab.measurements.profile import profile
 
     data = prepared(cnn, digits)
-    held = profile(cnn, data, FeatureCache())
+    roomy = FeatureCache()
+    roomy.want(range(1, cnn.n_blocks + 1))  # as a study that caches every cut
+    held = profile(cnn, data, roomy)
+    assert roomy.passes >= 1, "the cuts a study caches come from the pool's cached activations"
     small = FeatureCache(memory_budget=1000)
+    small.want(range(1, cnn.n_blocks + 1))
     streamed = profile(cnn, data, small)
-    assert small.memory_bytes <= 1000, "nothing held beyond the budget"
+    assert small.memory_bytes <= 1000 and small.passes == 0, "nothing held beyond the budget"
     for a, b in zip(held["cuts"], streamed["cuts"]):
         assert a["k"] == b["k"] and a["dim"] == b["dim"]
         assert a["knn_acc"] == pytest.approx(b["knn_acc"]) and a["logme"] == pytest.approx(b["logme"], rel=1e-4)

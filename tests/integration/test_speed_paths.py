@@ -53,6 +53,43 @@ def test_cache_respects_its_memory_budget_and_files_are_reused(cnn, digits, tmp_
     assert other.fingerprint() != cnn.fingerprint(), "changed weights give a new cache key"
 
 
+def test_a_split_is_cached_batch_by_batch_into_its_file_or_its_tensor(cnn, digits, tmp_path):
+    """Each cut is written in order as the batches come (a file per cut, or one tensor in memory), never held twice:
+    the entry equals the features of the whole split at once, on disk and in memory, with no partial file left."""
+    data = prepared(cnn, digits)
+    with torch.no_grad():
+        whole = {k: cnn.eval().features(data.train.inputs, k) for k in (1, 2, 3)}
+    for disk in (True, False):
+        cache = FeatureCache(batch_size=7, disk_dir=tmp_path / "c" if disk else None, persist=disk)  # many batches
+        cache.want([1, 2, 3])
+        for k in (1, 2, 3):
+            got = cache.states(cnn, "key", "train", data.train, k).inputs
+            torch.testing.assert_close(got, whole[k], rtol=1e-5, atol=1e-6)
+        assert cache.passes == 1
+        assert (cache.memory_bytes == 0) is disk and cache._pending == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted(
+        [f"key-train-cut{k}-{i}.npy" for k in (1, 2, 3) for i in (0,)] + [f"key-train-cut{k}-meta.txt" for k in (1, 2, 3)])
+    again = FeatureCache(disk_dir=tmp_path / "c")
+    torch.testing.assert_close(again.states(cnn, "key", "train", data.train, 2).inputs, whole[2], rtol=1e-5, atol=1e-6)
+    assert again.passes == 0 and again.disk_loads == 1
+
+
+def test_augmented_views_are_cached_only_at_the_cuts_the_trials_read(cnn, digits, tmp_path):
+    """Each augmented view is a pass over the whole training pool, and only frozen trials read them: a study of
+    scratch, head (the last cut) and freeze_k(k=1) caches the views at cuts 1 and 3, not at cut 2."""
+    import re
+
+    cfg = tl.StudyConfig(strategies=["scratch", "head", {"name": "freeze_k", "params": {"k": 1}}], sizes=[5],
+                         seeds=[0], augment="crop,flip", augment_views=2, estimate=False,
+                         budget=tl.Budget(steps=20, patience=2, lrs=(3e-3,)))
+    tl.run_study(cnn, digits, cfg, tmp_path / "s", report=False)
+    files = [f.name for f in (tmp_path / "s" / "cache").glob("*.npy")]
+    views = {int(m.group(1)) for f in files if (m := re.search(r"-train-crop-flip-.*-cut(\d+)-", f))}
+    plain = {int(m.group(1)) for f in files if (m := re.search(r"-train-cut(\d+)-", f))}
+    assert views == {1, 3}
+    assert plain == {1, 3}, "the pool is cached at the cuts the trials read; the profile streams cut 2 on its rows"
+
+
 def test_fp16_cache_is_close_not_exact(cnn, digits, tmp_path):
     data = prepared(cnn, digits)
     c16 = FeatureCache(disk_dir=tmp_path, fp16=True, persist=True)

@@ -19,7 +19,7 @@ from transferlab.backbones.base import Backbone, Preprocessing
 from transferlab.results import TrialSpec
 from transferlab.fitloop import Hook
 from transferlab.training import Budget
-from transferlab.trial import run_trial
+from transferlab.trial import run_seeds, run_trial
 
 BUDGET = Budget(steps=30, eval_every=1, patience=5, batch_size=16, lrs=(1e-3, 3e-3, 1e-2), grid_extensions=1)
 
@@ -42,9 +42,9 @@ def bn_cnn():
     return _bn_cnn()
 
 
-def _same(solo, batched) -> None:
+def _same(solo, batched, members: str = "batched: 3 members") -> None:
     assert solo.status == batched.status == "ok"
-    assert batched.members == "batched: 3 members"
+    assert batched.members == members
     assert solo.members == ""
     assert len(solo.candidates) == len(batched.candidates)
     for a, b in zip(solo.candidates, batched.candidates):
@@ -59,6 +59,30 @@ def _same(solo, batched) -> None:
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4, abs=1e-6)
         assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1e-9)
+
+
+def _in_double(bb, data):
+    """The network and its data in float64: members that see different inputs run vmap's batched kernels, whose
+    float32 sums differ from a solo pass in the last bits; over 30 Adam steps that can flip one borderline
+    validation example.  In float64 the two agree far below any decision, so the oracle can ask for equality."""
+    from dataclasses import replace
+
+    from transferlab.data.base import SealedSplit, Split
+
+    def dbl(split):
+        return None if split is None else Split(split.inputs.double(), split.y)
+
+    return bb.clone().double(), replace(data, train=dbl(data.train), val=dbl(data.val), holdout=dbl(data.holdout),
+                                        test=SealedSplit(dbl(data.test.open("check:test_double"))))
+
+
+@pytest.fixture()
+def float64():
+    """New layers (a replaced head) in float64 too, for the duration of one test."""
+    was = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(was)
 
 
 STRATEGIES = [("scratch", {}), ("head", {}), ("freeze_k", {"k": 1, "train_bn": False}), ("finetune", {})]
@@ -125,6 +149,61 @@ def test_batched_members_with_halving_and_augmentation(bn_cnn, digits):
           run_trial(spec, bn_cnn, "m", data, budget, halving=True, members=True))
 
 
+@pytest.mark.parametrize("name,params", STRATEGIES, ids=[s for s, _ in STRATEGIES])
+@pytest.mark.parametrize("model", ["bn_cnn", "mlp"])
+def test_seeds_trained_together_equal_their_solo_trials(model, name, params, request, digits, float64):
+    """A configuration's seeds and LR candidates as one cohort of 9 members (the scheduler's unit on a GPU): each
+    seed has its own splits (per-seed validation and test), training rows, initialisation and data order, and its
+    record equals the one it gets alone."""
+    from transferlab.data.base import hold_out, resplit
+
+    bb = request.getfixturevalue(model)
+    bb, data = _in_double(bb, prepared(bb, hold_out(digits)))
+    data = resplit(data, "per_seed")  # as a study splits small data
+    assert not torch.equal(data.for_seed(0).val.y, data.for_seed(1).val.y)  # per-seed splits: the members' data differ
+    specs = [TrialSpec(name, params, seed, 10) for seed in (0, 1, 2)]
+    together = run_seeds(specs, bb, "m", data, BUDGET, members=True)
+    for spec, batched in zip(specs, together):
+        assert batched.seed == spec.seed
+        _same(run_trial(spec, bb, "m", data, BUDGET), batched, "batched: 9 members (3 seeds)")
+
+
+def test_seeds_trained_together_are_halved_each_on_its_own(bn_cnn, digits, float64):
+    """Successive halving cuts each seed's candidates at each rung, all seeds in step: as each seed alone."""
+    from dataclasses import replace
+
+    budget = replace(BUDGET, eval_every=2, steps=40)
+    bn_cnn, data = _in_double(bn_cnn, prepared(bn_cnn, digits))
+    specs = [TrialSpec("finetune", {}, seed, 10) for seed in (3, 4)]
+    together = run_seeds(specs, bn_cnn, "m", data, budget, halving=True, members=True)
+    for spec, batched in zip(specs, together):
+        solo = run_trial(spec, bn_cnn, "m", data, budget, halving=True)
+        assert [c["stop"] for c in solo.candidates].count("halted") >= 1  # halving cut something
+        _same(solo, batched, "batched: 6 members (2 seeds)")
+
+
+def test_a_failed_cohort_of_seeds_runs_each_seed_again_alone(mlp, digits, monkeypatch):
+    """A cohort's failure (say, out of memory for all members at once) is not any one trial's: each seed runs again
+    alone, and its record is the one it gets alone, with the cohort's failure noted."""
+    from transferlab import members
+
+    real = members.Cohort._period
+
+    def period(self):
+        if len(self.runs) > len(BUDGET.lrs):  # only the cohort of several seeds fails
+            raise RuntimeError("out of memory (simulated)")
+        return real(self)
+
+    monkeypatch.setattr(members.Cohort, "_period", period)
+    data = prepared(mlp, digits)
+    specs = [TrialSpec("finetune", {}, seed, 5) for seed in (0, 1)]
+    for spec, rec in zip(specs, run_seeds(specs, mlp, "m", data, BUDGET, members=True)):
+        assert rec.status == "ok" and rec.error is None
+        assert rec.members.startswith("batched: 3 members; its seeds' cohort failed (RuntimeError: out of memory")
+        solo = run_trial(spec, mlp, "m", data, BUDGET, members=True)
+        assert (rec.test_acc, rec.best_step, rec.chosen) == (solo.test_acc, solo.best_step, solo.chosen)
+
+
 def test_a_hook_not_written_for_members_trains_them_one_at_a_time(mlp, digits):
     class Counter(Hook):
         def __init__(self):
@@ -168,13 +247,14 @@ def test_the_study_says_how_members_trained(mlp, digits, tmp_path):
     from transferlab.config import StudyConfig
     from transferlab.execution import run_study
 
-    cfg = StudyConfig(strategies=["scratch", "head"], sizes=[5], seeds=[0], profile=False, estimate=False,
+    cfg = StudyConfig(strategies=["scratch", "head"], sizes=[5], seeds=[0, 1], profile=False, estimate=False,
                       budget=Budget(steps=20, patience=2, batch_size=16, lrs=(1e-3, 1e-2)), batch_members=True)
     run_study(mlp, digits, cfg, out=tmp_path, report=False)
     study = json.loads((tmp_path / "study.json").read_text())
     assert study["members"] == {"batched": True, "why": "batched: batch_members = true"}
     trials = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
-    assert {t["members"] for t in trials if t["strategy"] != "zero_shot"} == {"batched: 2 members"}
+    ran = [t for t in trials if t["strategy"] != "zero_shot"]  # each configuration's seeds in one cohort
+    assert len(ran) == 4 and {t["members"] for t in ran} == {"batched: 4 members (2 seeds)"}
     auto = StudyConfig(batch_members="auto")
     from transferlab.members import batch_mode
 

@@ -54,10 +54,19 @@ def register(cls: type[Measurement]) -> type[Measurement]:
     return MEASUREMENTS.register(cls.name, cls)
 
 
+def _chosen(config, only: Iterable[str] | None = None) -> list[Measurement]:
+    return [cls() for name, cls in sorted(MEASUREMENTS.entries().items())
+            if (only is None or name in only) and (config.profile or not cls.profile)]
+
+
+def wanted_cuts(config, backbone) -> set[int]:
+    """The cuts the measurements the config asks for read for whole splits."""
+    return {int(k) for m in _chosen(config) for k in m.cuts(backbone)}
+
+
 def run_measurements(pf: Preflight, only: Iterable[str] | None = None) -> dict[str, Any]:
     """Every registered measurement the config asks for, sharing one pass per split at the union of their cuts."""
-    chosen = [cls() for name, cls in sorted(MEASUREMENTS.entries().items())
-              if (only is None or name in only) and (pf.config.profile or not cls.profile)]
+    chosen = _chosen(pf.config, only)
     for m in chosen:
         pf.cache.want(m.cuts(pf.backbone))
     return {m.name: m.measure(pf) for m in chosen}

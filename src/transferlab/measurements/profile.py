@@ -21,7 +21,7 @@ from transferlab.moved import pooled
 MAX_ROWS = 2000  # scores on at most this many train examples (stratified), to keep the profile a small cost
 
 
-def _rows(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
+def scored_rows(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
     if len(y) <= limit:
         return np.arange(len(y))
     from sklearn.model_selection import train_test_split
@@ -35,13 +35,13 @@ def profile(backbone: Backbone, data: TargetData, cache: FeatureCache | None = N
     """Scores per cut of the (already preprocessed) target data."""
     t0 = time.perf_counter()
     cache = cache or FeatureCache()
-    cache.want(range(1, backbone.n_blocks + 1))
-    idx = _rows(data.train.y.numpy(), MAX_ROWS, seed)
+    idx = scored_rows(data.train.y.numpy(), MAX_ROWS, seed)
     ytr, yval = data.train.y.numpy()[idx], data.val.y.numpy()
     cuts = range(1, backbone.n_blocks + 1)
-    # Cuts the cache holds are computed for the whole pool (the frozen trials reuse them); the rest are pooled
-    # batch by batch on the scored rows only, so a big image folder's profile keeps memory bounded.
-    held = [k for k in cuts if cache.holds(backbone, key, data.train, k)]
+    # The cuts the study caches anyway (its frozen trials read them, ``pipeline.cached_cuts``) come from the pool's
+    # cached activations; the rest are pooled batch by batch on the scored rows only, so a big image folder's
+    # profile keeps memory bounded and no cut is computed for the whole pool that nothing else reads.
+    held = [k for k in cuts if k in cache.wanted and cache.holds(backbone, key, data.train, k)]
     rest = [k for k in cuts if k not in held]
     streamed = ({}, {}) if not rest else (
         pooled_pass(backbone, data.train.subset(idx), rest, cache.batch_size, cache.device),
@@ -84,8 +84,5 @@ class Profile(Measurement):
     name = "profile"
     profile = True
 
-    def cuts(self, backbone):
-        return range(1, backbone.n_blocks + 1)
-
-    def measure(self, pf: Preflight) -> dict:
+    def measure(self, pf: Preflight) -> dict:  # reads every cut: the cached ones, the others streamed
         return profile(pf.backbone, pf.data, pf.cache, pf.key)

@@ -21,10 +21,17 @@ ERROR_RATIO = 0.5  # ... or make at most this share of their errors (random CNN 
 
 
 def probe_val_acc(backbone: Backbone, data: TargetData, seed: int = 0, cache: FeatureCache | None = None,
-                  key: str = "m") -> float:
-    cache = cache or FeatureCache()
+                  key: str = "m", rows=None) -> float:
+    """``rows``: the training pool's rows to fit on (all by default); from a given ``cache``, the pool's activations
+    (the pass the trials reuse), else only those rows' own."""
     k = backbone.n_blocks
-    x, y = as_matrix(cache.states(backbone, key, "train", data.train, k))
+    if cache is None:
+        train = data.train if rows is None else data.train.subset(torch.as_tensor(rows))
+        cache, rows = FeatureCache(), None
+    else:
+        train = data.train
+    states = cache.states(backbone, key, "train", train, k)
+    x, y = as_matrix(states if rows is None else states.subset(torch.as_tensor(rows)))
     xv, yv = as_matrix(cache.states(backbone, key, "val", data.val, k))
     pipe = make_classifier("logreg", 1.0, seed).fit(x, y)
     return score(pipe, xv, yv, data.n_classes)[1]
@@ -32,10 +39,15 @@ def probe_val_acc(backbone: Backbone, data: TargetData, seed: int = 0, cache: Fe
 
 def feature_relevance(pretrained: Backbone, data: TargetData, seed: int = 0, cache: FeatureCache | None = None,
                       key: str = "m") -> dict:
-    """``cache``/``key``: the study's, so the pretrained features come from the pass the trials use."""
-    pre = probe_val_acc(pretrained, data, seed, cache, key)
+    """``cache``/``key``: the study's, so the pretrained features come from the pass the trials use.  Both probes fit
+    on the rows the profile scores (at most ``profile.MAX_ROWS``, stratified), so a big pool costs the re-initialised
+    copy one pass over those rows, not over the pool."""
+    from transferlab.measurements.profile import MAX_ROWS, scored_rows
+
+    rows = scored_rows(data.train.y.numpy(), MAX_ROWS, seed)
+    pre = probe_val_acc(pretrained, data, seed, cache, key, rows)
     torch.manual_seed(seed)
-    rnd = probe_val_acc(pretrained.clone().reinit(), data, seed)
+    rnd = probe_val_acc(pretrained.clone().reinit(), data, seed, rows=rows)
     level = "high" if pre >= rnd + MARGIN or (1 - pre) <= ERROR_RATIO * (1 - rnd) else "low"
     return {"method": "probe_vs_random_features", "pretrained_val_acc": pre, "random_val_acc": rnd, "level": level,
             "summary": f"a linear probe on the pretrained features reaches {100 * pre:.1f}% validation accuracy vs "

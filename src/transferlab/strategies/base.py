@@ -188,6 +188,12 @@ class TrialContext:
         return Split(torch.cat(states), y.repeat(len(states)))
 
 
+def planned_cuts(specs, backbone: Backbone) -> set[int]:
+    """The cuts the trials of ``specs`` (``TrialSpec``s) read frozen (``Strategy.reads_cut``)."""
+    cuts = {from_spec(s.strategy, s.params).reads_cut(backbone) for s in specs}
+    return {k for k in cuts if k is not None}
+
+
 def view_states(cache: FeatureCache, pretrained: Backbone, model_key: str, data: TargetData, k: int) -> list:
     """The training pool's activations at cut ``k`` for each augmented view (one prefix pass per view)."""
     aug, pool = data.augment, data.train
@@ -276,6 +282,12 @@ class Strategy:
         """The first block whose weights train (``n_blocks``: only the head; None: a closed-form fit on
         frozen features). The cost estimate times training once per distinct value."""
         return 0
+
+    def reads_cut(self, backbone: Backbone) -> int | None:
+        """The cut whose frozen activations this configuration reads (from the study's cache where it fits), or
+        None.  The study computes the training pool's augmented views only at such cuts (``planned_cuts``)."""
+        k = self.trains_from(backbone)
+        return k if k is not None and 0 < k <= backbone.n_blocks else None
 
     def candidates(self, budget: Budget) -> list[dict]:
         return [{"lr": lr} for lr in budget.lrs]

@@ -55,6 +55,9 @@ class BNAdapt(Strategy):
             return "the model has no BatchNorm layers to adapt (it would equal a linear head on the frozen body)"
         return None
 
+    def reads_cut(self, backbone: Backbone) -> int | None:
+        return None  # it reads its own adapted body's features (cached under that body's key), not the pretrained's
+
     def trains_from(self, backbone: Backbone) -> int | None:
         return backbone.n_blocks
 

@@ -67,6 +67,11 @@ class LoRA(Strategy):
                     "sentence-transformers encoders)" if not self.targets else f"the model has no Linear layers named {self.targets}")
         return None
 
+    def reads_cut(self, backbone: Backbone) -> int | None:
+        names = target_modules(backbone, self.targets) or []
+        adapted = [i for i, b in enumerate(backbone.blocks.values()) if _linear_names(b) & set(names)]
+        return adapted[0] if adapted and adapted[0] > 0 else None  # the blocks before the first adapted one: frozen
+
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         from peft import LoraConfig, inject_adapter_in_model
 

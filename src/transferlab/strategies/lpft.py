@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from transferlab.backbones.base import Backbone
 from transferlab.strategies.base import Fitted, Strategy, TrialContext, register, train_backbone
 from transferlab.strategies.probe import as_matrix, make_classifier, score
 from transferlab.fitloop import EvalLog, evaluate
@@ -39,6 +40,9 @@ class LPFT(Strategy):
     summary = "linear probe first, then fine-tune everything from the probed head (Kumar et al. 2022)"
     body_lr_mult: float = 1.0
     probe_C: float = 1.0
+
+    def reads_cut(self, backbone: Backbone) -> int | None:
+        return backbone.n_blocks  # the probe's features; the fine-tuning then trains every block
 
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         t0 = time.perf_counter()

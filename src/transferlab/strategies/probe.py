@@ -76,6 +76,9 @@ class LinearProbe(Strategy):
     def trains_from(self, backbone: Backbone) -> int | None:
         return None
 
+    def reads_cut(self, backbone: Backbone) -> int | None:
+        return backbone.n_blocks if self.cut is None else self.cut
+
     def fit(self, ctx: TrialContext, candidate: dict) -> Fitted:
         t0 = time.perf_counter()
         k = ctx.pretrained.n_blocks if self.cut is None else self.cut
