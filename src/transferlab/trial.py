@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from transferlab.accel import on_cuda
 from transferlab.backbones.base import Backbone
 from transferlab.cache import FeatureCache
 from transferlab.data.base import TargetData
@@ -181,13 +182,20 @@ def run_seeds(specs: list[TrialSpec], pretrained: Backbone, model_key: str, data
     _train(ready, halving, members)
     for t in ready:
         t.spent += (time.perf_counter() - t0) / len(ready)  # the time they trained together, shared out
+    failed = len(ready) > 1 and any(t.record.error is not None for t in ready)
+    if failed:  # free the cohort's models and optimizers before its seeds run again (it may have run out of memory)
+        for t in ready:
+            t.fits.clear()
+            t.ctx.memo.clear()
+        if on_cuda(device):
+            torch.cuda.empty_cache()
     out = []
     for t in trials:
-        if t in ready and t.record.error is not None and len(ready) > 1:
-            # The cohort failed (e.g. out of memory for all its members at once): not a fault of this trial's own,
-            # so it runs again alone, from the start.
+        if failed and t in ready:
+            # The cohort failed as a whole: not a fault of this trial's own, so it runs again alone, from the start.
             rec = run_seeds([t.spec], pretrained, model_key, data, budget, cache, device, hooks, keep, halving, members)[0]
-            rec.members = f"{rec.members}; its seeds' cohort failed ({t.record.error.splitlines()[0][:120]})"
+            why = f"its seeds' cohort failed ({t.record.error.splitlines()[0][:120]})"
+            rec.members = f"{rec.members}; {why}" if rec.members else why
             out.append(rec)
         else:
             out.append(_close(t, pretrained, device, keep))
