@@ -137,22 +137,32 @@ class FeatureCache:
     def _layout(self, states: Inputs) -> str:
         return "dict" if isinstance(states, dict) else "tuple" if isinstance(states, (tuple, list)) else "tensor"
 
+    def _tmp_path(self, key: tuple[str, str, int], i: int) -> Path:
+        """Where this process writes file ``i`` of ``key`` before moving it into place."""
+        return self._path(key, i).with_suffix(f".tmp{os.getpid()}.npy")
+
+    def _half(self, states: Inputs) -> Inputs:
+        """``states`` as stored: floating arrays in half precision with ``fp16``."""
+        return tree_map(lambda t: t.half() if t.is_floating_point() else t, states) if self.fp16 else states
+
+    def _seal(self, key, tmps: list[Path], layout: str, names: list | None) -> None:
+        """Move an entry's finished files into place, write its meta file last, and map it."""
+        for i, tmp in enumerate(tmps):
+            os.replace(tmp, self._path(key, i))  # atomic: another process sees all of it or none
+        self._path(key, "meta").with_suffix(".txt").write_text(repr({"layout": layout, "names": names, "n": len(tmps)}))
+        self._load(key)
+
     def _store(self, key, states: Inputs) -> None:
-        if self.fp16:
-            states = tree_map(lambda t: t.half() if t.is_floating_point() else t, states)
+        states = self._half(states)
         if not self._spills(_nbytes(states)):
             self._mem[key] = states
             return
         self.disk_dir.mkdir(parents=True, exist_ok=True)
-        names = list(states.keys()) if isinstance(states, dict) else None
+        tmps = []
         for i, t in enumerate(leaves(states)):
-            path = self._path(key, i)
-            tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-            np.save(tmp, t.numpy())
-            os.replace(tmp, path)  # atomic: another process sees all of it or none
-        meta = {"layout": self._layout(states), "names": names, "n": len(leaves(states))}
-        self._path(key, "meta").with_suffix(".txt").write_text(repr(meta))
-        self._load(key)
+            tmps.append(self._tmp_path(key, i))
+            np.save(tmps[-1], t.numpy())
+        self._seal(key, tmps, self._layout(states), list(states.keys()) if isinstance(states, dict) else None)
 
     def _has(self, key) -> bool:
         """Whether ``key`` is held, in memory or in a finished file (not loaded here)."""
@@ -169,9 +179,7 @@ class FeatureCache:
         meta = ast.literal_eval(meta_path.read_text())
         # mmap_mode="c": copy-on-write pages, so torch gets a writable view without reading the file into RAM.
         parts = [torch.from_numpy(np.load(self._path(key, i), mmap_mode="c")) for i in range(meta["n"])]
-        states = (dict(zip(meta["names"], parts)) if meta["layout"] == "dict"
-                  else tuple(parts) if meta["layout"] == "tuple" else parts[0])
-        self._mem[key] = _Mapped(states)
+        self._mem[key] = _Mapped(_assemble(meta["layout"], meta["names"], parts))
         self.disk_loads += 1
         return True
 
@@ -265,8 +273,7 @@ class _Sink:
         self.pending = 0  # bytes this entry will take in memory (counted by the cache's budget while it fills)
 
     def add(self, state: Inputs) -> None:
-        if self.cache.fp16:
-            state = tree_map(lambda t: t.half() if t.is_floating_point() else t, state)
+        state = self.cache._half(state)
         parts = leaves(state)
         if self.arrays is None:
             self._allocate(state, parts)
@@ -288,9 +295,8 @@ class _Sink:
             self.cache.disk_dir.mkdir(parents=True, exist_ok=True)
             self.arrays = []
             for i, t in enumerate(parts):
-                tmp = self.cache._path(self.key, i).with_suffix(f".tmp{os.getpid()}.npy")
-                self.paths.append(tmp)
-                self.arrays.append(_NpyWriter(tmp, t, self.rows))
+                self.paths.append(self.cache._tmp_path(self.key, i))
+                self.arrays.append(_NpyWriter(self.paths[-1], t, self.rows))
         else:
             self.pending = nbytes
             self.cache._pending += nbytes
@@ -302,16 +308,12 @@ class _Sink:
         self.cache._pending -= self.pending
         self.pending = 0
         if not self.paths:
-            self.cache._mem[self.key] = (dict(zip(self.names, self.arrays)) if self.layout == "dict"
-                                         else tuple(self.arrays) if self.layout == "tuple" else self.arrays[0])
+            self.cache._mem[self.key] = _assemble(self.layout, self.names, self.arrays)
             return
-        for i, (array, tmp) in enumerate(zip(self.arrays, self.paths)):
+        for array in self.arrays:
             array.close()
-            os.replace(tmp, self.cache._path(self.key, i))  # atomic: another process sees all of it or none
         self.arrays = None
-        meta = {"layout": self.layout, "names": self.names, "n": len(self.paths)}
-        self.cache._path(self.key, "meta").with_suffix(".txt").write_text(repr(meta))
-        self.cache._load(self.key)
+        self.cache._seal(self.key, self.paths, self.layout, self.names)
 
     def discard(self) -> None:
         """Undo an unfinished entry (a closed one, moved into place, stays)."""
@@ -322,6 +324,11 @@ class _Sink:
         self.pending, self.arrays = 0, None
         for tmp in self.paths:
             tmp.unlink(missing_ok=True)
+
+
+def _assemble(layout: str, names: list | None, parts: list) -> Inputs:
+    """An entry's arrays in the shape of the model input they came from (``FeatureCache._layout``)."""
+    return dict(zip(names, parts)) if layout == "dict" else tuple(parts) if layout == "tuple" else parts[0]
 
 
 class _Mapped:
