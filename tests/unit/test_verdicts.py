@@ -144,9 +144,11 @@ def test_sequential_detects_a_real_difference_and_stops_early_when_clear():
     power = np.mean([o["real"] == "better" for o in outcomes])
     print(f"\npower at +3 pp, SD 1 pp, 3/6/10 seeds: {power:.2f}")
     assert power >= 0.8, f"power {power:.2f}"
-    big, used_big = _simulate({"huge": 0.2}, sd=0.01, reps=20, seed=2)
+    big, used_big = _simulate({"huge": 0.2}, sd=0.01, reps=40, seed=2)
     assert all(o["huge"] == "better" for o in big)
-    assert max(used_big) == 2 * 3, "a difference decided in the first round gets no more seeds"
+    # At 3 seeds Student's t has 2 degrees of freedom, so even a 20 pp gap is not always decided at the first look
+    # (its SD is estimated from 3 values); most are, and those get no more seeds.
+    assert np.mean([u == 2 * 3 for u in used_big]) >= 0.6, "a difference decided in the first round gets no more seeds"
 
 
 @pytest.mark.parametrize("mean, sd, family", [(0.02, 0.02, 1), (0.01, 0.006, 4), (0.0, 0.01, 2), (0.008, 0.004, 1)])
@@ -185,18 +187,82 @@ def _equal_strategies(rng, n_seeds, efforts):
 
 
 @pytest.mark.parametrize("n_seeds", [3, 10])
-def test_equal_strategies_leave_the_race_at_most_at_the_nominal_rate(n_seeds):
-    """14 truly equal strategies with unequal selection effort (a probe's 3 values of C against up to 3 LRs x 30
-    evaluations): before, one was falsely 'worse than the leader' in 9.4% (3 seeds) and 13.7% (10 seeds) of studies."""
+def test_the_true_best_leaves_the_race_at_most_at_the_nominal_rate(n_seeds):
+    """The race claims "not better than the best of the others" (Hsu's comparison with the best).  That claim is
+    false only for the strict best: here one strategy 0.5 pp better on the held-out half than 13 equal others with
+    unequal selection effort.  It may be called out at most alpha of the time.  (Equal strategies leaving the race
+    are true claims: a tie is not better than the best of the others.)"""
     rng = np.random.default_rng(11 + n_seeds)
     efforts = {"scratch": 90, "linear_probe": 3, **{f"s{i}": (3, 30, 90)[i % 3] for i in range(12)}}
     design = Design(looks=(n_seeds,))
     reps, out = 300, 0
     for _ in range(reps):
-        size = race(_equal_strategies(rng, n_seeds, efforts), design)[0]
-        out += any(c["verdict"] == "worse" for c in size["vs_leader"])
-    print(f"\n{n_seeds} seeds: a truly equal strategy falsely out of the race in {out / reps:.3f} of studies")
+        recs = [{**r, "holdout_acc": r["holdout_acc"] + 0.005} if r["label"] == "s1" else r
+                for r in _equal_strategies(rng, n_seeds, efforts)]
+        size = race(recs, design)[0]
+        rows = [*size["vs_leader"], {"label": size["leader"], **size["best"]}]
+        out += any(c["verdict"] == "worse" for c in rows if c["label"] == "s1")
+    print(f"\n{n_seeds} seeds: the strict best falsely out of the race in {out / reps:.3f} of studies")
     assert out / reps <= design.alpha
+
+
+def test_the_race_compares_with_the_best_one_sided_over_the_others():
+    """Hsu's MCB: K - 1 one-sided bounds at alpha / (K - 1), not two-sided over every pair.  Seven strategies, 10
+    seeds, one 2 pp behind the rest (paired SD 1 pp): every pair at alpha / 21 two-sided leaves it in the race; the
+    comparison with the best takes it out, and its interval's upper end is 0 (not better than the best)."""
+    rng = np.random.default_rng(5)
+    recs = []
+    for s in range(10):
+        base = 0.8 + rng.normal(0, 0.01)
+        for i in range(7):
+            v = base + (-0.02 if i == 0 else 0.0) + rng.normal(0, 0.007)
+            recs.append(_record(f"s{i}", 5, s, v, v, holdout=v))
+    size = race(recs, Design(looks=(10,)))[0]
+    row = next(c for c in size["vs_leader"] if c["label"] == "s0")
+    assert row["verdict"] == Verdict.WORSE and row["hi"] == 0.0 and row["lo"] < -0.01
+    assert row["family"] == 6
+    two_sided = decide([compare({r["seed"]: r["holdout_acc"] for r in recs if r["label"] == "s0"},
+                                {r["seed"]: r["holdout_acc"] for r in recs if r["label"] == row["versus"]},
+                                Design(looks=(10,)))], Design(looks=(10,)), family=21)[0]
+    print(f"\nMCB {row['verdict']} [{row['lo']:+.4f}, {row['hi']:+.4f}]; every pair: {two_sided['verdict']} "
+          f"[{two_sided['lo']:+.4f}, {two_sided['hi']:+.4f}]")
+
+
+def test_stopped_configurations_cannot_outvote_the_leader():
+    """C beats L by +1.1 pp on all 10 seeds both ran; ten configurations stopped after seeds 0-2, where L led C.
+    A sum of pairwise paired means named L (the ten count seeds 0-2 ten times); the additive model names C."""
+    rng = np.random.default_rng(0)
+    seed_effect = {s: rng.normal(0, 0.02) for s in range(10)}
+    gap = {s: (-0.01 if s < 3 else 0.02) for s in range(10)}  # mean +1.1 pp, L ahead on seeds 0-2
+    vals = {"L": {s: 0.8 + seed_effect[s] for s in range(10)},
+            "C": {s: 0.8 + seed_effect[s] + gap[s] for s in range(10)}}
+    assert abs(np.mean(list(gap.values())) - 0.011) < 1e-3
+    for k in range(10):
+        vals[f"o{k}"] = {s: 0.6 + seed_effect[s] + rng.normal(0, 0.01) for s in range(3)}
+    assert leader(vals) == "C"
+    recs = [_record(lab, 5, s, v, v, holdout=v) for lab, seeds in vals.items() for s, v in seeds.items()]
+    assert race(recs, Design(looks=(3, 6, 10)))[0]["leader"] == "C"
+
+
+def test_the_first_look_that_cannot_decide_does_not_stop_the_comparison():
+    """Per-seed differences -11.1, -10.4, -8.9 pp at the first look of 3, 6, 10 seeds in a family of 6: Student's t
+    at 2 degrees of freedom cannot decide them there, but the cap can (about 4-5 seeds would), so the comparison
+    is not stopped for futility: it gets more seeds, and the same gap over 6 seeds is decided worse."""
+    design = Design(looks=(3, 6, 10))
+    diffs = [-0.111, -0.104, -0.089]
+    recs = []
+    for s, d in enumerate(diffs):
+        recs.append(_record("scratch", 5, s, 0.9, 0.9, holdout=0.9))
+        recs.append(_record("x", 5, s, 0.9 + d, 0.9 + d, holdout=0.9 + d))
+        for i in range(5):
+            recs.append(_record(f"o{i}", 5, s, 0.9, 0.9, holdout=0.9 + 0.001 * (s - 1) * (i + 1)))
+    first = {g["label"]: g for g in gains(recs, design)}["x"]
+    assert first["verdict"] == Verdict.INCONCLUSIVE and first["gain"]["family"] == 6
+    assert first["gain"]["seeds_needed"] <= design.looks[-1]
+    assert ("x", 5) in open_configs(recs, design) and ("scratch", 5) in open_configs(recs, design)
+    more = recs + [_record(r["label"], 5, s + 3, r["test_acc"], r["best_val_acc"], holdout=r["holdout_acc"])
+                   for s in range(3) for r in recs if r["seed"] == s and r["label"] in ("x", "scratch")]
+    assert {g["label"]: g for g in gains(more, design)}["x"]["verdict"] == Verdict.WORSE
 
 
 def test_a_strategy_that_stopped_early_leads_when_it_is_better_on_the_seeds_both_ran():
@@ -295,16 +361,18 @@ def test_sweep_never_claims_a_catch_up_the_data_does_not_decide():
     assert "every size" not in sweep["text"] and "only from 50" in sweep["text"]
 
 
-def test_the_sizes_of_a_sweep_are_one_family():
-    """The sweep reads every size's verdict together, so the comparisons with scratch at all sizes share one
-    family: adding sizes widens every interval."""
+def test_each_size_is_its_own_family():
+    """The question is "did transfer help at my data size?": the comparisons with scratch at one size are one family,
+    so adding sizes leaves every interval as it was (before, all sizes were one family and each size widened the
+    rest); a sentence that reads several sizes together says what it promises."""
     recs = [_record(lab, n, s, 0.8 + d * (1 + 0.2 * ((s * 7) % 5)), 0.8) for n in (5, 20, 50) for s in range(6)
             for lab, d in (("scratch", 0.0), ("head", 0.02))]
     one = gains([r for r in recs if r["n_train"] == 5], Design(looks=(6,)))[0]["gain"]
     three = next(g["gain"] for g in gains(recs, Design(looks=(6,))) if g["n_train"] == 5)
-    assert one["family"] == 1 and three["family"] == 3
-    assert three["hi"] - three["lo"] > one["hi"] - one["lo"]
-
+    assert one["family"] == 1 and three["family"] == 1
+    assert (three["lo"], three["hi"]) == (one["lo"], one["hi"])
+    a = analyze(recs, {"design": Design(looks=(6,)).to_dict()})
+    assert "every size studied" in a.sweep.text and "each size's verdicts hold at 95%" in a.sweep.text
 
 def _study_records(rng, labels=("scratch", "linear_probe", "finetune", "freeze_k(k=1)"), seeds=5):
     recs = []

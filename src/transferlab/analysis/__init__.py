@@ -25,13 +25,14 @@ def decided_share(gain_rows: list[dict]) -> dict:
             "share": (total - counts["inconclusive"]) / total if total else None}
 
 
-def _mark_stopped(gain_rows: list[dict], raced: list[dict]) -> None:
-    """An inconclusive comparison whose strategy left the race (decided worse than the validation leader) got no
-    more seeds on purpose: say so instead of quoting the seeds that would decide it."""
-    out = {(c["label"], r["n_train"]) for r in raced for c in r["vs_leader"] if c["verdict"] == Verdict.WORSE}
+def _mark_stopped(gain_rows: list[dict], design: Design) -> None:
+    """An inconclusive comparison that the seed cap cannot decide (at its observed mean and SD it would need more
+    seeds than the cap) got no more seeds on purpose: say so beside the seeds that would decide it."""
+    cap = design.looks[-1]
     for g in gain_rows:
-        if g["verdict"] == Verdict.INCONCLUSIVE and (g["label"], g["n_train"]) in out:
-            g["gain"]["stopped"] = "out of the race"
+        needed = g["gain"].get("seeds_needed")
+        if g["verdict"] == Verdict.INCONCLUSIVE and needed is not None and needed > cap:
+            g["gain"]["stopped"] = f"the cap of {cap} seeds cannot decide it"
 
 
 def variance_note(records: list[TrialRecord], study: dict) -> str:
@@ -84,9 +85,9 @@ def analyze(records, study: dict) -> Analysis:
     acc = accuracy_rows(records)
     gain = gains(records, design)
     raced = race(records, design)
-    _mark_stopped(gain, raced)
+    _mark_stopped(gain, design)
     speed = speedups(records)
-    sweep = size_sweep(acc, gain) if acc else {"sizes": [], "scratch_catches_up_at": None, "text": ""}
+    sweep = size_sweep(acc, gain, design.alpha) if acc else {"sizes": [], "scratch_catches_up_at": None, "text": ""}
     zero = [r.to_dict() for r in records if r.strategy == "zero_shot" and r.status == "ok"]
     analysis = {
         "design": design.to_dict(), "decided": decided_share(gain), "race": raced,

@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 
 from transferlab.analysis.leader import leader
-from transferlab.analysis.stats import Design, compare, decide, mean_ci
+from transferlab.analysis.stats import Design, best_of_others, compare, decide, mean_ci
 from transferlab.results import TrialRecord, as_records
 
 SCRATCH = "scratch"
@@ -95,8 +95,9 @@ def against_scratch(records: list[dict]):
 def gains(records, design: Design = Design(), on: str = "test") -> list[dict]:
     """Paired (same seed) test-accuracy difference of every strategy against scratch, with its verdict.
 
-    Every comparison with scratch, at every target size, is one family: the size sweep's sentences read them
-    together ("better at every size", "scratch catches up at 50"), so their error rate is controlled together.
+    The comparisons with scratch at one target size are one family (the question is "did transfer help at my data
+    size?"): its verdicts hold together at 1 - alpha.  A sentence that reads several sizes together ("better at every
+    size") rests on one family per size, and says so.
     ``on="val"``: the same comparisons on the held-out validation score, which is what a sequential study reads to
     decide where more seeds go (so the test split steers nothing, not even how many seeds a configuration gets).
     """
@@ -106,8 +107,13 @@ def gains(records, design: Design = Design(), on: str = "test") -> list[dict]:
     items = [(lab, n, compare({s: score(r) for s, r in seeds.items()}, {s: score(r) for s, r in base.items()},
                               design, resolution))
              for lab, n, seeds, base in against_scratch(records)]
+    decided_by: dict = {}
+    for n in {n for _, n, _ in items}:
+        family = [(lab, c) for lab, m, c in items if m == n]
+        decided_by.update({(lab, n): d for (lab, _), d in zip(family, decide([c for _, c in family], design))})
     rows, bad, groups = [], not_ok_seeds(records), by_config(records)
-    for (lab, n, _), decided in zip(items, decide([c for _, _, c in items], design)):
+    for lab, n, _ in items:
+        decided = decided_by[(lab, n)]
         # A difference of two accuracies lies in [-1, 1]; the t interval of a few seeds can leave it.
         lo, hi = decided["lo"], decided["hi"]
         ran, base_ran = set(groups.get((lab, n), {})), set(groups.get((SCRATCH, n), {}))
@@ -120,25 +126,23 @@ def gains(records, design: Design = Design(), on: str = "test") -> list[dict]:
 
 
 def race(records: list[dict], design: Design = Design()) -> list[dict]:
-    """Per target size, the validation leader and every other strategy's verdict against it.
+    """Per target size, the validation leader and every strategy compared with the best of the others.
 
     Validation only (the held-out half, ``val_score``): this is what chooses (the recommendation, and which
-    strategies stay in a sequential study).  The leader is ``leader.leader`` on the seeds each pair shares.  A
-    strategy decided ``worse`` than the leader is out of the race.  The leader was chosen on these same numbers,
-    so comparing with it is comparing with a maximum: the family is every pair of strategies at that size, not just
-    the pairs shown, and then no claim depends on how the leader was picked (with 14 equal strategies and a family
-    of the 13 pairs shown, one left the race falsely in 11% of studies at 3 seeds).
+    strategies stay in a sequential study).  The leader is ``leader.leader`` (an additive model of configuration and
+    seed effects, so configurations that stopped early cannot outvote the others).  Each other strategy gets Hsu's
+    comparison with the best (``stats.best_of_others``): ``worse`` reads "not better than the best of the others"
+    and takes it out of the race; ``equivalent`` is within the margin of the best of the others.  The leader's own
+    row (``best``) says whether it is decided ahead of every other.  The K intervals at one size are one family.
     """
     out = []
     groups = by_config(records)
     for n in sorted({m for _, m in groups}, key=size_key):
         val = {lab: {s: r.val_score for s, r in seeds.items()} for (lab, m), seeds in groups.items() if m == n}
         first = leader(val, tie=lambda lab: lab == SCRATCH)  # an exact tie goes to scratch: no reuse claimed
-        others = [lab for lab in val if lab != first]
-        pairs = len(val) * (len(val) - 1) // 2
-        decided = (decide([compare(val[lab], val[first], design, design.val_resolution) for lab in others], design, pairs)
-                   if others else [])
-        out.append({"n_train": n, "leader": first, "vs_leader": [{"label": lab, **d} for lab, d in zip(others, decided)]})
+        mcb = best_of_others(val, design, design.val_resolution) if len(val) > 1 else {}
+        out.append({"n_train": n, "leader": first, "best": mcb.get(first),
+                    "vs_leader": [{"label": lab, **mcb[lab]} for lab in val if lab != first]})
     return out
 
 

@@ -3,10 +3,12 @@ transfer configuration, and the leader among sources all come from ``leader``.
 
 Candidates may have run different numbers of seeds: a sequential study stops a configuration once its question is
 decided, so a strong one can stop at 3 seeds while a mediocre one runs to 10.  A mean over each candidate's own
-seeds would then compare different seeds (and would be fair only between candidates that ran equally many).  So
-every pair is compared on the seeds both ran, as a paired difference: a candidate's score is the sum of its mean
-paired differences against every other.  With equal seeds this is the plain mean's order; with unequal seeds the
-seed count has no say.
+seeds would compare different seeds; a sum of pairwise paired differences would let the seeds that many stopped
+candidates share outvote the seeds that only the strongest ran.  So the score is the candidate's effect in an
+additive model, value = candidate effect + seed effect + noise, fitted by least squares over every value: each seed's
+difficulty is estimated once from every candidate that ran it, and two candidates that ran the same seeds are
+ordered by their mean paired difference on those seeds, however many others stopped early.  With every candidate
+on every seed the effects order the candidates as their plain means do.
 """
 from __future__ import annotations
 
@@ -16,23 +18,35 @@ import numpy as np
 
 
 def paired_scores(values: dict[Hashable, dict[int, float]]) -> dict[Hashable, float]:
-    """Each candidate's sum over the others of mean(own - other) on the seeds the two share (0 when none)."""
-    out = {}
-    for a, va in values.items():
-        total = 0.0
-        for b, vb in values.items():
-            shared = sorted(set(va) & set(vb))
-            if b != a and shared:
-                total += float(np.mean([va[s] - vb[s] for s in shared]))
-        out[a] = total
-    return out
+    """Each candidate's effect in the additive model candidate + seed, centred on the candidates' mean.
+
+    Candidates connected through shared seeds are comparable; a candidate that shares no seed with any other is
+    placed by its own mean against the others' (its seeds' effects cannot be told from its own)."""
+    cands = list(values)
+    seeds = sorted({s for v in values.values() for s in v})
+    col = {s: len(cands) + i for i, s in enumerate(seeds)}
+    rows, y = [], []
+    for i, c in enumerate(cands):
+        for s, v in values[c].items():
+            x = np.zeros(len(cands) + len(seeds))
+            x[i], x[col[s]] = 1.0, 1.0
+            rows.append(x)
+            y.append(v)
+    if not rows:
+        return {c: 0.0 for c in cands}
+    # The minimum-norm solution: seed effects are only defined up to a shift the candidates absorb, and that
+    # shift is the same for every candidate connected through shared seeds, so their differences are exact.
+    coef = np.linalg.lstsq(np.asarray(rows), np.asarray(y, dtype=float), rcond=None)[0]
+    effects = coef[:len(cands)] + (np.mean(coef[len(cands):]) if seeds else 0.0)
+    effects = effects - effects.mean()
+    return {c: float(e) for c, e in zip(cands, effects)}
 
 
 def leader(values: dict[Hashable, dict[int, float]], tie: Callable[[Hashable], object] = lambda _: 0) -> Hashable:
-    """The candidate with the best paired score; ``tie`` breaks exact ties (larger wins), then the name's order.
+    """The candidate with the best effect; ``tie`` breaks exact ties (larger wins), then the name's order.
 
     Not the order listed: records arrive in the order trials finished, which parallel workers change, and the
     report rebuilt from trials.jsonl must name the leader the study named."""
     scores = paired_scores(values)
     order = sorted(values, key=lambda c: (type(c).__name__, c if isinstance(c, (int, float)) else str(c)))
-    return max(order, key=lambda c: (round(scores[c], 12), tie(c), -order.index(c)))
+    return max(order, key=lambda c: (round(scores[c], 9), tie(c), -order.index(c)))

@@ -4,19 +4,21 @@ After each round the verdicts are read (at the design's looks, so reading early 
 rate; see ``stats``) and the next round runs only the configurations whose question is still open.  Every
 verdict read here is on validation (the held-out half), never on test: the test split steers nothing.
 
-- a strategy whose comparison with scratch (on validation) is inconclusive, unless it is out of the race;
+- a strategy whose comparison with scratch (on validation) is inconclusive and decidable within the cap, or
+  decided at the first look (its test interval at 3 seeds is too wide to read);
 - a strategy not yet separated from the validation leader (a contender), and then the leader too;
 - scratch, while any comparison with it is still open.
 
-A strategy decided worse than the validation leader is out of the race: it gets no more seeds even
-if its comparison with scratch is open (that verdict then stays inconclusive, and says so).
+A strategy decided "not better than the best of the others" is out of the race, but its comparison with scratch
+still gets seeds while it is open and the cap can decide it: "did transfer help?" is the question every
+configuration answers, and a comparison stopped at 3 seeds keeps an interval too wide to read.
 
 After the last look, the leader at each size (and scratch) gets the seeds it is missing, once (``short_leaders``).
 
-Futility: a comparison whose estimated seeds to decide (at the observed mean and SD) exceed
-``FUTILITY`` times the last look gets no more seeds either; it stays inconclusive with that estimate.
-Stopping for futility never raises the false-verdict rate, it only gives up power where the budget
-could not buy it.
+Futility: a comparison whose estimated seeds to decide (at the observed mean and SD) exceed the cap (the last
+look; twice the cap at the first look, where the SD comes from 3 values) gets no more seeds; it stays inconclusive and says how many seeds would decide it.  So a study of equal
+arms whose noise puts "equivalent" out of reach costs little more than its first look.  Stopping for futility
+never raises the false-verdict rate, it only gives up power where the cap could not buy it.
 """
 from __future__ import annotations
 
@@ -25,12 +27,26 @@ from collections.abc import Callable
 from transferlab.analysis.gain import SCRATCH, by_config, gains, race
 from transferlab.analysis.stats import Design, Verdict
 
-FUTILITY = 2.0  # give up on a comparison that would need more than this many times max_seeds
+FUTILITY = 1.0  # give up on a comparison that would need more than this many times max_seeds
+# ... but at the first look the SD comes from 3 values (its upper 95% limit is 4.4 times the estimate), so a
+# comparison is given up there only when it would need more than twice the cap.
+FUTILITY_FIRST = 2.0
 
 
 def _hopeless(c: dict, design: Design) -> bool:
     needed = c.get("seeds_needed")
-    return needed is not None and needed > FUTILITY * design.looks[-1]
+    factor = FUTILITY_FIRST if c.get("look", 0) == 0 and len(design.looks) > 1 else FUTILITY
+    return needed is not None and needed > factor * design.looks[-1]
+
+
+def _open(g: dict, design: Design) -> bool:
+    """A comparison with scratch that wants more seeds: inconclusive on validation and decidable within the cap, or
+    decided on validation at the first look of several.  The test interval is read at the look the seeds reach, and
+    at 3 seeds (Student's t at 2 degrees of freedom, a small share of alpha) it is too wide to read: a configuration
+    decided that early gets the second round, so the number a user reads is one that can decide."""
+    if g["verdict"] == Verdict.INCONCLUSIVE:
+        return not _hopeless(g["gain"], design)
+    return len(design.looks) > 1 and g["gain"]["look"] == 0
 
 
 def seed_rounds(first: int, max_seeds: int) -> list[int]:
@@ -49,10 +65,8 @@ def open_configs(records: list[dict], design: Design) -> set[tuple[str, object]]
     for size in race(records, design):
         n, leader = size["n_train"], size["leader"]
         vs = {c["label"]: c for c in size["vs_leader"]}
-        out_of_race = {lab for lab, c in vs.items() if c["verdict"] == Verdict.WORSE}
         contenders = {lab for lab, c in vs.items() if c["verdict"] == Verdict.INCONCLUSIVE and not _hopeless(c, design)}
-        undecided = {lab for (lab, m), g in gain.items()
-                     if m == n and g["verdict"] == Verdict.INCONCLUSIVE and not _hopeless(g["gain"], design)} - out_of_race
+        undecided = {lab for (lab, m), g in gain.items() if m == n and _open(g, design)}
         need = undecided | contenders | ({leader} if contenders else set())
         if undecided or SCRATCH in need:
             need.add(SCRATCH)

@@ -9,8 +9,10 @@ ran (one seed = one training subset, one head initialisation, the same splits). 
   shown to be smaller than the margin is equivalent even when it is also shown not to be 0);
 - ``inconclusive``: neither.  It comes with the seeds that would decide it with 80% power (``seeds_needed``).
 
-Error control (stated in the report).  A *family* is a set of comparisons read together (every strategy
-against scratch over all target sizes; every strategy against the validation leader at one size).  A study
+Error control (stated in the report).  A *family* is a set of comparisons read together at one target size (the
+question a user asks is "at my data size"): every strategy against scratch at that size; every strategy against the
+best of the others at that size (the race, ``best_of_others``).  A sentence that combines k sizes rests on k
+families, so its promise is k times alpha (the report says so).  A study
 may read its comparisons at several *looks* (cumulative seed counts, e.g. 3, 6, 10) and stop a comparison
 once decided.  Alpha is spent over the looks by the Kim-DeMets function ``alpha * (n / n_max) ** rho``; the
 interval of one comparison at look ``k`` has level ``1 - alpha * share_k / m`` for a family of ``m``.  By the
@@ -60,7 +62,10 @@ class Design:
     looks: tuple[int, ...] = (3,)  # cumulative seed counts at which verdicts are read
     alpha: float = 0.05  # family-wise error rate of the verdicts of one family
     margin: float = 0.01  # |difference| below this is "equivalent" (accuracy as a fraction: 0.01 = 1 pp)
-    rho: float = 2.0  # Kim-DeMets spending exponent: larger keeps more alpha for the last look
+    # Kim-DeMets spending exponent: larger keeps more alpha for the last look.  3 was chosen by simulation
+    # (benchmarks/bench_promise.py): at looks 3/6/10 a first look at 3 seeds decides only huge gaps whatever rho is
+    # (Student's t at 2 degrees of freedom), so alpha spent there is mostly wasted.
+    rho: float = 3.0
     seed_order: tuple[int, ...] = ()  # the order the study runs seeds in (default: ascending)
     # Accuracy moves in steps of one example: the paired SD is never taken below one step, so a few seeds that
     # happen to agree exactly on a small split do not count as certainty.  Set by the study: 1 / split size.
@@ -228,12 +233,16 @@ def seeds_needed(c: dict, design: Design, family: int) -> int | None:
     return hi if hi <= MAX_SEEDS_ESTIMATE else MAX_SEEDS_ESTIMATE + 1
 
 
-def seeds_phrase(n: int | None) -> str:
+def seeds_phrase(n: int | None, minutes: float | None = None) -> str:
+    """'about 14 seeds (about 3 min more) would decide it: rerun with --max-seeds 14' (into a new folder: a study's
+    cap is part of its design, and raising it after a look would spend alpha twice)."""
     if n is None:
         return "needs at least 3 seeds to be decided"
     if n > MAX_SEEDS_ESTIMATE:
         return f"would need more than {MAX_SEEDS_ESTIMATE} seeds to decide (too close to the margin)"
-    return f"about {n} seeds in all would decide it with {POWER:.0%} power"
+    more = f" (about {minutes:.0f} min more)" if minutes is not None and minutes >= 1 else \
+        " (under a minute more)" if minutes is not None else ""
+    return f"about {n} seeds{more} would decide it with {POWER:.0%} power: rerun with --max-seeds {n} into a new folder"
 
 
 def interval_phrase(c: dict) -> str:
@@ -243,3 +252,62 @@ def interval_phrase(c: dict) -> str:
             else "no shared seeds"
     name = f"{100 * c['coverage']:.0f}% simultaneous CI" if c.get("coverage") else "95% CI"
     return f"{100 * c['mean']:+.1f} pp ({name} {100 * c['lo']:+.1f} to {100 * c['hi']:+.1f} pp)"
+
+
+def _bounds(c: dict, design: Design, family: int) -> tuple[float, float]:
+    """(lower, upper) one-sided bounds of comparison ``c``, each at error ``design.level(look, family)``."""
+    if c["n"] < MIN_SEEDS:
+        return -math.inf, math.inf
+    sd = max(c["sd"], c.get("sd_floor") or 0.0)
+    half = float(stats.t.ppf(1 - design.level(c["look"], family), c["n"] - 1)) * sd / math.sqrt(c["n"])
+    return c["mean"] - half, c["mean"] + half
+
+
+def best_of_others(values: dict, design: Design, resolution: float = 0.0) -> dict:
+    """Multiple comparisons with the best (Hsu's MCB), paired over the seeds each pair shares.
+
+    For every candidate i, an interval for mu_i - max over j != i of mu_j: ``hi`` = max(0, min_j U_ij) and
+    ``lo`` = min(0, min_j L_ij), with U and L one-sided bounds of the paired difference i - j at error
+    alpha / (K - 1) each (spent over the looks).  All K intervals cover together with probability 1 - alpha: only the
+    true best's K - 1 comparisons must hold (Hsu 1996, sec. 4.1.1; unequal seeds and SDs keep it, since each pair
+    has its own bound).  Verdicts, as claims about that difference:
+
+    - ``worse``: hi is 0 (every U below 0 for some j): "not better than the best of the others" (it may tie it);
+    - ``equivalent``: the interval inside ±margin: within the margin of the best of the others;
+    - ``better``: lo above 0: the best, ahead of every other;
+    - ``inconclusive``: none of these.
+
+    ``mean`` is min_j of the paired mean differences (the estimate of mu_i - max_j mu_j); ``seeds_needed`` is read
+    from the pair with the candidate the others' estimate names best, at the same family.
+    """
+    out = {}
+    k = len(values)
+    family = max(1, k - 1)
+    for i, vi in values.items():
+        pairs = {j: compare(vi, vj, design, resolution) for j, vj in values.items() if j != i}
+        shared = {j: c for j, c in pairs.items() if c["n"] > 0}
+        if not shared:
+            out[i] = {"mean": math.nan, "lo": math.nan, "hi": math.nan, "sd": math.nan, "n": 0, "look": 0,
+                      "level": 1 - design.level(0, family), "coverage": 1 - design.alpha, "family": family,
+                      "verdict": Verdict.INCONCLUSIVE, "ci95": [math.nan, math.nan], "seeds_needed": None, "versus": None}
+            continue
+        bounds = {j: _bounds(c, design, family) for j, c in shared.items()}
+        upper, lower = min(u for _, u in bounds.values()), min(lo for lo, _ in bounds.values())
+        nearest = min(shared, key=lambda j: (shared[j]["mean"], str(j)))  # the best of the others, as estimated
+        c = shared[nearest]
+        lo, hi = min(lower, 0.0), max(upper, 0.0)
+        if -design.margin < lo and hi < design.margin:
+            v = Verdict.EQUIVALENT
+        elif upper < 0:
+            v = Verdict.WORSE
+        elif lower > 0:
+            v = Verdict.BETTER
+        else:
+            v = Verdict.INCONCLUSIVE
+        plain = mean_ci(c["diffs"])
+        out[i] = {"mean": c["mean"], "lo": lo if math.isfinite(lo) else math.nan, "hi": hi if math.isfinite(hi) else math.nan,
+                  "sd": c["sd"], "n": c["n"], "look": c["look"], "sd_floor": c["sd_floor"],
+                  "level": 1 - design.level(c["look"], family), "coverage": 1 - design.alpha, "family": family,
+                  "verdict": v, "ci95": [plain["lo"], plain["hi"]], "versus": nearest,
+                  "seeds_needed": seeds_needed(c, design, family) if v == Verdict.INCONCLUSIVE else None}
+    return out

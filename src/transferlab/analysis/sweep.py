@@ -26,7 +26,7 @@ def size_status(gains_at_size: list[dict]) -> str | None:
     return HURTS if set(verdicts) == {Verdict.WORSE} else NO_GAIN
 
 
-def size_sweep(acc_rows: list[dict], gain_rows: list[dict]) -> dict:
+def size_sweep(acc_rows: list[dict], gain_rows: list[dict], alpha: float = 0.05) -> dict:
     """Per target size: the status, scratch, the best decided gain; and where scratch catches up."""
     sizes = sorted({r["n_train"] for r in acc_rows}, key=size_key)
     per_size = []
@@ -45,13 +45,13 @@ def size_sweep(acc_rows: list[dict], gain_rows: list[dict]) -> dict:
             "seeds_to_decide": min((x["gain"]["seeds_needed"] for x in open_
                                     if not x["gain"].get("stopped") and x["gain"]["seeds_needed"] is not None),
                                    default=None),
-            "out_of_race": [x["label"] for x in open_ if x["gain"].get("stopped")],
+            "stopped": [x["label"] for x in open_ if x["gain"].get("stopped")],
             "scratch_acc": scratch["test_acc"] if scratch else None,
             "best_transfer": best_gain["label"] if best_gain else None,
             "best_gain": best_gain["gain"] if best_gain else None,
             "best_verdict": best_gain["verdict"] if best_gain else None,
         })
-    return {"sizes": per_size, "scratch_catches_up_at": catch_up(per_size), "text": sweep_text(per_size)}
+    return {"sizes": per_size, "scratch_catches_up_at": catch_up(per_size), "text": sweep_text(per_size, alpha)}
 
 
 def catch_up(per_size: list[dict], exact: bool = True) -> object:
@@ -73,20 +73,27 @@ def _sizes(rows: list[dict]) -> str:
     return " and ".join(names)
 
 
-def sweep_text(per_size: list[dict]) -> str:
+def _together(k: int, alpha: float) -> str:
+    """What a sentence over k sizes promises: each size is its own family, so by the union bound k times alpha."""
+    return (f" (each size's verdicts hold at {100 * (1 - alpha):.0f}%; this sentence, reading {k} sizes, at "
+            f"{100 * max(0.0, 1 - k * alpha):.0f}%)")
+
+
+def sweep_text(per_size: list[dict], alpha: float = 0.05) -> str:
     """One or two sentences on the size sweep, from decided verdicts only."""
     if not per_size:
         return ""
     by = {s: [r for r in per_size if r["status"] == s] for s in (HELPS, NO_GAIN, HURTS, UNDECIDED)}
     parts = []
     if len(by[HELPS]) == len(per_size):
-        parts.append(f"Transfer is measurably better than scratch at every size studied ({_sizes(per_size)}).")
+        parts.append(f"Transfer is measurably better than scratch at every size studied ({_sizes(per_size)})"
+                     + (_together(len(per_size), alpha) if len(per_size) > 1 else "") + ".")
     elif by[HELPS]:
         parts.append(f"Transfer is measurably better than scratch at {_sizes(by[HELPS])}.")
     settled = by[NO_GAIN] + by[HURTS]
     if settled and len(settled) == len(per_size):
         parts.append("No transfer strategy is measurably better than scratch at any size: each is decided "
-                     "equivalent or worse at every size.")
+                     "equivalent or worse at every size" + (_together(len(per_size), alpha) if len(per_size) > 1 else "") + ".")
     else:
         if by[NO_GAIN]:
             parts.append(f"At {_sizes(by[NO_GAIN])} scratch matches or beats every transfer strategy "
@@ -94,12 +101,12 @@ def sweep_text(per_size: list[dict]) -> str:
         if by[HURTS]:
             parts.append(f"At {_sizes(by[HURTS])} every transfer strategy is decided worse than scratch.")
     for r in by[UNDECIDED]:
-        n_open, n_out = len(r["inconclusive"]), len(r.get("out_of_race", []))
+        n_open, n_out = len(r["inconclusive"]), len(r.get("stopped", []))
         why = []
         if n_open > n_out:
             why.append(f"the closest {seeds_phrase(r['seeds_to_decide'])}")
         if n_out:
-            why.append(f"{n_out} left the race, decided worse than the validation leader")
+            why.append(f"{n_out} stopped where the seed cap cannot decide {'them' if n_out != 1 else 'it'}")
         parts.append(f"At {_sizes([r])} no strategy is decided better, and {n_open} "
                      f"comparison{'s are' if n_open != 1 else ' is'} inconclusive ({'; '.join(why)}).")
     catch, by_then = catch_up(per_size), catch_up(per_size, exact=False)

@@ -99,7 +99,8 @@ class Comparison(Interval):
     verdict: Verdict = Verdict.INCONCLUSIVE
     seeds_needed: Optional[int] = None
     dropped: int = 0  # seeds left out of the pairing because a trial of either side failed or diverged
-    stopped: Optional[str] = None  # why no more seeds were run ("out of the race")
+    stopped: Optional[str] = None  # why no more seeds were run ("the cap of 10 seeds cannot decide it")
+    versus: Optional[str] = None  # a race row: the configuration its estimate names the best of the others
 
 
 @dataclass
@@ -143,8 +144,11 @@ class SpeedupRow(Plain):
 
 @dataclass
 class RaceRow(Plain):
+    """At one size: each configuration against the best of the others (``stats.best_of_others``)."""
+
     n_train: Size
     leader: str
+    best: Optional[Comparison] = None  # the leader against the best of the others
     vs_leader: list[Comparison] = field(default_factory=list)
 
 
@@ -165,7 +169,7 @@ class SweepSize(Plain):
     equivalent_to_scratch: list[str] = field(default_factory=list)
     worse_than_scratch: list[str] = field(default_factory=list)
     inconclusive: list[str] = field(default_factory=list)
-    out_of_race: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)  # inconclusive where the seed cap cannot decide them
     seeds_to_decide: Optional[int] = None
     scratch_acc: Optional[Interval] = None
     best_transfer: Optional[str] = None
