@@ -22,7 +22,7 @@ DEMO_SIZES = [5, "all"]  # "all" is about 45 per class: the two ends of the swee
 # fine-tune; a linear probe or new layers on the frozen body; freeze which blocks (k = 1..3; k = 0 is
 # fine-tuning at the pretrained LR, ``freeze_k(k=0)``, for the 10x question on your own model). The standard set
 # adds an SVM, BatchNorm adaptation, LP-FT and gradual unfreezing; ``--strategies`` runs any of them. Kept to
-# these (and to two sources) so that the demo takes under 3 minutes on 2 CPU cores with every arm converged.
+# these (and to two sources) so that the demo takes about 5 minutes on 2 CPU cores with every arm converged.
 DEMO_STRATEGIES = ("scratch", "linear_probe", "head", "freeze_k(k=1)", "freeze_k(k=2)", "freeze_k(k=3)", "finetune")
 DEMO_MAX_SEEDS = 6  # 3 seeds, then 6 where a verdict is still open and 6 could decide it (10 measured: no more decided, 1.35x the time)
 TITLES = {"mlp": "MLP pretrained on digits 0-4", "cnn": "CNN pretrained on digits 0-4",
