@@ -3,8 +3,8 @@ head or a truncated network after block k; ``freeze_k`` for reference), and the 
 equivalent to the best.
 
 The choice is made on validation, like every choice: the candidates are the race's leader and the configurations
-the race decided *equivalent* to it (its family is every pair at that size); among them, the network with the
-fewest parameters. Only then are its test numbers quoted.
+the race decided within the margin of the best of the others (Hsu's comparison with the best, one family per size);
+among them, the network with the fewest parameters. Only then are its test numbers quoted.
 """
 from __future__ import annotations
 
@@ -102,8 +102,8 @@ def _text(row: dict, names: list[str], margin: float, leader: dict, pick: dict) 
             Verdict.EQUIVALENT: "equivalent to scratch", Verdict.INCONCLUSIVE: "inconclusive against scratch"}
     return (f"Smallest network as good as the best {at}: {row['label']} {_blocks_phrase(row['kept'], names)}, with "
             f"{share:.0%} of the parameters ({_count(row['params'])} of {_count(row['leader_params'])}){ms}. On "
-            f"validation it is decided equivalent to the leader, {leader['label']}, within ±{100 * margin:.0f} pp "
-            f"(paired difference {interval_phrase(row['vs_leader'])}). On test it scores {100 * row['test_acc']:.1f}% "
+            f"validation it is decided within ±{100 * margin:.0f} pp of the best of the others (the leader is "
+            f"{leader['label']}; comparison with the best {interval_phrase(row['vs_leader'])}). On test it scores {100 * row['test_acc']:.1f}% "
             f"against {100 * row['leader_test_acc']:.1f}%"
             + (f", and it is {gain[row['gain_verdict']]}." if row["gain_verdict"] else "."))
 

@@ -17,13 +17,27 @@ from collections.abc import Callable, Hashable
 import numpy as np
 
 
-def paired_scores(values: dict[Hashable, dict[int, float]]) -> dict[Hashable, float]:
-    """Each candidate's effect in the additive model candidate + seed, centred on the candidates' mean.
+def _components(values: dict) -> list[list]:
+    """Candidates grouped by shared seeds (two candidates are linked when they ran a seed in common)."""
+    left, out = list(values), []
+    while left:
+        group = [left.pop(0)]
+        seeds = set(values[group[0]])
+        grew = True
+        while grew:
+            linked = [c for c in left if seeds & set(values[c])]
+            grew = bool(linked)
+            for c in linked:
+                left.remove(c)
+                group.append(c)
+                seeds |= set(values[c])
+        out.append(group)
+    return out
 
-    Candidates connected through shared seeds are comparable; a candidate that shares no seed with any other is
-    placed by its own mean against the others' (its seeds' effects cannot be told from its own)."""
-    cands = list(values)
-    seeds = sorted({s for v in values.values() for s in v})
+
+def _effects(values: dict, cands: list) -> dict:
+    """Least-squares candidate effects of one connected group, shifted to average the group's plain means."""
+    seeds = sorted({s for c in cands for s in values[c]})
     col = {s: len(cands) + i for i, s in enumerate(seeds)}
     rows, y = [], []
     for i, c in enumerate(cands):
@@ -34,12 +48,23 @@ def paired_scores(values: dict[Hashable, dict[int, float]]) -> dict[Hashable, fl
             y.append(v)
     if not rows:
         return {c: 0.0 for c in cands}
-    # The minimum-norm solution: seed effects are only defined up to a shift the candidates absorb, and that
-    # shift is the same for every candidate connected through shared seeds, so their differences are exact.
-    coef = np.linalg.lstsq(np.asarray(rows), np.asarray(y, dtype=float), rcond=None)[0]
-    effects = coef[:len(cands)] + (np.mean(coef[len(cands):]) if seeds else 0.0)
-    effects = effects - effects.mean()
-    return {c: float(e) for c, e in zip(cands, effects)}
+    # Seed effects are defined only up to a shift the candidates absorb; within a connected group that shift is the
+    # same for every candidate, so their differences are exact.  The group is then placed by its plain means.
+    coef = np.linalg.lstsq(np.asarray(rows), np.asarray(y, dtype=float), rcond=None)[0][:len(cands)]
+    means = [float(np.mean(list(values[c].values()))) for c in cands if values[c]]
+    return {c: float(e - coef.mean() + (np.mean(means) if means else 0.0)) for c, e in zip(cands, coef)}
+
+
+def paired_scores(values: dict[Hashable, dict[int, float]]) -> dict[Hashable, float]:
+    """Each candidate's effect in the additive model candidate + seed, centred on the candidates' mean.
+
+    Candidates connected through shared seeds are ordered exactly by the model; a group that shares no seed with
+    the rest (rare: scratch links every configuration of a study) is placed by its plain means."""
+    effects: dict = {}
+    for group in _components(values):
+        effects.update(_effects(values, group))
+    centre = float(np.mean(list(effects.values()))) if effects else 0.0
+    return {c: effects[c] - centre for c in values}
 
 
 def leader(values: dict[Hashable, dict[int, float]], tie: Callable[[Hashable], object] = lambda _: 0) -> Hashable:

@@ -111,8 +111,8 @@ def recommend(analysis: dict, study: dict) -> dict:
     if choice is not leader:
         d = vs[choice["label"]]
         parts.append(f"The validation leader was {leader['label']} ({_pct(leader['best_val_acc'])}); {choice['label']} is "
-                     f"decided equivalent to it (paired difference {interval_phrase(d)}, inside ±{margin_pp:.0f} pp) and "
-                     "trains fewer parameters, so it is preferred.")
+                     f"decided within ±{margin_pp:.0f} pp of the best of the others (against {d.get('versus') or leader['label']}: "
+                     f"{interval_phrase(d)}) and trains fewer parameters, so it is preferred.")
     if contenders:
         closest = min((vs[lab] for lab in contenders), key=lambda c: c["seeds_needed"] or 10**6)
         parts.append(f"Not yet separated from the leader on validation: {', '.join(contenders)} "

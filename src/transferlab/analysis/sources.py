@@ -5,8 +5,8 @@ target size a source is represented by its best transfer configuration, chosen o
 source; the scratch control of each distinct architecture is a contestant of its own ("none"). Contestants
 are ranked on validation (that ranking chooses), then every one is compared with the validation leader by
 the paired difference over shared seeds, on validation (simultaneous intervals across the family: this decides
-equivalence) and on test (reported, never used to choose).  The leader is ``leader.leader``: paired over the seeds each
-pair shares, so a source that stopped early at fewer seeds is neither favoured nor barred. The transferability scores each rank the sources before
+equivalence) and on test (reported, never used to choose).  The leader is ``leader.leader``: an additive model of
+contestant and seed effects, so a source that stopped early at fewer seeds is neither favoured nor barred. The transferability scores each rank the sources before
 training; Kendall's tau says how well each ranking matched the measured one.
 """
 from __future__ import annotations
@@ -219,8 +219,8 @@ def recommend_source(r: Ranking, design: Design) -> dict:
         parts.append(f"{what}: {_diff(t)} on test against {leader.name}, {t.verdict}{tail} (validation: {v.verdict}).")
     if not choice.is_scratch and choice.gain is not None:
         parts.append(f"Against its own architecture trained from scratch, {choice.name} with {choice.label} gains "
-                     f"{_diff(choice.gain)} on test: {choice.gain_verdict} in its study (simultaneous across every comparison "
-                     "with scratch in that study).")
+                     f"{_diff(choice.gain)} on test: {choice.gain_verdict} in its study (simultaneous across its comparisons "
+                     "with scratch at that size).")
     return {"source": None if choice.is_scratch else choice.name, "label": choice.label, "n_train": r.n_train,
             "leader": leader.name, "equivalent_to_leader": [c.name for c in equivalent], "text": " ".join(parts)}
 

@@ -96,7 +96,7 @@ class Design:
 
     def level(self, look: int, family: int) -> float:
         """The two-sided error rate of one interval at look index ``look`` in a family of ``family``."""
-        return self.alpha * self.shares()[look] / max(1, family)
+        return self.alpha * self.shares()[look] / max(0.5, family)  # 0.5: a one-sided bound's two-sided equivalent
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -285,13 +285,13 @@ def best_of_others(values: dict, design: Design, resolution: float = 0.0) -> dic
     family = max(1, k - 1)
     for i, vi in values.items():
         pairs = {j: compare(vi, vj, design, resolution) for j, vj in values.items() if j != i}
-        shared = {j: c for j, c in pairs.items() if c["n"] > 0}
+        shared = {j: c for j, c in pairs.items() if c["n"] > 0}  # a pair with no shared seed bounds nothing
         if not shared:
             out[i] = {"mean": math.nan, "lo": math.nan, "hi": math.nan, "sd": math.nan, "n": 0, "look": 0,
                       "level": 1 - design.level(0, family), "coverage": 1 - design.alpha, "family": family,
                       "verdict": Verdict.INCONCLUSIVE, "ci95": [math.nan, math.nan], "seeds_needed": None, "versus": None}
             continue
-        bounds = {j: _bounds(c, design, family) for j, c in shared.items()}
+        bounds = {j: _bounds(c, design, family) for j, c in pairs.items()}  # no shared seed: (-inf, inf)
         upper, lower = min(u for _, u in bounds.values()), min(lo for lo, _ in bounds.values())
         nearest = min(shared, key=lambda j: (shared[j]["mean"], str(j)))  # the best of the others, as estimated
         c = shared[nearest]
@@ -305,9 +305,12 @@ def best_of_others(values: dict, design: Design, resolution: float = 0.0) -> dic
         else:
             v = Verdict.INCONCLUSIVE
         plain = mean_ci(c["diffs"])
-        out[i] = {"mean": c["mean"], "lo": lo if math.isfinite(lo) else math.nan, "hi": hi if math.isfinite(hi) else math.nan,
+        # A difference of accuracies lies in [-1, 1]: an unbounded side (a pair under 3 seeds) reads as that end, so
+        # a verdict always has the interval it was read from beside it.
+        out[i] = {"mean": c["mean"], "lo": max(-1.0, lo), "hi": min(1.0, hi),
                   "sd": c["sd"], "n": c["n"], "look": c["look"], "sd_floor": c["sd_floor"],
                   "level": 1 - design.level(c["look"], family), "coverage": 1 - design.alpha, "family": family,
                   "verdict": v, "ci95": [plain["lo"], plain["hi"]], "versus": nearest,
-                  "seeds_needed": seeds_needed(c, design, family) if v == Verdict.INCONCLUSIVE else None}
+                  # one-sided at alpha / (K - 1) is two-sided at twice that: half the family in the power calculation
+                  "seeds_needed": seeds_needed(c, design, family / 2) if v == Verdict.INCONCLUSIVE else None}
     return out

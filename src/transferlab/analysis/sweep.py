@@ -42,8 +42,7 @@ def size_sweep(acc_rows: list[dict], gain_rows: list[dict], alpha: float = 0.05)
             "equivalent_to_scratch": [x["label"] for x in g if x["verdict"] == Verdict.EQUIVALENT],
             "worse_than_scratch": [x["label"] for x in g if x["verdict"] == Verdict.WORSE],
             "inconclusive": [x["label"] for x in open_],
-            "seeds_to_decide": min((x["gain"]["seeds_needed"] for x in open_
-                                    if not x["gain"].get("stopped") and x["gain"]["seeds_needed"] is not None),
+            "seeds_to_decide": min((x["gain"]["seeds_needed"] for x in open_ if x["gain"]["seeds_needed"] is not None),
                                    default=None),
             "stopped": [x["label"] for x in open_ if x["gain"].get("stopped")],
             "scratch_acc": scratch["test_acc"] if scratch else None,
@@ -103,7 +102,7 @@ def sweep_text(per_size: list[dict], alpha: float = 0.05) -> str:
     for r in by[UNDECIDED]:
         n_open, n_out = len(r["inconclusive"]), len(r.get("stopped", []))
         why = []
-        if n_open > n_out:
+        if r.get("seeds_to_decide") is not None:
             why.append(f"the closest {seeds_phrase(r['seeds_to_decide'])}")
         if n_out:
             why.append(f"{n_out} stopped where the seed cap cannot decide {'them' if n_out != 1 else 'it'}")
