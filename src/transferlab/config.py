@@ -85,8 +85,9 @@ class StudyConfig:
     # Successive halving of the LR candidates inside a trial. Off by default: on the demo it pruned the smallest LR
     # at its first rung in 4 of 24 trials where, trained to the end, that LR won (slow starters lose early rungs).
     halving: bool = False
-    # Validation, held-out and test examples: "per_seed" (each seed draws its own), "fixed", or "auto" (per seed for
-    # splits made here with under data.base.PER_SEED_BELOW test examples; see data.base.resplit for why).
+    # Validation, held-out and test examples: "auto" (for splits made here with under data.base.PER_SEED_BELOW test
+    # examples each seed draws its own validation and held-out examples; one test split for the study), "per_seed"
+    # (test redrawn per seed too) or "fixed" (see data.base.resplit).
     splits: str = "auto"
     # Target examples per class. "auto": DEFAULT_SIZES less those larger than the smallest class (pipeline.fit_sizes);
     # sizes given explicitly are all run, and one the data cannot fill is refused.

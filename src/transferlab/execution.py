@@ -77,7 +77,9 @@ def plan(config: StudyConfig, configs: list[Strategy], seeds: list[int] | None =
 def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict:
     """study.json before any trial: what was run on what, and the preflight measurements."""
     data = prep.data
-    design = replace(prep.config.design(), test_resolution=1 / len(data.test), val_resolution=1 / len(data.holdout if data.holdout is not None else data.val))
+    design = replace(prep.config.design(), test_resolution=1 / len(data.test),
+                     val_resolution=1 / len(data.holdout if data.holdout is not None else data.val),
+                     test_examples=0 if data.test_per_seed else len(data.test))  # one test split: its per-example term
     return {
         "schema": SCHEMA_VERSION, "config": prep.config.to_dict(), "design": design.to_dict(),
         "model": prep.backbone.describe(), "model_key": prep.model_key, "data": data.describe(), "data_key": prep.data_key,

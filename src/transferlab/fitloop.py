@@ -80,8 +80,10 @@ class Hook:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu") -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``split``."""
+def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu",
+             correct_rows: list | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``split``; ``correct_rows``: a list that receives whether
+    each example, in the split's order, was classified correctly (the test interval's per-example term)."""
     model.eval()
     total_loss, correct, n = 0.0, 0, len(split)
     gpu, amp = on_cuda(device), autocast(device)
@@ -93,7 +95,10 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 512, device="cpu"
         with amp:
             logits = model(x).float()
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
+        hit = logits.argmax(1) == y
+        correct += hit.sum().item()
+        if correct_rows is not None:
+            correct_rows.extend(hit.cpu().tolist())
     return total_loss / n, correct / n
 
 

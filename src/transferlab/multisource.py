@@ -63,7 +63,7 @@ def _splits_key(prep: Prepared) -> str:
     d = prep.data
     h = hashlib.sha1(d.train.y.numpy().tobytes() + d.val.y.numpy().tobytes())
     h.update(d.test.label_digest().encode())
-    h.update((d.holdout.y.numpy().tobytes() if d.holdout is not None else b"") + str(d.per_seed).encode())
+    h.update((d.holdout.y.numpy().tobytes() if d.holdout is not None else b"") + str((d.per_seed, d.test_per_seed)).encode())
     return h.hexdigest()
 
 

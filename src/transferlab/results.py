@@ -4,6 +4,7 @@ Nothing here imports torch, so reports and analyses run from the files alone.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -21,6 +22,24 @@ def label(name: str, params: dict) -> str:
     """Human and grouping key of a strategy configuration, e.g. ``freeze_k(k=2)``."""
     inner = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
     return f"{name}({inner})" if inner else name
+
+
+def pack_correct(rows) -> str:
+    """Per-example correctness as text: the bits, little-endian in each byte, base64 (135 examples: 24 characters)."""
+    bits = bytearray((len(rows) + 7) // 8)
+    for i, hit in enumerate(rows):
+        if hit:
+            bits[i // 8] |= 1 << (i % 8)
+    return f"{len(rows)}:" + base64.b64encode(bytes(bits)).decode()
+
+
+def unpack_correct(text: str | None) -> list[int] | None:
+    """The 0/1 list ``pack_correct`` wrote, or None."""
+    if not text:
+        return None
+    n, data = text.split(":", 1)
+    raw = base64.b64decode(data)
+    return [(raw[i // 8] >> (i % 8)) & 1 for i in range(int(n))]
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,9 @@ class TrialRecord:
     status: str  # ok | diverged | failed
     test_acc: float | None = None
     test_loss: float | None = None
+    # Whether each test example (in the test split's order) was classified correctly, packed (``pack_correct``):
+    # with one test split for the whole study it gives the interval's per-example term (analysis.stats).
+    test_correct: str | None = None
     best_val_acc: float | None = None  # on the selection half of validation, which chose the LR and the step
     holdout_acc: float | None = None  # the chosen model on the held-out half of validation, which chose nothing
     best_step: int | None = None  # the checkpoint: optimizer steps at the best validation evaluation

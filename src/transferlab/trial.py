@@ -13,7 +13,7 @@ from transferlab.backbones.base import Backbone
 from transferlab.cache import FeatureCache
 from transferlab.data.base import TargetData
 from transferlab.errors import UserError
-from transferlab.results import TrialRecord, TrialSpec
+from transferlab.results import TrialRecord, TrialSpec, pack_correct
 from transferlab.strategies.base import Fitted, TrialContext, from_spec
 from transferlab.training import Budget
 
@@ -290,9 +290,11 @@ def _close(trial: _Open, pretrained: Backbone, device: str, keep: list | None) -
         record.wall_s = time.perf_counter() - t0
         return record
     chosen, best = best_pair
-    test_loss, test_acc = best.evaluate(data.test.open(reason=spec.trial_id), data.key("test"))
+    rows: list = []
+    test_loss, test_acc = best.evaluate(data.test.open(reason=spec.trial_id), data.key("test"), rows)
     record.status = "ok"
     record.test_acc, record.test_loss = test_acc, test_loss
+    record.test_correct = pack_correct(rows) if len(rows) == len(data.test) else None
     record.best_val_acc, record.best_step = best.result.best_val_acc, best.result.best_step
     if data.holdout is not None:  # scores the choice on examples that made none of it (data.base.hold_out)
         record.holdout_acc = best.evaluate(data.holdout, data.key("holdout"))[1]

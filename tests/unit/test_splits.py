@@ -25,8 +25,27 @@ def test_validation_is_halved_stratified_and_disjoint():
     assert hold_out(held) is held, "halved once"
 
 
-def test_per_seed_splits_deal_the_same_rows_again_and_keep_the_training_pool():
+def test_a_fixed_test_split_across_seeds_with_validation_redrawn():
+    """The default: one test split for the whole study (so no choice ever reads a row some seed scored on test);
+    each seed deals its own validation and held-out examples from their pooled rows."""
     data = resplit(hold_out(digits_target(half="B")))
+    assert data.per_seed and not data.test_per_seed and not data.split_info["test_per_seed"]
+    test_rows = _rows(data.test.open("x"))
+    pooled = _rows(data.val) | _rows(data.holdout)
+    seen_vals = []
+    for seed in (0, 1, 2):
+        s = data.for_seed(seed)
+        assert _rows(s.test.open("x")) == test_rows and s.key("test") == "test", "one test split, one cache entry"
+        assert s.key("val") == f"val@{seed}"
+        assert (len(s.val), len(s.holdout)) == (len(data.val), len(data.holdout))
+        assert _rows(s.val) | _rows(s.holdout) == pooled and not _rows(s.val) & test_rows
+        seen_vals.append(_rows(s.val))
+    assert seen_vals[0] != seen_vals[1], "another seed, other validation examples"
+    assert all(r != "check:resplit" for _, r in data.test.log), "the test split is not even pooled"
+
+
+def test_per_seed_splits_deal_the_same_rows_again_and_keep_the_training_pool():
+    data = resplit(hold_out(digits_target(half="B")), "per_seed")
     assert data.per_seed and len(data.test) < PER_SEED_BELOW and data.split_info["per_seed"]
     pooled = _rows(data.val) | _rows(data.holdout) | _rows(data.test.open("x"))
     seen_tests = []
@@ -67,7 +86,7 @@ def test_an_image_folder_made_into_splits_here_is_dealt_per_seed_on_its_storage(
         (tmp_path / c).mkdir()
         for i in range(30):
             Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
-    data = resplit(hold_out(image_target(str(tmp_path), size=(8, 8), storage="memory")))
+    data = resplit(hold_out(image_target(str(tmp_path), size=(8, 8), storage="memory")), "per_seed")
     assert data.per_seed
     s = data.for_seed(1)
     rows = lambda split: {bytes(split.inputs.raw(np.arange(len(split)))[i].numpy().tobytes()) for i in range(len(split))}  # noqa: E731

@@ -39,16 +39,21 @@ def variance_note(records: list[TrialRecord], study: dict) -> str:
     """Which sources of variance the intervals cover (Bouthillier et al. 2021: say which ones you vary)."""
     trained = [r for r in records if r.trained]
     sizes = {r.n_train for r in trained}
-    if (study.get("data") or {}).get("splits", {}).get("per_seed"):
+    splits = (study.get("data") or {}).get("splits", {})
+    n_test = (study.get("data") or {}).get("n_test")
+    if splits.get("per_seed") and splits.get("test_per_seed", True):
         text = ("What the intervals cover: each seed draws its own validation, held-out and test examples (dealt "
                 "again from the same pooled rows, stratified, in the same sizes), a new training subset, head "
                 "initialisation, batch order and augmentation. So an interval also covers which examples landed in "
                 "test. The price: an example in one seed's test split is in other seeds' validation, so the choice "
                 "across seeds has seen every pooled example.")
     else:
-        text = ("What the intervals cover: each seed draws a new training subset, head initialisation, batch order "
-                "and augmentation. The validation and test splits are the same for every seed, so an interval does "
-                "not cover which examples happened to land in test.")
+        redrawn = ("its own validation and held-out examples (dealt again from their pooled rows), "
+                   if splits.get("per_seed") else "")
+        text = (f"What the intervals cover: each seed draws {redrawn}a new training subset, head initialisation, batch "
+                f"order and augmentation. The test split{f' ({n_test} examples)' if n_test else ''} is one for the "
+                "whole study, so no choice ever read a row that was scored on test; which examples landed in it is "
+                "covered by a per-example (McNemar-type) term added to each test interval.")
     if trained and all(r.holdout_acc is None for r in trained):
         text += (" Validation was too small to halve, so strategies are ranked on the validation accuracy that also "
                  "chose their learning rates and checkpoints: a maximum, which favours the strategy that tried more.")

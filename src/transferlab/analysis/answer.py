@@ -3,7 +3,7 @@ each from the study's own verdicts. Pure, on the analysis dict ``analyze`` build
 from __future__ import annotations
 
 from transferlab.analysis.convergence import caveat
-from transferlab.analysis.stats import Verdict, interval_phrase, seeds_phrase
+from transferlab.analysis.stats import Verdict, interval_phrase, more_minutes, seeds_phrase
 from transferlab.analysis.sweep import HELPS, HURTS, NO_GAIN, UNDECIDED
 
 STATUS_WORDS = {HELPS: "yes (some strategy is measurably better than scratch)",
@@ -52,14 +52,15 @@ def what_to_use(rec: dict, acc: list[dict]) -> str:
     return f"What to use: {what}, chosen on validation {at}{score}."
 
 
-def how_sure(rec: dict, gains: list[dict], decided: dict, conv: list[dict] = ()) -> str:
+def how_sure(rec: dict, gains: list[dict], decided: dict, conv: list[dict] = (), acc: list[dict] = ()) -> str:
     g = next((x for x in gains if x["label"] == rec.get("label") and x["n_train"] == rec.get("n_train")), None)
     share = f"{decided['decided']} of {decided['total']} comparisons with scratch are decided" if decided.get("total") else ""
     if g is None:
         what = "scratch, the control, leads on validation" if rec.get("strategy") == "scratch" else "it has no comparison with scratch"
         return f"How sure: {what}; {share}." if share else f"How sure: {what}."
     c = g["gain"]
-    tail = f"; {seeds_phrase(c.get('seeds_needed'))}" if g["verdict"] == Verdict.INCONCLUSIVE else ""
+    more = more_minutes(acc, [rec["label"], "scratch"], rec.get("n_train"), c.get("seeds_needed"))
+    tail = f"; {seeds_phrase(c.get('seeds_needed'), more)}" if g["verdict"] == Verdict.INCONCLUSIVE else ""
     dropped = f", {c['dropped']} seed{'s' if c['dropped'] != 1 else ''} left out (a trial failed)" if c.get("dropped") else ""
     return (f"How sure: against scratch it is {g['verdict']}: {interval_phrase(c)}, {c.get('n', 0)} seeds{dropped}{tail}; "
             f"{share}." + caveat(list(conv), [rec["label"], "scratch"], rec.get("n_train")))
@@ -73,4 +74,4 @@ def answer(analysis: dict) -> list[str]:
     if bad:
         first += f" ({bad} of {sum(r['trials'] for r in conv)} trials had not converged: see 'Did every arm converge?'.)"
     return [first, what_to_use(rec, analysis["accuracy"]),
-            how_sure(rec, analysis["gains"], analysis["decided"], analysis.get("convergence", []))]
+            how_sure(rec, analysis["gains"], analysis["decided"], analysis.get("convergence", []), analysis["accuracy"])]

@@ -10,7 +10,7 @@ import numpy as np
 
 from transferlab.analysis.leader import leader
 from transferlab.analysis.stats import Design, best_of_others, compare, decide, mean_ci
-from transferlab.results import TrialRecord, as_records
+from transferlab.results import TrialRecord, as_records, unpack_correct
 
 SCRATCH = "scratch"
 
@@ -104,8 +104,10 @@ def gains(records, design: Design = Design(), on: str = "test") -> list[dict]:
     records = as_records(records)
     score = (lambda r: r.test_acc) if on == "test" else (lambda r: r.val_score)  # noqa: E731
     resolution = design.test_resolution if on == "test" else design.val_resolution
+    shared_test = design.test_examples if on == "test" else 0  # one test split for every seed: its per-example term
+    rows = (lambda seeds: {s: unpack_correct(r.test_correct) for s, r in seeds.items()}) if shared_test else None  # noqa: E731
     items = [(lab, n, compare({s: score(r) for s, r in seeds.items()}, {s: score(r) for s, r in base.items()},
-                              design, resolution))
+                              design, resolution, shared_test, (rows(seeds), rows(base)) if rows else None))
              for lab, n, seeds, base in against_scratch(records)]
     decided_by: dict = {}
     for n in {n for _, n, _ in items}:

@@ -15,7 +15,7 @@ import math
 
 from transferlab.analysis.convergence import caveat
 from transferlab.analysis.gain import SCRATCH, size_key
-from transferlab.analysis.stats import Verdict, interval_phrase, seeds_phrase
+from transferlab.analysis.stats import Verdict, interval_phrase, more_minutes, seeds_phrase
 
 # CS231n's "small dataset" has no number; we call a target small below this many labels per class.
 SMALL_PER_CLASS = 100
@@ -119,7 +119,8 @@ def recommend(analysis: dict, study: dict) -> dict:
                      f"(inconclusive; the closest {seeds_phrase(closest['seeds_needed'])}).")
     if gain:
         word = GAIN_WORDS[gain["verdict"]].format(m=f"{margin_pp:.0f}")
-        tail = f"; {seeds_phrase(gain['gain']['seeds_needed'])}" if gain["verdict"] == Verdict.INCONCLUSIVE else ""
+        more = more_minutes(acc, [choice["label"], SCRATCH], size, gain["gain"]["seeds_needed"])
+        tail = f"; {seeds_phrase(gain['gain']['seeds_needed'], more)}" if gain["verdict"] == Verdict.INCONCLUSIVE else ""
         parts.append(f"On test, its paired gain over training the same architecture from scratch is "
                      f"{interval_phrase(gain['gain'])}: {word}{tail}{_dropped(gain['gain'])}."
                      + caveat(analysis.get("convergence", []), [choice["label"], SCRATCH], size))

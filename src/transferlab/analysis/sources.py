@@ -127,7 +127,8 @@ def rank_at(sources: list[dict], n, design: Design) -> Ranking | None:
     if rest:
         pairs = len(items) * (len(items) - 1) // 2  # the leader was chosen on these numbers: every pair is the family
         val = decide([compare(v, lv, design, design.val_resolution) for _, v, _ in rest], design, pairs)
-        test = decide([compare(t, lt, design, design.test_resolution) for _, _, t in rest], design, pairs)
+        test = decide([compare(t, lt, design, design.test_resolution, design.test_examples) for _, _, t in rest],
+                      design, pairs)
         for (c, _, _), dv, dt in zip(rest, val, test):
             c.vs_leader_val = Comparison.from_dict({**dv, "label": leader_c.name})
             c.vs_leader_test = Comparison.from_dict({**dt, "label": leader_c.name})

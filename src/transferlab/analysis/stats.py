@@ -71,6 +71,9 @@ class Design:
     # happen to agree exactly on a small split do not count as certainty.  Set by the study: 1 / split size.
     test_resolution: float = 0.0
     val_resolution: float = 0.0
+    # Examples in the test split when it is one for the whole study (0: redrawn per seed, or unknown).  The
+    # intervals of test comparisons then add its per-example term (``test_variance``).  Set by the study.
+    test_examples: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "looks", tuple(sorted({int(n) for n in self.looks})))
@@ -127,28 +130,84 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict:
     return mean_ci([a[s] - b[s] for s in seeds])
 
 
-def compare(a: dict[int, float], b: dict[int, float], design: Design, sd_floor: float = 0.0) -> dict:
+def test_variance(mean_a: float, mean_b: float, diff: float, n_test: int) -> float:
+    """The test-sampling variance of a mean paired difference read on one shared test split of ``n_test`` examples.
+
+    McNemar-type: with Delta_e the seeds' mean of (correct_a - correct_b) on example e, the mean difference is
+    mean_e(Delta_e), whose variance over draws of the test split is var(Delta_e) / N = (E[Delta_e^2] - d^2) / N.  Since
+    |Delta_e| <= 1, E[Delta_e^2] <= E|Delta_e| <= P(a and b disagree on e) <= err_a + err_b.  So this bound needs only
+    the two accuracies: it is tight when the strategies' errors fall on different examples and conservative when
+    they share them."""
+    if not n_test or not all(math.isfinite(x) for x in (mean_a, mean_b, diff)):
+        return 0.0
+    return max(0.0, min(1.0, (1 - mean_a) + (1 - mean_b)) - diff ** 2) / n_test
+
+
+def example_variance(rows_a: list, rows_b: list) -> float | None:
+    """The per-example term from per-example correctness on the shared test split (a list per seed, same order):
+    Var_e(mu_e) / N, with mu_e the seeds' expected (correct_a - correct_b) on example e.  The observed per-example
+    means scatter by Var_e(mu_e) plus their own seed noise (mean_e s_e^2 / n), so that noise is taken off:
+    a random-effects estimate, floored at 0.  None: fewer than 2 seeds, or the rows do not line up."""
+    n = len(rows_a)
+    if n < 2 or len(rows_b) != n or len({len(r) for r in (*rows_a, *rows_b)}) != 1:
+        return None
+    d = np.asarray(rows_a, dtype=float) - np.asarray(rows_b, dtype=float)  # seeds x examples
+    n_test = d.shape[1]
+    if n_test < 2:
+        return None
+    between = float(d.mean(axis=0).var(ddof=1))
+    within = float(d.var(axis=0, ddof=1).mean()) / n
+    return max(0.0, between - within) / n_test
+
+
+def compare(a: dict[int, float], b: dict[int, float], design: Design, sd_floor: float = 0.0,
+            test_examples: int = 0, rows: tuple[dict, dict] | None = None) -> dict:
     """The paired differences a - b at the last look their shared seeds reach (before the family is known).
 
     Look ``k`` sees the seeds the study runs first (``design.seed_order``), up to ``design.looks[k]``; seeds
     beyond the last look are not read.  Returns the look's index, its differences and their summary.
+    ``test_examples``: the values are accuracies on one shared test split of that many examples, so the interval
+    adds its per-example term (``test_var``): from per-example correctness when ``rows`` (seed -> 0/1 list, for a
+    and for b) has it for every seed read (``example_variance``), else the bound from the accuracies alone
+    (``test_variance``).
     """
     seeds = sorted(set(a) & set(b))
     rank = design.rank(seeds)
-    ranked = sorted((rank[s], a[s] - b[s]) for s in seeds if rank[s] < design.looks[-1])
+    ranked = sorted((rank[s], s) for s in seeds if rank[s] < design.looks[-1])
     look = next((i for i, n in enumerate(design.looks) if ranked and ranked[-1][0] < n), 0)
-    d = [v for _, v in ranked]
-    return {**mean_ci(d), "look": look, "diffs": d, "sd_floor": sd_floor}
+    d = [a[s] - b[s] for _, s in ranked]
+    out = {**mean_ci(d), "look": look, "diffs": d, "sd_floor": sd_floor}
+    if test_examples and d:
+        used = [s for _, s in ranked]
+        per_example = None
+        if rows is not None and all(rows[0].get(s) and rows[1].get(s) for s in used):
+            per_example = example_variance([rows[0][s] for s in used], [rows[1][s] for s in used])
+        out["test_var"] = per_example if per_example is not None else test_variance(
+            float(np.mean([a[s] for s in used])), float(np.mean([b[s] for s in used])), out["mean"], test_examples)
+        out["test_term"] = "per example" if per_example is not None else "bound"
+    return out
+
+
+def spread(c: dict, n: int | None = None) -> tuple[float, float]:
+    """(standard error, degrees of freedom) of comparison ``c``'s mean at ``n`` seeds (default: its own): the seeds'
+    SD (floored) over sqrt(n), plus the test split's per-example term when there is one, with Welch-Satterthwaite
+    degrees of freedom (the per-example term counts as known: it is a bound from N test examples)."""
+    n = c["n"] if n is None else n
+    sd = max(c["sd"], c.get("sd_floor") or 0.0)
+    seeds_var, test_var = sd * sd / n, c.get("test_var") or 0.0
+    if not test_var:
+        return math.sqrt(seeds_var), n - 1
+    df = (seeds_var + test_var) ** 2 / (seeds_var ** 2 / (n - 1)) if seeds_var > 0 else 1e6
+    return math.sqrt(seeds_var + test_var), min(df, 1e6)
 
 
 def interval(c: dict, design: Design, family: int) -> tuple[float, float, float]:
     """(lo, hi, level) of comparison ``c``'s simultaneous interval in a family of ``family`` comparisons."""
     alpha = design.level(c["look"], family)
-    n = c["n"]
-    if n < MIN_SEEDS:
+    if c["n"] < MIN_SEEDS:
         return -math.inf, math.inf, 1 - alpha
-    sd = max(c["sd"], c.get("sd_floor") or 0.0)
-    half = float(stats.t.ppf(1 - alpha / 2, n - 1)) * sd / math.sqrt(n)
+    se, df = spread(c)
+    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
     return c["mean"] - half, c["mean"] + half, 1 - alpha
 
 
@@ -186,16 +245,18 @@ def decide(comparisons: list[dict], design: Design, family: int | None = None) -
     return out
 
 
-def power(n: int, mean: float, sd: float, margin: float, alpha: float) -> float:
+def power(n: int, mean: float, sd: float, margin: float, alpha: float, test_var: float = 0.0) -> float:
     """The chance that ``n`` paired seeds give an interval (two-sided, error ``alpha``) that decides, if the true
-    difference is ``mean`` with SD ``sd``: that lies off 0 (better, worse) or inside ±margin (equivalent).
+    difference is ``mean`` with SD ``sd`` (and the shared test split adds ``test_var``): that lies off 0 (better,
+    worse) or inside ±margin (equivalent).
 
     Noncentral t.  The two ways to decide overlap, so the larger of the two chances is a lower bound; for the
     equivalence side, the usual bound P(both one-sided tests reject) >= 1 - (misses of each).
     """
     if n < MIN_SEEDS:
         return 0.0
-    df, root = n - 1, math.sqrt(n) / sd
+    se, df = spread({"n": n, "sd": sd, "test_var": test_var})
+    root = 1 / se
     crit = float(stats.t.ppf(1 - alpha / 2, df))
 
     def above(nc: float) -> float:  # P(T > crit), T noncentral t; scipy returns NaN deep in a tail
@@ -218,7 +279,8 @@ def seeds_needed(c: dict, design: Design, family: int) -> int | None:
         return None
     sd = max(sd, c.get("sd_floor") or 0.0, 1e-9)
     alpha = design.level(len(design.looks) - 1, family)
-    enough = lambda n: power(n, mean, sd, design.margin, alpha) >= POWER  # noqa: E731 (power grows with n)
+    test_var = c.get("test_var") or 0.0
+    enough = lambda n: power(n, mean, sd, design.margin, alpha, test_var) >= POWER  # noqa: E731 (grows with n)
     lo = max(MIN_SEEDS, c["n"] + 1)
     if enough(lo):
         return lo
@@ -233,13 +295,25 @@ def seeds_needed(c: dict, design: Design, family: int) -> int | None:
     return hi if hi <= MAX_SEEDS_ESTIMATE else MAX_SEEDS_ESTIMATE + 1
 
 
+def more_minutes(acc_rows: list[dict], labels: list[str], n_train, needed: int | None) -> float | None:
+    """Training minutes that ``needed`` seeds in all would add for configurations ``labels`` at ``n_train``: the
+    seeds each is missing times its mean trial time (one process; workers share it)."""
+    if not needed:
+        return None
+    rows = {r["label"]: r for r in acc_rows if r["n_train"] == n_train}
+    if not all(lab in rows for lab in labels):
+        return None
+    return sum(max(0, needed - len(rows[lab]["seeds"])) * rows[lab]["wall_s"] for lab in labels) / 60
+
+
 def seeds_phrase(n: int | None, minutes: float | None = None) -> str:
     """'about 14 seeds (about 3 min more) would decide it: rerun with --max-seeds 14' (into a new folder: a study's
     cap is part of its design, and raising it after a look would spend alpha twice)."""
     if n is None:
         return "needs at least 3 seeds to be decided"
     if n > MAX_SEEDS_ESTIMATE:
-        return f"would need more than {MAX_SEEDS_ESTIMATE} seeds to decide (too close to the margin)"
+        return (f"would need more than {MAX_SEEDS_ESTIMATE} seeds to decide (too close to the margin, or beyond what the "
+                "test split's size can resolve)")
     more = f" (about {minutes:.0f} min more)" if minutes is not None and minutes >= 1 else \
         " (under a minute more)" if minutes is not None else ""
     return f"about {n} seeds{more} would decide it with {POWER:.0%} power: rerun with --max-seeds {n} into a new folder"
@@ -258,8 +332,8 @@ def _bounds(c: dict, design: Design, family: int) -> tuple[float, float]:
     """(lower, upper) one-sided bounds of comparison ``c``, each at error ``design.level(look, family)``."""
     if c["n"] < MIN_SEEDS:
         return -math.inf, math.inf
-    sd = max(c["sd"], c.get("sd_floor") or 0.0)
-    half = float(stats.t.ppf(1 - design.level(c["look"], family), c["n"] - 1)) * sd / math.sqrt(c["n"])
+    se, df = spread(c)
+    half = float(stats.t.ppf(1 - design.level(c["look"], family), df)) * se
     return c["mean"] - half, c["mean"] + half
 
 

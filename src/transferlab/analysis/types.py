@@ -101,6 +101,10 @@ class Comparison(Interval):
     dropped: int = 0  # seeds left out of the pairing because a trial of either side failed or diverged
     stopped: Optional[str] = None  # why no more seeds were run ("the cap of 10 seeds cannot decide it")
     versus: Optional[str] = None  # a race row: the configuration its estimate names the best of the others
+    # One test split for the whole study: its per-example variance term, and whether it came from per-example
+    # correctness ("per example") or from the accuracies alone ("bound").
+    test_var: Optional[float] = None
+    test_term: Optional[str] = None
 
 
 @dataclass

@@ -125,9 +125,9 @@ HALVING = typer.Option(None, "--halving/--no-halving", help="prune LR candidates
                        "drop a slow-starting LR that would have won) or train every candidate until it converges (default)")
 
 
-SPLITS = typer.Option(None, help="validation and test examples: per_seed (each seed draws its own, so intervals cover which "
-                      "examples landed in test), fixed, or auto (default: per_seed for splits made here with under 2,000 "
-                      "test examples)")
+SPLITS = typer.Option(None, help="validation and test examples: auto (default: for splits made here with under 2,000 "
+                      "test examples each seed draws its own validation; one test split for the study), per_seed (test "
+                      "redrawn per seed too), or fixed")
 
 
 def _design(max_seeds, margin, augment, halving, splits=None, time_budget=None) -> dict:

@@ -178,14 +178,15 @@ class TargetData:
     # The held-out half of validation (``hold_out``): it scores each trial's chosen model and so ranks strategies,
     # while ``val`` chose that model's LR and step.  None: validation is too small to halve.
     holdout: Split | None = None
-    per_seed: bool = False  # each seed draws its own validation, held-out and test examples (``resplit``, ``for_seed``)
+    per_seed: bool = False  # each seed draws its own validation and held-out examples (``resplit``, ``for_seed``)
+    test_per_seed: bool = False  # ... and its own test examples (``--splits per_seed``; the default keeps test fixed)
     split_tag: str = ""  # one seed's splits ("@3"): part of their cache keys, so no two seeds share features
     _held: Split | None = field(default=None, repr=False, compare=False)  # validation, held-out and test rows, pooled
     _seeded: dict = field(default_factory=dict, repr=False, compare=False)
 
     def key(self, split: str) -> str:
-        """The cache key of split ``split`` ("val", "holdout", "test") of these splits."""
-        return f"{split}{self.split_tag}"
+        """The cache key of split ``split`` ("val", "holdout", "test") of these splits (a fixed test split has one)."""
+        return split if split == "test" and not self.test_per_seed else f"{split}{self.split_tag}"
 
     def for_seed(self, seed: int) -> TargetData:
         """Seed ``seed``'s own splits when they are redrawn per seed (else these): the rows outside the training
@@ -196,14 +197,16 @@ class TargetData:
         if seed not in self._seeded:
             pool = self._held
             y = pool.y.numpy()
-            rest, test = _deal(np.arange(len(y)), y, len(self.test), seed)
+            rest, test = np.arange(len(y)), None
+            if self.test_per_seed:
+                rest, test = _deal(rest, y, len(self.test), seed)
             held = None
             if self.holdout is not None:
                 rest, held = _deal(rest, y, len(self.holdout), seed)
             pick = lambda ix: pool.subset(np.sort(ix))  # noqa: E731
             self._seeded[seed] = replace(self, val=pick(rest), holdout=None if held is None else pick(held),
-                                         test=SealedSplit(pick(test), self.test.log), per_seed=False,
-                                         split_tag=f"@{seed}", _seeded={})
+                                         test=self.test if test is None else SealedSplit(pick(test), self.test.log),
+                                         per_seed=False, split_tag=f"@{seed}", _seeded={})
         return self._seeded[seed]
 
     @property
@@ -326,22 +329,28 @@ PER_SEED_BELOW = 2000  # test examples: splits made here and this small are redr
 
 
 def resplit(data: TargetData, mode: str = "auto") -> TargetData:
-    """Whether each seed draws its own validation, held-out and test examples (``TargetData.for_seed``).
+    """Which examples each seed draws anew (``TargetData.for_seed``).
 
-    ``auto``: when the splits were made here (not given with the data), its inputs are arrays, and the test split
-    has fewer than ``PER_SEED_BELOW`` examples.  Why that size: the binomial SD of an accuracy near 90% on n test
-    examples is sqrt(0.09 / n), 0.67 pp at n = 2000, two thirds of the default 1 pp margin and more below it.  Which
-    examples happen to land in test then moves a study's numbers as much as the differences it decides, and an
-    interval over seeds on one fixed split leaves that variance out (Bouthillier et al. 2021: vary every source).
+    ``auto`` (the default): when the splits were made here (not given with the data), its inputs are arrays, and
+    the test split has fewer than ``PER_SEED_BELOW`` examples, each seed deals its own validation and held-out
+    examples from their pooled rows; **the test split stays one for the whole study**.  So the test split steers
+    nothing: no choice (a leader, a recommendation, where seeds go) ever reads a row that some seed scored on
+    test.  Which examples landed in test is then covered by the interval's per-example term on the shared test
+    split (``analysis.stats``), not by redrawing it.  ``per_seed``: test is redrawn per seed too (the intervals
+    then cover test sampling through the seeds; the choice across seeds has seen every pooled row).  ``fixed``:
+    nothing is redrawn.
     """
     made_here = data.split_info.get("method") == "stratified"
     if mode == "per_seed" and not made_here:
         raise UserError("per-seed splits would redraw the splits this data gives (its own test split)",
                         "use --splits fixed")
     per_seed = mode == "per_seed" or (mode == "auto" and made_here and len(data.test) < PER_SEED_BELOW)
+    test_per_seed = mode == "per_seed"
+    per_seed = per_seed and (test_per_seed or data.holdout is not None or len(data.val) > 0)
     held = None
-    if per_seed:  # pooled once, before any trial: the one read of the test split that deals rows, scoring none
-        parts = [p for p in (data.val, data.holdout, data.test.open("check:resplit")) if p is not None]
+    if per_seed:  # pooled once, before any trial; with a fixed test split its rows are not pooled at all
+        tested = [data.test.open("check:resplit")] if test_per_seed else []
+        parts = [p for p in (data.val, data.holdout, *tested) if p is not None]
         y = torch.cat([p.y for p in parts])
         try:
             held = Split(concat([p.inputs for p in parts]), y, ("held", np.arange(len(y))))
@@ -349,9 +358,10 @@ def resplit(data: TargetData, mode: str = "auto") -> TargetData:
             if mode == "per_seed":
                 raise UserError("per-seed splits need the validation and test inputs on one storage and shape",
                                 "use --splits fixed") from None
-            per_seed = False
-    info = {**data.split_info, "per_seed": per_seed}
-    return replace(data, per_seed=per_seed, split_info=info, _held=held, _seeded={})
+            per_seed = test_per_seed = False
+    info = {**data.split_info, "per_seed": per_seed, "test_per_seed": per_seed and test_per_seed}
+    return replace(data, per_seed=per_seed, test_per_seed=per_seed and test_per_seed, split_info=info, _held=held,
+                   _seeded={})
 
 
 def check_labels(y: np.ndarray, class_names: list[str]) -> None:

@@ -66,8 +66,9 @@ class Fitted:
 
     result: FitResult
     trainable_params: int
-    # (split, its cache key) -> (loss, accuracy), on a raw (preprocessed) split: the test split, or the held-out half
-    # of validation; the key keeps their frozen features apart in the cache.
+    # (split, its cache key[, correct_rows]) -> (loss, accuracy), on a raw (preprocessed) split: the test split, or the
+    # held-out half of validation; the key keeps their frozen features apart in the cache; ``correct_rows``, a list,
+    # receives whether each example was classified correctly.
     evaluate: Callable[..., tuple[float, float]]
     model: object = None  # the trained Backbone, or the fitted sklearn pipeline
     cached: bool = False
@@ -333,8 +334,8 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     if not ctx.lazy:
         run.finish()
 
-    def score(split: Split, key: str = "test") -> tuple[float, float]:
-        return evaluate(model, ctx.at_cut(cut, key, split), ctx.budget.eval_batch_size, ctx.device)
+    def score(split: Split, key: str = "test", correct_rows: list | None = None) -> tuple[float, float]:
+        return evaluate(model, ctx.at_cut(cut, key, split), ctx.budget.eval_batch_size, ctx.device, correct_rows)
 
     return Fitted(run.result, count_trainable(bb), score, bb, cached, len(bb.frozen), probe.rows, run,
                   deploy_params=sum(p.numel() for p in bb.parameters()), predictor=bb)

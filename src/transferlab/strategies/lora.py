@@ -87,9 +87,9 @@ class LoRA(Strategy):
         fitted = train_backbone(ctx, bb, adapted[0], param_groups(list(bb.blocks.values()), bb.head, candidate["lr"]))
         score = fitted.evaluate
 
-        def evaluate(split: Split, key: str = "test") -> tuple[float, float]:
+        def evaluate(split: Split, key: str = "test", correct_rows: list | None = None) -> tuple[float, float]:
             merge_lora(bb)  # the chosen candidate becomes a plain model before it is scored and kept (idempotent)
-            return score(split, key)
+            return score(split, key, correct_rows)
 
         fitted.evaluate = evaluate
         return fitted

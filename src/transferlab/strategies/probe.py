@@ -41,10 +41,13 @@ def make_classifier(kind: str, C: float, seed: int):
     return make_pipeline(StandardScaler(), clf)
 
 
-def score(pipe, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, float]:
+def score(pipe, x: np.ndarray, y: np.ndarray, n_classes: int, correct_rows: list | None = None) -> tuple[float, float]:
     """(loss, accuracy): log loss for logistic regression, multiclass hinge for the SVM."""
     labels = np.arange(n_classes)
-    acc = float((pipe.predict(x) == y).mean())
+    hit = pipe.predict(x) == y
+    acc = float(hit.mean())
+    if correct_rows is not None:
+        correct_rows.extend(hit.tolist())
     if hasattr(pipe, "predict_proba") and hasattr(pipe[-1], "predict_proba"):
         return float(log_loss(y, pipe.predict_proba(x), labels=labels)), acc
     return float(hinge_loss(y, pipe.decision_function(x), labels=labels)), acc
@@ -94,8 +97,8 @@ class LinearProbe(Strategy):
         converged = bool(np.all(np.asarray(pipe[-1].n_iter_) < pipe[-1].max_iter))
         result = FitResult([log], 0, val_acc, val_loss, converged=converged, stop="converged" if converged else "limit")
 
-        def evaluate(split: Split, key: str = "test") -> tuple[float, float]:
-            return score(pipe, *as_matrix(ctx.features(k, key, split)), n)
+        def evaluate(split: Split, key: str = "test", correct_rows: list | None = None) -> tuple[float, float]:
+            return score(pipe, *as_matrix(ctx.features(k, key, split)), n, correct_rows)
 
         trainable = x.shape[1] * n + n
         kept = list(ctx.pretrained.blocks.values())[:k]
