@@ -86,3 +86,17 @@ def test_depth_series_keep_configurations_apart():
     assert {(d["series"], d["k"]) for d in depth} == {("freeze_k", 0), ("freeze_k", 1), ("freeze_k(train_bn=True)", 1),
                                                       ("surgical", 0)}
     assert {d["series"] for d in main_series(depth)} == {"freeze_k"}
+
+
+def test_the_ranking_family_counts_every_configuration_chosen_among():
+    """Each source's contestant is its best of K configurations, chosen on the numbers that rank it: the family is
+    every pair of (source, configuration) and scratch control, so expanding a source into more configurations does
+    not buy it narrower intervals (before, the family counted only the contestants)."""
+    big = _source("big", "g1", 1000, 0.0)
+    for k in range(4):  # four more configurations of "big": six in all
+        big["records"] += [{**r, "label": f"extra{k}", "strategy": "head", "trial_id": f"{r['trial_id']}-x{k}"}
+                           for r in big["records"] if r["label"] == "finetune"]
+    small = _source("small", "g2", 1000, -0.01)
+    r = compare_sources([big, small], Design(looks=(10,), seed_order=tuple(range(10)))).rankings[-1]
+    m = 6 + 2 + 2  # big's six configurations, small's two, two scratch controls
+    assert all(x.vs_leader_val.family == m * (m - 1) // 2 for x in r.contestants if x.vs_leader_val)

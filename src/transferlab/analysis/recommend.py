@@ -102,50 +102,82 @@ def recommend(analysis: dict, study: dict) -> dict:
     place = placement(study, choice["n_train_total"] / n_classes)
     agrees = _agrees(place, choice, study.get("model", {}).get("params"))
 
-    seeds = len(choice["seeds"])
-    at = f"with all {choice['n_train_total']} training examples" if size == "all" else \
-        f"at {size} examples per class ({choice['n_train_total']} in all)"
-    parts = [f"Use {choice['label']}: {at} it was chosen on "
-             f"held-out validation accuracy ({_pct(choice['best_val_acc'])}) and scores {_pct(choice['test_acc']['mean'])} on the "
-             f"test split over {seeds} seed{'s' if seeds != 1 else ''}, training {choice['trainable_params']:,} parameters."]
-    if choice is not leader:
-        d = vs[choice["label"]]
-        parts.append(f"The validation leader was {leader['label']} ({_pct(leader['best_val_acc'])}); {choice['label']} is "
-                     f"decided within ±{margin_pp:.0f} pp of the best of the others (against {d.get('versus') or leader['label']}: "
-                     f"{interval_phrase(d)}) and trains fewer parameters, so it is preferred.")
+    lead = _lead(analysis, study, choice, leader, vs, gain, size, margin_pp)
+    details = []
     if contenders:
         closest = min((vs[lab] for lab in contenders), key=lambda c: c["seeds_needed"] or 10**6)
-        parts.append(f"Not yet separated from the leader on validation: {', '.join(contenders)} "
-                     f"(inconclusive; the closest {seeds_phrase(closest['seeds_needed'])}).")
-    if gain:
-        word = GAIN_WORDS[gain["verdict"]].format(m=f"{margin_pp:.0f}")
-        more = more_minutes(acc, [choice["label"], SCRATCH], size, gain["gain"]["seeds_needed"])
-        tail = f"; {seeds_phrase(gain['gain']['seeds_needed'], more)}" if gain["verdict"] == Verdict.INCONCLUSIVE else ""
-        parts.append(f"On test, its paired gain over training the same architecture from scratch is "
-                     f"{interval_phrase(gain['gain'])}: {word}{tail}{_dropped(gain['gain'])}."
-                     + caveat(analysis.get("convergence", []), [choice["label"], SCRATCH], size))
-    elif choice["strategy"] == SCRATCH:
-        parts.append("Training from scratch leads on validation: no reuse of the pretrained weights did better there.")
+        details.append(f"Not yet separated from the best on validation: {', '.join(contenders)} "
+                       f"(inconclusive; the closest {seeds_phrase(closest['seeds_needed'])}).")
+    if not gain and choice["strategy"] == SCRATCH:
         better = [g["label"] for g in analysis["gains"] if g["n_train"] == size and g["verdict"] == Verdict.BETTER]
         if better:
-            parts.append(f"On test, though, {', '.join(better)} {'is' if len(better) == 1 else 'are'} measurably better "
-                         "than scratch; validation and test disagree, so run more seeds before trusting either.")
+            details.append(f"On test, though, {', '.join(better)} {'is' if len(better) == 1 else 'are'} measurably better "
+                           "than scratch; validation and test disagree, so run more seeds before trusting either.")
     if speed and speed["speedup"]:
-        parts.append(f"It reaches scratch's best validation accuracy {speed['speedup']:.1f}x sooner in optimizer steps "
-                     f"({speed['reached']}/{speed['seeds']} seeds reached it).")
+        details.append(f"It reaches scratch's best validation accuracy {speed['speedup']:.1f}x sooner in optimizer steps "
+                       f"({speed['reached']}/{speed['seeds']} seeds reached it).")
     elif speed:
-        parts.append(f"It never reached scratch's best validation accuracy ({speed['reached']}/{speed['seeds']} seeds).")
-    parts.append(analysis["sweep"].get("text", ""))
-    if place["rule"]:
-        sim = place["similarity_detail"] or {}
-        parts.append(f"The task has {place['data']} data ({place['per_class']:.0f} per class) and {place['similarity']} "
-                     f"similarity ({sim.get('summary', 'measured')}); the CS231n table says: {place['rule']}. "
-                     + ("The measurement agrees." if agrees else "The measurement disagrees: trust the measurement."
-                        if agrees is False else ""))
-    else:
-        parts.append(f"The task has {place['data']} data ({place['per_class']:.0f} per class); similarity to the source "
-                     "was not measured, so the CS231n table cannot be placed.")
+        details.append(f"It never reached scratch's best validation accuracy ({speed['reached']}/{speed['seeds']} seeds).")
+    details.append(analysis["sweep"].get("text", ""))
+    details.append(_placement_text(place, agrees))
     return {"label": choice["label"], "strategy": choice["strategy"], "params": choice["params"], "n_train": size,
             "leader": leader["label"], "equivalent_to_leader": [r["label"] for r in equivalent],
             "contenders": contenders, "gain_verdict": gain["verdict"] if gain else None,
-            "placement": place, "agrees_with_table": agrees, "text": " ".join(p for p in parts if p)}
+            "placement": place, "agrees_with_table": agrees, "text": " ".join(p for p in lead if p),
+            "details": " ".join(p for p in details if p), "undecided": undecided(analysis)}
+
+
+def _lead(analysis: dict, study: dict, choice: dict, leader: dict, vs: dict, gain: dict | None, size,
+          margin_pp: float) -> list[str]:
+    """At most three sentences, what was decided first: what to use, its gain over scratch, what is still open."""
+    seeds = len(choice["seeds"])
+    at = f"with all {choice['n_train_total']} training examples" if size == "all" else \
+        f"at {size} examples per class ({choice['n_train_total']} in all)"
+    cheaper = ""
+    if choice is not leader:
+        d = vs[choice["label"]]
+        cheaper = (f", decided within ±{margin_pp:.0f} pp of the best of the others (the leader is {leader['label']}; "
+                   f"against {d.get('versus') or leader['label']}: {interval_phrase(d)}) and training fewer parameters")
+    lead = [f"Use {choice['label']}: {at} it was chosen on held-out validation accuracy ({_pct(choice['best_val_acc'])})"
+            f"{cheaper}, and scores {_pct(choice['test_acc']['mean'])} on the test split over {seeds} "
+            f"seed{'s' if seeds != 1 else ''}, training {choice['trainable_params']:,} parameters."]
+    if gain:
+        word = GAIN_WORDS[gain["verdict"]].format(m=f"{margin_pp:.0f}")
+        more = more_minutes(analysis["accuracy"], [choice["label"], SCRATCH], size, gain["gain"]["seeds_needed"])
+        tail = f"; {seeds_phrase(gain['gain']['seeds_needed'], more)}" if gain["verdict"] == Verdict.INCONCLUSIVE else ""
+        unconverged = caveat(analysis.get("convergence", []), [choice["label"], SCRATCH], size).strip()
+        if unconverged:  # one sentence still: "This rests on ..." becomes its clause
+            unconverged = "; t" + unconverged[1:-1]
+        lead.append(f"On test, its paired gain over training the same architecture from scratch is "
+                    f"{interval_phrase(gain['gain'])}: {word}{tail}{_dropped(gain['gain'])}{unconverged}.")
+    elif choice["strategy"] == SCRATCH:
+        lead.append("Training from scratch leads on validation: no reuse of the pretrained weights did better there.")
+    d = analysis.get("decided") or {}
+    if d.get("total"):
+        lead.append(f"{d['decided']} of {d['total']} comparisons with scratch are decided"
+                    + ("; the undecided ones, with the seeds that would decide each, are in the table below." if d["decided"] < d["total"] else "."))
+    return lead
+
+
+def undecided(analysis: dict) -> list[dict]:
+    """The inconclusive comparisons with scratch, as table rows: what it would take to decide each."""
+    rows = []
+    for g in analysis["gains"]:
+        if g["verdict"] != Verdict.INCONCLUSIVE:
+            continue
+        c = g["gain"]
+        rows.append({"label": g["label"], "n_train": g["n_train"], "mean": c["mean"], "lo": c["lo"], "hi": c["hi"],
+                     "n": c["n"], "seeds_needed": c.get("seeds_needed"), "stopped": c.get("stopped"),
+                     "minutes": more_minutes(analysis["accuracy"], [g["label"], SCRATCH], g["n_train"], c.get("seeds_needed"))})
+    return rows
+
+
+def _placement_text(place: dict, agrees) -> str:
+    if place["rule"]:
+        sim = place["similarity_detail"] or {}
+        return (f"The task has {place['data']} data ({place['per_class']:.0f} per class) and {place['similarity']} "
+                f"similarity ({sim.get('summary', 'measured')}); the CS231n table says: {place['rule']}. "
+                + ("The measurement agrees." if agrees else "The measurement disagrees: trust the measurement."
+                   if agrees is False else ""))
+    return (f"The task has {place['data']} data ({place['per_class']:.0f} per class); similarity to the source "
+            "was not measured, so the CS231n table cannot be placed.")

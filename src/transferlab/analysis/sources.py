@@ -115,6 +115,14 @@ def _contestants(sources: list[dict], n, design: Design) -> list[tuple[Contestan
     return out
 
 
+def _chosen_among(sources: list[dict], n) -> int:
+    """The configurations a ranking at size ``n`` chose among: every transfer configuration of every source, and each
+    distinct scratch control."""
+    transfer = sum(len({r.label for r in as_records(s["records"]) if r.n_train == n and r.trained and r.strategy != SCRATCH})
+                   for s in sources)
+    return transfer + len({s["scratch_group"] for s in sources})
+
+
 def rank_at(sources: list[dict], n, design: Design) -> Ranking | None:
     items = _contestants(sources, n, design)
     if not items:
@@ -125,7 +133,11 @@ def rank_at(sources: list[dict], n, design: Design) -> Ranking | None:
     order = [items[first]] + [items[i] for i in sorted(scores, key=lambda i: -scores[i]) if i != first]
     (leader_c, lv, lt), rest = order[0], order[1:]
     if rest:
-        pairs = len(items) * (len(items) - 1) // 2  # the leader was chosen on these numbers: every pair is the family
+        # Each source's contestant is its best of K configurations, chosen on the same validation numbers: the
+        # family counts every (source, configuration) chosen among, not only the contestants, so a source expanded
+        # into more configurations does not win more often.
+        chosen_among = _chosen_among(sources, n)
+        pairs = chosen_among * (chosen_among - 1) // 2
         val = decide([compare(v, lv, design, design.val_resolution) for _, v, _ in rest], design, pairs)
         test = decide([compare(t, lt, design, design.test_resolution, design.test_examples) for _, _, t in rest],
                       design, pairs)

@@ -306,8 +306,25 @@ class Placement(Plain):
 
 
 @dataclass
+class UndecidedRow(Plain):
+    """An inconclusive comparison with scratch, and what it would take to decide it (the recommendation's table)."""
+
+    label: str
+    n_train: Size
+    mean: float = math.nan
+    lo: float = math.nan
+    hi: float = math.nan
+    n: int = 0
+    seeds_needed: Optional[int] = None
+    stopped: Optional[str] = None
+    minutes: Optional[float] = None
+
+
+@dataclass
 class Recommendation(Plain):
-    text: str
+    text: str  # at most three sentences, what was decided first
+    details: str = ""  # the rest: contenders, speed-up, the size sweep, the CS231n table
+    undecided: list[UndecidedRow] = field(default_factory=list)
     label: Optional[str] = None
     strategy: Optional[str] = None
     params: dict = field(default_factory=dict)

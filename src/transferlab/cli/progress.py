@@ -139,6 +139,8 @@ def print_summary(result: StudyResult) -> None:
         out.print(line, highlight=False)
     out.print(table)
     out.print(f"[bold]Recommendation:[/bold] {a.recommendation.text}")
+    if a.recommendation.details:
+        out.print(a.recommendation.details, style="dim", highlight=False)
     conv = a.converged_share()
     if conv is not None:
         style = "" if conv >= 0.95 else "[yellow]"
