@@ -14,8 +14,9 @@ from typing import Any
 
 from transferlab.errors import UserError
 
-SCHEMA_VERSION = 4  # of study.json and the records; 2: preflight measurements under their own names; 3: step budgets;
-# 4: a held-out half of validation scores the chosen model (``holdout_acc``), simultaneous intervals
+SCHEMA_VERSION = 5  # of study.json and the records; 2: preflight measurements under their own names; 3: step budgets;
+# 4: a held-out half of validation scores the chosen model (``holdout_acc``), simultaneous intervals; 5: one test split
+# for the study by default, per-example test correctness (``test_correct``), verdicts per target size
 
 
 def label(name: str, params: dict) -> str:
@@ -188,7 +189,17 @@ class TrialStore:
         return {r["trial_id"] for r in self.load() if r.get("status") in ("ok", "diverged")}
 
 
-UPGRADES: dict = {}  # version -> the function that lifts it one version (none yet since 4)
+def _from_4(study: dict) -> dict:
+    """Schema 4 redrew test with validation wherever it redrew splits per seed: say so in 5's terms."""
+    if "data" not in study:  # sources.json, layers.json: nothing about splits
+        return {**study, "schema": 5}
+    data = dict(study.get("data") or {})
+    splits = dict(data.get("splits") or {})
+    splits.setdefault("test_per_seed", bool(splits.get("per_seed")))
+    return {**study, "data": {**data, "splits": splits}, "schema": 5}
+
+
+UPGRADES: dict = {4: _from_4}  # version -> the function that lifts it one version
 # Studies before 3 trained on epoch budgets; studies before 4 chose each trial's LR and step on the same validation
 # examples that then ranked the strategies.  Neither is comparable with today's trials, so they are neither resumed
 # nor re-analysed by this release.

@@ -1,6 +1,7 @@
 """Run one trial: tune on validation, then open the test split once."""
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import traceback
@@ -71,6 +72,17 @@ def grid_key(candidates: list[dict]) -> str | None:
     keys = [k for k in candidates[0] if isinstance(candidates[0][k], (int, float))
             and len({c.get(k) for c in candidates}) > 1]
     return keys[0] if len(keys) == 1 else None
+
+
+def _score_test(best: Fitted, data: TargetData, spec: TrialSpec, rows: list) -> tuple[float, float]:
+    """The chosen candidate on the test split, filling ``rows`` with each example's correctness where its evaluate
+    takes them (a plugin strategy's ``evaluate(split, key)`` without them still scores, without the rows)."""
+    test = data.test.open(reason=spec.trial_id)
+    try:
+        inspect.signature(best.evaluate).bind(test, data.key("test"), rows)
+    except TypeError:
+        return best.evaluate(test, data.key("test"))
+    return best.evaluate(test, data.key("test"), rows)
 
 
 def _best(fits: list) -> tuple | None:
@@ -291,7 +303,7 @@ def _close(trial: _Open, pretrained: Backbone, device: str, keep: list | None) -
         return record
     chosen, best = best_pair
     rows: list = []
-    test_loss, test_acc = best.evaluate(data.test.open(reason=spec.trial_id), data.key("test"), rows)
+    test_loss, test_acc = _score_test(best, data, spec, rows)
     record.status = "ok"
     record.test_acc, record.test_loss = test_acc, test_loss
     record.test_correct = pack_correct(rows) if len(rows) == len(data.test) else None

@@ -93,3 +93,15 @@ def test_an_image_folder_made_into_splits_here_is_dealt_per_seed_on_its_storage(
     pooled = rows(data.val) | rows(data.holdout) | rows(data.test.open("x"))
     assert rows(s.val) | rows(s.holdout) | rows(s.test.open("x")) == pooled
     assert not rows(s.val) & rows(s.test.open("x"))
+
+
+def test_a_study_of_one_split_mode_is_not_resumed_in_another():
+    """A folder whose seeds redrew test (schema 4's per-seed splits) must not gain trials scored on one fixed test
+    split: the data key tells the modes apart, and a schema-4 study reads as having redrawn test."""
+    from transferlab.results import check_schema
+
+    data = hold_out(digits_target(half="B"))
+    fixed_test, per_seed = resplit(data), resplit(data, "per_seed")
+    assert fixed_test.fingerprint() != per_seed.fingerprint()
+    old = check_schema({"schema": 4, "data": {"splits": {"per_seed": True}}}, "x")
+    assert old["schema"] == 5 and old["data"]["splits"]["test_per_seed"] is True

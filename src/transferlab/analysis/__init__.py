@@ -53,7 +53,8 @@ def variance_note(records: list[TrialRecord], study: dict) -> str:
         text = (f"What the intervals cover: each seed draws {redrawn}a new training subset, head initialisation, batch "
                 f"order and augmentation. The test split{f' ({n_test} examples)' if n_test else ''} is one for the "
                 "whole study, so no choice ever read a row that was scored on test; which examples landed in it is "
-                "covered by a per-example (McNemar-type) term added to each test interval.")
+                "covered by a per-example (McNemar-type) term added to each comparison's test interval (a "
+                "strategy's own accuracy interval covers the seeds only).")
     if trained and all(r.holdout_acc is None for r in trained):
         text += (" Validation was too small to halve, so strategies are ranked on the validation accuracy that also "
                  "chose their learning rates and checkpoints: a maximum, which favours the strategy that tried more.")

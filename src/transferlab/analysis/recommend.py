@@ -155,7 +155,7 @@ def _lead(analysis: dict, study: dict, choice: dict, leader: dict, vs: dict, gai
     d = analysis.get("decided") or {}
     if d.get("total"):
         lead.append(f"{d['decided']} of {d['total']} comparisons with scratch are decided"
-                    + ("; the undecided ones, with the seeds that would decide each, are in the table below." if d["decided"] < d["total"] else "."))
+                    + ("; the undecided ones, with the seeds that would decide each, are in the undecided table." if d["decided"] < d["total"] else "."))
     return lead
 
 

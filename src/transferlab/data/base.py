@@ -181,7 +181,8 @@ class TargetData:
     per_seed: bool = False  # each seed draws its own validation and held-out examples (``resplit``, ``for_seed``)
     test_per_seed: bool = False  # ... and its own test examples (``--splits per_seed``; the default keeps test fixed)
     split_tag: str = ""  # one seed's splits ("@3"): part of their cache keys, so no two seeds share features
-    _held: Split | None = field(default=None, repr=False, compare=False)  # validation, held-out and test rows, pooled
+    # Validation and held-out rows (and test rows when test is redrawn too), pooled for the per-seed deal.
+    _held: Split | None = field(default=None, repr=False, compare=False)
     _seeded: dict = field(default_factory=dict, repr=False, compare=False)
 
     def key(self, split: str) -> str:
@@ -243,6 +244,8 @@ class TargetData:
             h.update(part.encode())
         if self.holdout is not None:
             h.update(self.holdout.fingerprint().encode())
+        if self.per_seed:  # which splits each seed redraws: a study folder of one mode is not resumed in another
+            h.update(f"per_seed test={self.test_per_seed}".encode())
         return h.hexdigest()[:16]
 
     def describe(self) -> dict:
