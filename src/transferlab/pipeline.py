@@ -193,11 +193,18 @@ def prepare(data: TargetData, backbone: Backbone) -> TargetData:
                    source=source, holdout=holdout)
 
 
-def check_folder(out: Path | None, model_key: str, data_key: str, config: StudyConfig | None) -> None:
-    """A folder that holds another study (other model, data or, given ``config``, settings) is refused, not mixed."""
+def check_folder(out: Path | None, model_key: str, data_key: str, config: StudyConfig | None,
+                 test_per_seed: bool | None = None) -> None:
+    """A folder that holds another study (other model, data or, given ``config``, settings) is refused, not mixed;
+    so is one whose seeds drew their test splits otherwise (``test_per_seed``: schema 4 redrew test per seed)."""
     if out is None or not (out / "study.json").exists():
         return
     old = read_study(out)
+    splits = (old.get("data") or {}).get("splits") or {}
+    if test_per_seed is not None and splits and bool(splits.get("test_per_seed", splits.get("per_seed"))) != test_per_seed:
+        how = "redrawn per seed" if not test_per_seed else "one for the whole study"
+        raise UserError(f"{out} holds a study whose test split was {how}, which this run would mix with its own",
+                        "choose a new --out folder" + (", or resume it with --splits per_seed" if not test_per_seed else ""))
     mine = json.loads(json.dumps(config.result_defining())) if config else {}
     theirs = {k: v for k, v in old.get("config", {}).items() if k in mine}
     same_inputs = (old.get("model_key"), old.get("data_key")) == (model_key, data_key)
@@ -244,7 +251,8 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     out = Path(out) if out else None
     model_key, data_key = backbone.fingerprint(), data.fingerprint()
     # A time-budgeted study is checked once its plan is fitted (execution._fit_time): its folder holds the fitted config.
-    check_folder(out, model_key, data_key, config if measure and config.time_budget is None else None)
+    check_folder(out, model_key, data_key, config if measure and config.time_budget is None else None,
+                 data.test_per_seed if measure else None)
     cache = study_cache(config, device, out, cached_cuts(config, backbone))
     prepared = Prepared(backbone, data, config, device, out, cache or FeatureCache(config.budget.eval_batch_size, device),
                         cache, model_key, data_key, skipped=skipped, sizes_dropped=dropped)

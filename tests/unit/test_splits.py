@@ -95,13 +95,19 @@ def test_an_image_folder_made_into_splits_here_is_dealt_per_seed_on_its_storage(
     assert not rows(s.val) & rows(s.test.open("x"))
 
 
-def test_a_study_of_one_split_mode_is_not_resumed_in_another():
+def test_a_study_of_one_split_mode_is_not_resumed_in_another(tmp_path):
     """A folder whose seeds redrew test (schema 4's per-seed splits) must not gain trials scored on one fixed test
-    split: the data key tells the modes apart, and a schema-4 study reads as having redrawn test."""
+    split: a schema-4 study reads as having redrawn test, and resuming it in the other mode is refused in one line."""
+    import json
+
+    from transferlab.pipeline import check_folder
     from transferlab.results import check_schema
 
-    data = hold_out(digits_target(half="B"))
-    fixed_test, per_seed = resplit(data), resplit(data, "per_seed")
-    assert fixed_test.fingerprint() != per_seed.fingerprint()
     old = check_schema({"schema": 4, "data": {"splits": {"per_seed": True}}}, "x")
     assert old["schema"] == 5 and old["data"]["splits"]["test_per_seed"] is True
+    (tmp_path / "study.json").write_text(json.dumps({"schema": 4, "model_key": "m", "data_key": "d", "config": {},
+                                                     "data": {"splits": {"per_seed": True}}}))
+    with pytest.raises(UserError, match="test split was redrawn per seed.*--splits per_seed"):
+        check_folder(tmp_path, "m", "d", None, test_per_seed=False)
+    check_folder(tmp_path, "m", "d", None, test_per_seed=True)  # the same mode resumes
+    check_folder(tmp_path, "m", "d", None)  # the layers command keeps its own fixed splits beside a study

@@ -244,8 +244,6 @@ class TargetData:
             h.update(part.encode())
         if self.holdout is not None:
             h.update(self.holdout.fingerprint().encode())
-        if self.per_seed:  # which splits each seed redraws: a study folder of one mode is not resumed in another
-            h.update(f"per_seed test={self.test_per_seed}".encode())
         return h.hexdigest()[:16]
 
     def describe(self) -> dict:
