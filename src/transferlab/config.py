@@ -257,6 +257,13 @@ def read_study_file(path: str | Path) -> StudyFile:
         raise UserError(f"config file {path} does not exist", "check the path, or run `transferlab demo` to see a working study") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"config file {path} is not valid TOML ({exc})", "fix the syntax at the place named") from None
+    tables = {"study", "strategies", "model", "models", "data", "out"}
+    stray = sorted(set(raw) - tables)
+    if stray:  # a misspelt table ([studdy]) would otherwise be ignored without a word
+        raise UserError(f"unknown table or key '{stray[0]}' in {path}{closest(stray[0], tables)}",
+                        f"a study file holds: {', '.join(sorted(tables))}")
+    if not isinstance(raw.get("study", {}), dict):
+        raise UserError(f"'study' in {path} is not a table", "write it as a [study] section")
     study = dict(raw.get("study", {}))
     known = {f.name for f in fields(StudyConfig)}
     unknown = set(study) - known

@@ -16,7 +16,7 @@ from transferlab.folder_lock import study_lock
 from transferlab.members import batch_mode
 from transferlab.pipeline import (Prepared, Runner, as_backbone, as_target, environment, open_store, peak_rss_mb,
                                   preflight, prepare)
-from transferlab.results import SCHEMA_VERSION, StudyResult, TrialSpec, write_json_atomic
+from transferlab.results import SCHEMA_VERSION, StudyResult, TrialSpec, write_json_atomic, write_atomic
 from transferlab.strategies.base import PlanContext, Strategy, from_spec
 from transferlab.threads import keeps_threads
 from transferlab.trial import run_trial, zero_shot
@@ -87,6 +87,7 @@ def describe(prep: Prepared, configs: list[Strategy], meta: dict | None) -> dict
         "environment": environment(), "depth_axes": {s.name: s.depth_param for s in configs if s.depth_param},
         "keep_axes": {s.name: s.depth_param for s in configs if s.removes_later and s.params()[s.depth_param] is not None},
         "members": dict(zip(("batched", "why"), batch_mode(prep.config.batch_members, prep.device))),
+        "dropout_masks": "own",  # each run's own key (rng.py); schema 5's came from torch's shared stream
         "skipped": prep.skipped, "sizes_dropped": prep.sizes_dropped, "budget_rule": prep.config.budget.rule(), **prep.measurements, **(meta or {}),
     }
 
@@ -189,7 +190,7 @@ def _estimate(prep: Prepared, configs: list[Strategy], done: set):
 @keeps_threads
 def estimate_study(model, data, config: StudyConfig | None = None, out: str | Path | None = None):
     """The checks of ``run_study`` and its cost estimate, without training (``--dry-run``): an ``Estimate``."""
-    from transferlab.pipeline import check_folder
+    from transferlab.pipeline import check_folder, resume_modes
     from transferlab.results import TrialStore
 
     config = config or StudyConfig()
@@ -202,7 +203,8 @@ def estimate_study(model, data, config: StudyConfig | None = None, out: str | Pa
     prep, configs, time_plan = _fit_time(prep, strategies(prep.config, prep), out)
     done: set = set()
     if out is not None:
-        check_folder(Path(out), prep.model_key, prep.data_key, prep.config)
+        check_folder(Path(out), prep.model_key, prep.data_key, prep.config,
+                     **resume_modes(prep.backbone, prep.data, prep.config, prep.device))
         if (Path(out) / "trials.jsonl").exists():
             done = TrialStore(Path(out) / "trials.jsonl").done_ids()
     est = _estimate(prep, configs, done)
@@ -236,7 +238,8 @@ def _save_best(result: StudyResult, prep: Prepared, folder, meta) -> dict:
     # The study's own rules (successive halving when it used it), so the retrain chooses as the study's trial did.
     again = run_trial(spec, prep.backbone, prep.model_key, prep.data, prep.config.budget, None, prep.device, keep=kept,
                       halving=prep.config.halving, members=batch_mode(prep.config.batch_members, prep.device)[0])
-    path = save_model(kept[0], prep.backbone, folder, prep.data.class_names, spec.label, (meta or {}).get("model_options"))
+    path = save_model(kept[0], prep.backbone, folder, prep.data.class_names, spec.label, (meta or {}).get("model_options"),
+                      table=prep.data.split_info)
     return {"path": str(path), "label": spec.label, "seed": seed, "n_train": spec.n_train, "test_acc": again.test_acc,
             "study_test_acc": record["test_acc"], "chosen": again.chosen, "study_chosen": record.get("chosen")}
 
@@ -247,7 +250,7 @@ def _write_outputs(result: StudyResult, report: bool) -> None:
     out = result.out_dir
     write_json_atomic(out / "study.json", result.study)
     write_json_atomic(out / "analysis.json", result.analysis.to_dict())
-    (out / "summary.csv").write_text(summary_csv(result.analysis))
+    write_atomic(out / "summary.csv", summary_csv(result.analysis))
     if report:
         from transferlab.report.html import write_report
 

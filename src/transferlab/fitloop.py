@@ -21,6 +21,7 @@ from torch import nn
 from transferlab.accel import autocast, grad_scaler, move, on_cuda, prepare_model
 from transferlab.data.base import Split, trim_padding
 from transferlab.data.imagestore import batches, in_order
+from transferlab.rng import OwnRng, key_dropout
 from transferlab.training import SCHEDULES, Budget
 
 FLAT = 0.05  # the training loss is flat when its last patience window fell by under 5% of its fall so far
@@ -131,15 +132,17 @@ def batch_stream(n: int, batch_size: int, generator: torch.Generator):
 
 def fit(model: nn.Module, groups: list[dict], train: Split, val: Split, budget: Budget,
         generator: torch.Generator, hooks: Sequence[Hook] = (), views=None, device="cpu",
-        log0: EvalLog | None = None) -> FitResult:
+        log0: EvalLog | None = None, rng_seed: int | None = None) -> FitResult:
     """Train with AdamW until converged (see the module's docstring); restore the best evaluation's weights.
 
     ``views``: the training inputs' augmented views (``data.augment``); each example in a batch is shown
     one view, drawn from ``generator``.  ``log0`` is an already-measured step-0 entry (a probe that
     initialises the head): it is recorded, and the checkpoint and the patience window count only the
-    evaluations trained here, so a run cannot end at its starting point.
+    evaluations trained here, so a run cannot end at its starting point.  ``rng_seed``: the seed of the run's own
+    dropout masks and other random draws (``rng``; default the generator's seed), so its record is the same
+    whatever trains beside it.
     """
-    return FitRun(model, groups, train, val, budget, generator, hooks, views, device, log0).finish()
+    return FitRun(model, groups, train, val, budget, generator, hooks, views, device, log0, rng_seed).finish()
 
 
 class FitRun:
@@ -151,10 +154,14 @@ class FitRun:
     one batched forward and backward pass for all.
     """
 
-    def __init__(self, model, groups, train, val, budget, generator, hooks=(), views=None, device="cpu", log0=None):
+    def __init__(self, model, groups, train, val, budget, generator, hooks=(), views=None, device="cpu", log0=None,
+                 rng_seed: int | None = None):
         self.plan = budget.plan(len(train))
         self.result = FitResult(history=[log0] if log0 else [], budget_steps=self.plan.steps)
         self.model, self.train, self.val, self.budget = prepare_model(model, device), train, val, budget
+        self.rng_seed = generator.initial_seed() if rng_seed is None else rng_seed
+        key_dropout(self.model, self.rng_seed)  # its dropout masks are its own, alone or batched (rng.py)
+        self.rng = OwnRng(self.rng_seed, device)
         self.generator, self.hooks, self.views, self.device = generator, tuple(hooks), views, device
         self.opt = make_optimizer([g for g in groups if g["params"]], budget.weight_decay)
         self.scaler = grad_scaler(device)
@@ -275,24 +282,32 @@ class FitRun:
         return False
 
     def restore(self) -> None:
-        """Load the best evaluation's weights (the run has ended, or stops here)."""
+        """Load the best evaluation's weights (the run has ended, or stops here), then free what only training
+        needs (the optimizer's moments, the snapshot now loaded): a trial's other candidates and its grid
+        extensions train while this run's record and model wait for the choice."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        self.best_state = None
+        self.opt.state.clear()
+        for p in self.model.parameters():
+            p.grad = None
 
     def _run(self):
         model, amp = self.model, autocast(self.device)
         try:
             while True:
-                for idx, x in self.begin_period():
-                    x, y = self.inputs(idx, x)
-                    with amp:
-                        logits = model(x)
-                        loss = F.cross_entropy(logits.float(), y)
-                    self.opt.zero_grad(set_to_none=True)
-                    penalty = self.penalty()
-                    self.scaler.scale(loss + penalty if penalty is not None else loss).backward()
-                    self.update(loss, logits, y)
-                if self.end_period():
+                with self.rng.active():  # other runs may train between its periods (halving, a trial's candidates)
+                    for idx, x in self.begin_period():
+                        x, y = self.inputs(idx, x)
+                        with amp:
+                            logits = model(x)
+                            loss = F.cross_entropy(logits.float(), y)
+                        self.opt.zero_grad(set_to_none=True)
+                        penalty = self.penalty()
+                        self.scaler.scale(loss + penalty if penalty is not None else loss).backward()
+                        self.update(loss, logits, y)
+                    ended = self.end_period()
+                if ended:
                     return
                 yield self.result.steps_run
         finally:

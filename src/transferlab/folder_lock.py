@@ -48,10 +48,27 @@ def _holder(path: Path) -> str:
     return text or "another process"
 
 
-def _acquire(folder: Path, wait: bool, on_wait: Callable[[str], None] | None) -> int:
+def _make(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones this call created, outermost first.  A folder another
+    process made first (two jobs into runs/a and runs/b, runs/ absent) is not in the list, so it is never removed here."""
+    made = []
+    for p in [*reversed(folder.parents), folder]:
+        if p.exists():
+            continue
+        try:
+            os.mkdir(p)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:  # a sibling's failed start removed a parent just now: make them again
+            return made + _make(folder)
+        made.append(p)
+    return made
+
+
+def _acquire(folder: Path, wait: bool, on_wait: Callable[[str], None] | None, made: list[Path]) -> int:
     path = folder / LOCK_NAME
     while True:
-        folder.mkdir(parents=True, exist_ok=True)
+        made += _make(folder)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:  # a failed start removed the folder between the two calls: make it again
@@ -79,11 +96,24 @@ def _acquire(folder: Path, wait: bool, on_wait: Callable[[str], None] | None) ->
         os.close(fd)
 
 
+def _unmake(folder: Path, made: list[Path]) -> None:
+    """Remove what a failed start made: the study folder if this call made it and it holds no result (while the lock
+    is held no other process writes there), then the parents it made, innermost first, each only while empty."""
+    if folder in made and not _results(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+    for p in reversed([p for p in made if p != folder]):
+        try:
+            p.rmdir()  # fails on a folder that is not empty (another study now lives there): stop
+        except OSError:
+            return
+
+
 @contextmanager
 def study_lock(folder: str | Path | None, wait: bool = False,
                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold ``folder`` for the duration of the block. A folder this call made is removed again if the block fails
-    before writing a result (only the lock and the feature cache in it), so a refused start leaves nothing behind.
+    """Hold ``folder`` for the duration of the block. If the block fails before writing a result, the folders this
+    call made are removed again, bottom-up: the study folder (it holds only this run's lock and cache), then each
+    parent it made while it is empty; so a refused start leaves nothing behind and touches nothing of another's.
 
     ``wait``: if another process holds it, wait for that process (``on_wait`` is told who) instead of refusing.
     """
@@ -92,17 +122,15 @@ def study_lock(folder: str | Path | None, wait: bool = False,
         return
     folder = Path(folder)
     check_folder_path(folder)
-    # The outermost folder this call will make (for --out new/a/b, new): removed again after a refused start.
-    made = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)
     if fcntl is None:  # pragma: no cover
         yield
         return
-    fd = _acquire(folder, wait, on_wait)
+    made: list[Path] = []  # the folders this call creates (for --out new/a/b: those of new, a, b that did not exist)
+    fd = _acquire(folder, wait, on_wait, made)
     try:
         yield
     except BaseException:
-        if made is not None and not _results(made):
-            shutil.rmtree(made, ignore_errors=True)
+        _unmake(folder, made)
         raise
     finally:
         # The file goes while the lock is still held, so a folder holds one only while a study runs; a process

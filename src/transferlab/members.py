@@ -9,7 +9,11 @@ model-ensembling recipe).  Everything else stays each member's own, exactly as w
 (``fitloop.FitRun``): its optimizer and schedule (the gradients land in its own parameters), its data
 stream and augmentation draws, its hooks and penalty, its evaluations, early stopping and checkpoint.  The
 members' BatchNorm statistics live in one stacked tensor that each member's buffers are views of, so the
-batched pass updates each member's own statistics and a member evaluated alone reads them.
+batched pass updates each member's own statistics and a member evaluated alone reads them.  Each member's
+dropout masks are its own too (``rng.KeyedDropout``: a hash of its key, which is a stacked buffer like the
+statistics); vmap runs with ``randomness="error"``, so a network that draws other random numbers (stochastic
+depth, a functional attention dropout), which would come from one stream shared by the members, trains one
+member at a time instead, as alone.
 
 A member that ends (converged, halted by successive halving, diverged) leaves the stack; the rest go on.
 Where the network cannot be run under ``vmap`` the trial trains its members one at a time and says why.
@@ -17,6 +21,7 @@ Where the network cannot be run under ``vmap`` the trial trains its members one 
 from __future__ import annotations
 
 import copy
+import os
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +148,11 @@ class Cohort:
             self.active.remove(r)
         if ended and self.active:
             self._restack()
+        if not self.active:  # the stacks are the last members' memory: free them before anything else trains
+            self.buffers, self.params, self.frozen, self.template = {}, [], {}, None
+            for r in self.runs:
+                r._periods.close()  # never started in a cohort; its frame holds the run
+            self.runs = []
 
     def _step(self, members: list[FitRun], batch: list[tuple]) -> None:
         shared = all(_same_draw(members[0], r) for r in members[1:])
@@ -154,7 +164,7 @@ class Cohort:
         params = {n: torch.stack([p[n] for p in self.params]) if n in self.trained else frozen
                   for n, frozen in self.frozen.items()}
         with self.amp:
-            logits, watched = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="different")(
+            logits, watched = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="error")(
                 params, self.buffers, x)
         logits = logits.float()
         losses = F.cross_entropy(logits.flatten(0, 1), y, reduction="none").view(len(members), -1).mean(1)
@@ -212,11 +222,70 @@ class Cohort:
         try:
             self.template.train()
             with self.amp:
-                out, _ = vmap(self._call, in_dims=(0, 0, None), randomness="different")(params, buffers, trim_padding(x))
+                out, _ = vmap(self._call, in_dims=(0, 0, None), randomness="error")(params, buffers, trim_padding(x))
             if any(p.requires_grad for p in params.values()):
                 out.float().sum().backward()
         except Exception as exc:  # noqa: BLE001 - any failure means: train them one at a time
+            if "randomness" in str(exc):
+                raise NotBatchable("the network draws random numbers outside nn.Dropout (stochastic depth, attention "
+                                   "dropout, ...), which batched members would draw from one shared stream") from None
             raise NotBatchable(f"vmap cannot run this network ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+
+
+# ---- how many members fit ----
+MEMORY_SHARE = 0.5  # of the device's free memory a cohort may plan to fill: evaluation, the cache and copies need room
+
+
+def member_bytes(run: FitRun) -> int:
+    """Bytes one member holds while it trains in a cohort, measured on its own network and batch: every weight three
+    times (its own, its best-weights snapshot, the cohort's stacked copy), every buffer three times likewise; per
+    trained weight four more (its gradient, AdamW's two moments, the stack's gradient); and the activations one
+    training step saves for the backward pass, counted on a forward pass of one batch through a copy of the model
+    (its statistics, dropout counts and hooks are the copy's, so the member is untouched)."""
+    model = run.model
+    size = lambda ts: sum(t.numel() * t.element_size() for t in ts)  # noqa: E731
+    held = (3 * size(model.parameters()) + 3 * size(model.buffers())
+            + 4 * size(p for p in model.parameters() if p.requires_grad))
+    seen: dict = {}
+
+    def pack(t: torch.Tensor):
+        seen[(t.data_ptr(), t.shape)] = t.numel() * t.element_size()
+        return t
+
+    probe = copy.deepcopy(model).train()
+    for m in probe.modules():  # a hook the study or the API attached must not see this pass
+        m._forward_hooks.clear()
+        m._forward_pre_hooks.clear()
+        m._backward_hooks.clear()
+    rows = torch.arange(min(run.budget.batch_size, len(run.train)))
+    x = trim_padding(take(run.train.inputs, rows))
+    x = move(x, run.device) if on_cuda(run.device) else x
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
+        out = probe(x)
+    weights = {p.data_ptr() for p in probe.parameters()}  # saved for backward, but counted above
+    return held + sum(v for (ptr, _), v in seen.items() if ptr not in weights) + size([out])
+
+
+def free_bytes(device) -> int:
+    """Memory free for new tensors: the GPU's free memory, or the host's available memory (Linux's MemAvailable)."""
+    if on_cuda(device):
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def seeds_that_fit(per_seed: int, device, free: int | None = None) -> int:
+    """How many seeds of one configuration one cohort takes: ``per_seed`` bytes each (its members'
+    ``member_bytes``) within ``MEMORY_SHARE`` of the free memory; at least one (a seed alone trains its candidates
+    as it would in any cohort)."""
+    free = free_bytes(device) if free is None else free
+    return max(1, int(MEMORY_SHARE * free // max(1, per_seed)))
 
 
 def try_together(runs: list[FitRun]) -> NotBatchable | None:
@@ -228,10 +297,9 @@ def try_together(runs: list[FitRun]) -> NotBatchable | None:
     return None
 
 
-def describe(runs: list[FitRun], why: NotBatchable | None, seeds: int = 1) -> str:
-    """What was done with a trial's runs, for its record: batched (how many members, of how many seeds), or why not."""
+def describe(runs: list[FitRun], why: NotBatchable | None, seeds: tuple = ()) -> str:
+    """What was done with a trial's runs, for its record: batched (how many members, with which seeds: the cohort
+    that regenerates it), or why not."""
     if why is not None:
         return f"one at a time: {why}"
-    dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in runs[0].model.modules())
-    return (f"batched: {len(runs)} members" + (f" ({seeds} seeds)" if seeds > 1 else "")
-            + (" (dropout masks drawn per member, not as alone)" if dropout else ""))
+    return f"batched: {len(runs)} members" + (f" (seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else "")

@@ -18,7 +18,7 @@ import torch
 from transferlab.config import StudyConfig
 from transferlab.errors import UserError
 from transferlab.execution import StudyCallback, run_study
-from transferlab.pipeline import Prepared, check_folder, preflight
+from transferlab.pipeline import Prepared, check_folder, preflight, resume_modes
 from transferlab.analysis.sources import compare_studies, load_sources, read_sources
 from transferlab.results import SCHEMA_VERSION, StudyResult, write_json_atomic
 
@@ -83,7 +83,8 @@ def check_sources(sources: list[Source], config: StudyConfig, out: Path | None) 
     info, splits = [], None
     for s in sources:
         prep = preflight(s.model, s.data, config, out / s.name if out else None, measure=False)
-        check_folder(prep.out, prep.model_key, prep.data_key, prep.config)  # its settings too, before any source runs
+        check_folder(prep.out, prep.model_key, prep.data_key, prep.config,  # its settings too, before any source runs
+                     **resume_modes(prep.backbone, prep.data, prep.config, prep.device))
         key = _splits_key(prep)
         if splits is not None and key != splits:
             raise UserError(f"the target loads into other splits for source '{s.name}' than for '{sources[0].name}'",

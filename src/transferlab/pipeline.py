@@ -24,7 +24,9 @@ from transferlab.cache import FeatureCache
 from transferlab.config import StudyConfig
 from transferlab.data.base import Split, TargetData, hold_out, resplit
 from transferlab.errors import UserError
+from transferlab.members import batch_mode
 from transferlab.results import TrialSpec, TrialStore, read_study, write_json_atomic
+from transferlab.sources import check_fits
 
 
 @dataclass
@@ -82,7 +84,15 @@ def as_backbone(model, data: TargetData) -> Backbone:
     if isinstance(model, torch.nn.Module):
         from transferlab.backbones.torch import from_module
 
-        return from_module(model, take(data.train.inputs, torch.arange(2)), spec={"source": f"module:{type(model).__name__}"})
+        from transferlab.sources import misfit
+
+        example = take(data.train.inputs, torch.arange(min(2, len(data.train))))
+        try:
+            return from_module(model, example, spec={"source": f"module:{type(model).__name__}"})
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's module on the user's rows: they do not fit
+            raise misfit(f"the {type(model).__name__} given", example, exc) from exc
     raise UserError(f"cannot use {type(model).__name__} as a model", "pass an nn.Module, a Backbone or a model spec")
 
 
@@ -194,12 +204,26 @@ def prepare(data: TargetData, backbone: Backbone) -> TargetData:
 
 
 def check_folder(out: Path | None, model_key: str, data_key: str, config: StudyConfig | None,
-                 test_per_seed: bool | None = None) -> None:
+                 test_per_seed: bool | None = None, batched: bool | None = None, dropout: bool = False) -> None:
     """A folder that holds another study (other model, data or, given ``config``, settings) is refused, not mixed;
-    so is one whose seeds drew their test splits otherwise (``test_per_seed``: schema 4 redrew test per seed)."""
+    so is one whose seeds drew their test splits otherwise (``test_per_seed``: schema 4 redrew test per seed), whose
+    trials trained otherwise (``batched``: members batched or one at a time, ``members.batch_mode``), or, where
+    dropout trains (``dropout``), whose masks came from torch's shared stream (schema 5)."""
     if out is None or not (out / "study.json").exists():
         return
     old = read_study(out)
+    if dropout and old.get("dropout_masks") == "shared":
+        raise UserError(f"{out} holds a study whose dropout masks came from torch's shared stream (an older "
+                        "transferlab), which this run would mix with masks of each run's own",
+                        "choose a new --out folder (`transferlab report` still reads that one)")
+    was = (old.get("members") or {}).get("batched")
+    if batched is not None and was is not None and bool(was) != batched:
+        # A batched convolution sums in another order than a solo one: in float32 a seed's record can differ in the
+        # last bits, and over a long run in a choice (benchmarks/bench_same_seed.py). One study keeps one mode.
+        how = "as batched members" if was else "one member at a time"
+        raise UserError(f"{out} holds a study whose trials trained {how}, which this run would mix with its own",
+                        f"choose a new --out folder, or resume it with batch_members = {'true' if was else 'false'} "
+                        "in the study file")
     splits = (old.get("data") or {}).get("splits") or {}
     if test_per_seed is not None and splits and bool(splits.get("test_per_seed", splits.get("per_seed"))) != test_per_seed:
         how = "redrawn per seed" if not test_per_seed else "one for the whole study"
@@ -210,6 +234,27 @@ def check_folder(out: Path | None, model_key: str, data_key: str, config: StudyC
     same_inputs = (old.get("model_key"), old.get("data_key")) == (model_key, data_key)
     if not same_inputs or theirs != mine:
         raise UserError(f"{out} holds a different study (other model, data or settings)", "choose a new --out folder, or delete that one")
+
+
+def resume_modes(backbone: Backbone, data: TargetData, config: StudyConfig, device: str) -> dict:
+    """What a resumed study must share with the folder's beside its settings (``check_folder``'s keywords): how its
+    seeds drew test, how its members trained, whether dropout trains."""
+    return {"test_per_seed": data.test_per_seed, "batched": batch_mode(config.batch_members, device)[0],
+            "dropout": trains_dropout(backbone, config)}
+
+
+def trains_dropout(backbone: Backbone, config: StudyConfig) -> bool:
+    """Whether a study's runs may draw dropout masks: the network has a dropout layer, or a strategy adds one."""
+    from torch import nn
+
+    def positive(v) -> bool:
+        values = v if isinstance(v, (list, tuple)) else [v]
+        return any(isinstance(x, (int, float)) and x > 0 for x in values)
+
+    random_layer = ("Dropout", "DropPath", "StochasticDepth", "DropBlock")  # torch's, timm's and torchvision's names
+    return (any(any(n in type(m).__name__ for n in random_layer) and getattr(m, "p", getattr(m, "drop_prob", 1)) != 0
+                for m in backbone.modules())
+            or any(positive((e.get("params") or {}).get("dropout")) for e in config.strategies))
 
 
 def cached_cuts(config: StudyConfig, backbone: Backbone) -> set[int]:
@@ -240,6 +285,7 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     if data.augment is not None:
         data.augment.check(data.train.inputs)
     backbone = as_backbone(model, data)
+    check_fits(backbone, data.train.inputs)  # the door: before any measurement, cache or training reads the data
     device = resolve_device(config.device)
     config = resolve_workers(config, backbone, device)
     config = replace(config, budget=replace(config.budget, eval_batch_size=eval_rows(config.budget, data)))
@@ -251,8 +297,10 @@ def preflight(model, data, config: StudyConfig, out: str | Path | None, measure:
     out = Path(out) if out else None
     model_key, data_key = backbone.fingerprint(), data.fingerprint()
     # A time-budgeted study is checked once its plan is fitted (execution._fit_time): its folder holds the fitted config.
+    # The layers command (measure=False) keeps its own fixed splits and trains its own runs beside a study: only the
+    # study's model and data are checked for it.
     check_folder(out, model_key, data_key, config if measure and config.time_budget is None else None,
-                 data.test_per_seed if measure else None)
+                 **(resume_modes(backbone, data, config, device) if measure else {}))
     cache = study_cache(config, device, out, cached_cuts(config, backbone))
     prepared = Prepared(backbone, data, config, device, out, cache or FeatureCache(config.budget.eval_batch_size, device),
                         cache, model_key, data_key, skipped=skipped, sizes_dropped=dropped)

@@ -14,9 +14,10 @@ from typing import Any
 
 from transferlab.errors import UserError
 
-SCHEMA_VERSION = 5  # of study.json and the records; 2: preflight measurements under their own names; 3: step budgets;
+SCHEMA_VERSION = 6  # of study.json and the records; 2: preflight measurements under their own names; 3: step budgets;
 # 4: a held-out half of validation scores the chosen model (``holdout_acc``), simultaneous intervals; 5: one test split
-# for the study by default, per-example test correctness (``test_correct``), verdicts per target size
+# for the study by default, per-example test correctness (``test_correct``), verdicts per target size; 6: each run
+# draws its dropout masks from its own key (``rng.py``), not torch's shared stream
 
 
 def label(name: str, params: dict) -> str:
@@ -180,8 +181,11 @@ class TrialStore:
         line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
+            while line:  # a short write (a filling disk) writes the rest, or raises
+                line = line[os.write(fd, line):]
             os.fsync(fd)
+        except OSError as exc:  # a full disk, say: name the file (a torn line is cut off by the next append)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
         finally:
             os.close(fd)
 
@@ -199,7 +203,15 @@ def _from_4(study: dict) -> dict:
     return {**study, "data": {**data, "splits": splits}, "schema": 5}
 
 
-UPGRADES: dict = {4: _from_4}  # version -> the function that lifts it one version
+def _from_5(study: dict) -> dict:
+    """Schema 5 drew dropout masks from torch's one shared stream: a study (not a record) says so, so such a study is
+    read and reported as it is but not resumed where dropout trains (``pipeline.check_folder``)."""
+    if "config" not in study:
+        return {**study, "schema": 6}
+    return {**study, "dropout_masks": "shared", "schema": 6}
+
+
+UPGRADES: dict = {4: _from_4, 5: _from_5}  # version -> the function that lifts it one version
 # Studies before 3 trained on epoch budgets; studies before 4 chose each trial's LR and step on the same validation
 # examples that then ranked the strategies.  Neither is comparable with today's trials, so they are neither resumed
 # nor re-analysed by this release.
@@ -237,11 +249,30 @@ def read_study(out_dir: str | Path) -> dict:
     return check_schema(study, str(path))
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
+def temp_beside(path: str | Path) -> Path:
+    """A fresh temporary file name in ``path``'s folder, unique to this writer (two writers, say a study's last write
+    and ``transferlab report``, never share one), for a write that ends in ``os.replace``."""
+    import uuid
+
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    with open(tmp, "x"):  # made new, with the user's umask (mkstemp's would be private to them)
+        pass
+    return tmp
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a reader sees the old file or the new one, never a part."""
+    tmp = temp_beside(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 @dataclass

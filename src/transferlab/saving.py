@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from transferlab.backbones.base import Backbone, Preprocessing, Standardize
-from transferlab.data.base import Split, take
+from transferlab.data.base import Split, n_rows, take
 from transferlab.errors import UserError
+from transferlab.results import temp_beside, write_atomic
 
 FORMAT = 4  # 4: a truncated network ("keep": its first blocks, then a pool); 3: a head may start with a Standardize layer; 2: layer by layer (Linear, ReLU, Dropout); 1: Linear sizes
 HEAD_LAYERS = {"linear": nn.Linear, "relu": nn.ReLU, "dropout": nn.Dropout, "standardize": Standardize}
@@ -38,8 +39,9 @@ def _fold_linear(pipe, n_classes: int) -> nn.Linear:
 
 
 def save_model(fitted, pretrained: Backbone, out_dir: str | Path, class_names: list[str], label: str,
-               source_options: dict | None = None) -> Path:
-    """Write ``model.safetensors`` and ``model.json`` for one trained trial."""
+               source_options: dict | None = None, table: dict | None = None) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` for one trained trial.  ``table``: a table's feature columns
+    and categories (``features``, ``categories`` of its ``split_info``), so ``predict`` encodes new rows alike."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(fitted.model, Backbone):
@@ -54,11 +56,16 @@ def save_model(fitted, pretrained: Backbone, out_dir: str | Path, class_names: l
         "blocks": model.block_names, "head": head, "keep": model.kept_from,
         "params": sum(p.numel() for p in model.parameters()),
         "class_names": class_names, "preprocessing": model.preprocessing.to_dict(),
+        **({"features": table["features"], "categories": table.get("categories", {})} if table and table.get("features") else {}),
     }
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(tensors, str(out / "model.safetensors.tmp"))
-    os.replace(out / "model.safetensors.tmp", out / "model.safetensors")
-    (out / "model.json").write_text(json.dumps(meta, indent=2))
+    tmp = temp_beside(out / "model.safetensors")
+    try:
+        save_file(tensors, str(tmp))
+        os.replace(tmp, out / "model.safetensors")
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_atomic(out / "model.json", json.dumps(meta, indent=2))
     return out
 
 
@@ -139,20 +146,56 @@ def predict(model_dir: str | Path, data_spec: str, out_csv: str | Path, data_opt
 
     bb, meta = load_saved(model_dir)
     names, cut, options = meta["class_names"], meta.get("cut"), data_options or {}  # "cut": format 3 probes
-    new = read_unlabelled(data_spec, bb.preprocessing,
+    table = {"features": meta["features"], "categories": meta.get("categories", {})} if meta.get("features") else None
+    new = read_unlabelled(data_spec, bb.preprocessing, table=table,
                           **{k: v for k, v in options.items() if k.endswith("_col") or k in ("x_key", "y_key")})
     if new is not None:  # inputs without labels: one row per input, named by its path, text or row number
         x, given = new
+        _door(bb, x, cut, model_dir)
         probs = _probabilities(bb, Split(bb.preprocessing.apply(x), torch.zeros(len(given), dtype=torch.long)), cut)
         return _write(out_csv, ["input", "prediction", *[f"p_{n}" for n in names]],
                       [[g, names[int(p.argmax())], *[f"{v:.6f}" for v in p]] for g, p in zip(given, probs)])
+    if table and table.get("categories") and _is_table(data_spec):  # its text columns encoded as when it trained
+        options = {"categorical": sorted(table["categories"]), **options}
     data = load_data(data_spec, model=ModelSource(meta["source"], bb.preprocessing), **options)
+    aligned = lambda x: _as_trained(x, table, data_spec, data.split_info.get("features"))  # noqa: E731
+    _door(bb, aligned(data.train.inputs), cut, model_dir)
     rows = []
     for split_name, split in (("train", data.train), ("val", data.val), ("test", data.test.open("predict"))):
-        probs = _probabilities(bb, Split(bb.preprocessing.apply(split.inputs), split.y), cut)
+        probs = _probabilities(bb, Split(bb.preprocessing.apply(aligned(split.inputs)), split.y), cut)
         for i, p in enumerate(probs):
             rows.append([split_name, i, data.class_names[int(split.y[i])], names[int(p.argmax())], *[f"{v:.6f}" for v in p]])
     return _write(out_csv, ["split", "row", "label", "prediction", *[f"p_{n}" for n in names]], rows)
+
+
+def _is_table(spec: str) -> bool:
+    scheme, sep, rest = spec.partition(":")
+    return scheme == "table" or Path(rest if sep else spec).suffix.lower() in (".csv", ".tsv", ".parquet", ".jsonl")
+
+
+def _as_trained(x, table: dict | None, spec: str, have: list[str] | None):
+    """A labelled table's rows (columns ``have``) in the columns the model was trained on, matched by name
+    (``tables.align_columns``); other inputs, and models saved without their columns, as they are."""
+    if table is None or have is None or not torch.is_tensor(x):
+        return x
+    from transferlab.data.tables import align_columns
+
+    return align_columns(x, list(have), table["features"], table.get("categories", {}), spec)
+
+
+def _door(bb: Backbone, inputs, cut: int | None, model_dir) -> None:
+    """Two of the inputs through the saved model as ``predict`` runs it, before any prediction: a model and data
+    that do not fit give one line (``sources.misfit``), not a traceback."""
+    from transferlab.sources import misfit
+
+    two = take(inputs, torch.arange(min(2, n_rows(inputs))))
+    try:
+        example = bb.preprocessing.apply(two)
+        _probabilities(bb, Split(example, torch.zeros(n_rows(example), dtype=torch.long)), cut)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the saved network on the user's rows: any error means they do not fit
+        raise misfit(f"the model saved in {model_dir}", two, exc) from exc
 
 
 def _write(out_csv, header: list[str], rows: list[list]) -> Path:

@@ -1,6 +1,8 @@
 """Run one trial: tune on validation, then open the test split once."""
 from __future__ import annotations
 
+import dataclasses
+import gc
 import inspect
 import math
 import time
@@ -15,6 +17,7 @@ from transferlab.cache import FeatureCache
 from transferlab.data.base import TargetData
 from transferlab.errors import UserError
 from transferlab.results import TrialRecord, TrialSpec, pack_correct
+from transferlab.rng import member_seed
 from transferlab.strategies.base import Fitted, TrialContext, from_spec
 from transferlab.training import Budget
 
@@ -110,7 +113,7 @@ def extend_grid(strategy, ctx: TrialContext, fits: list, budget: Budget) -> list
             break
         candidate = {**best[0], key: float(f"{new:.6g}")}
         torch.manual_seed(ctx.seed)  # the same head initialisation as the grid's candidates
-        fitted = strategy.fit(ctx, candidate)
+        fitted = strategy.fit(_for(ctx, candidate), candidate)
         fitted.finish()
         fits.append((candidate, fitted))
         extended.append(edge)
@@ -176,7 +179,8 @@ def run_seeds(specs: list[TrialSpec], pretrained: Backbone, model_key: str, data
     their candidates (seeds x learning rates) train as one batched model where the network allows; each trial
     still has its own initialisation, training rows, splits, data order, halving, stopping and checkpoint, so
     its record equals the one it gets alone up to float rounding (exactly in float64: tests/oracles/test_members.py).
-    Otherwise, or when the cohort fails as a whole, each trial runs alone.
+    Otherwise, or when the cohort fails as a whole, each trial runs alone.  The seeds go in cohorts of as many as
+    fit the free memory (``members.seeds_that_fit``, from the first seed's measured footprint).
     A trial's ``wall_s`` is its own time plus its share of the time they trained together."""
     if not members or len(specs) == 1:
         out = []
@@ -188,7 +192,52 @@ def run_seeds(specs: list[TrialSpec], pretrained: Backbone, model_key: str, data
             trial.spent += time.perf_counter() - t0
             out.append(_close(trial, pretrained, device, keep))
         return out
-    trials = [_open(s, pretrained, model_key, data, budget, cache, device, hooks, lazy=True) for s in specs]
+    args = (pretrained, model_key, data, budget, cache, device, hooks)
+    first = _open(specs[0], *args, lazy=True)
+    cap, why = _seeds_per_cohort(first, device)
+    if cap == 0:  # one seed's members do not fit: each seed alone, its candidates one at a time
+        first = None
+        out = run_seeds(specs, *args, keep=keep, halving=halving, members=False)
+        for rec in out:
+            rec.members = f"one at a time: {why}"
+        return out
+    out: list[TrialRecord] = []
+    for start in range(0, len(specs), cap):  # cohorts of the seeds that fit the free memory, in seed order
+        trials = [first] if start == 0 else []
+        first = None  # freed with its cohort, not kept through the later ones
+        trials += [_open(s, *args, lazy=True) for s in specs[start + len(trials): start + cap]]
+        out += _cohort(trials, args, keep, halving, members)
+        del trials
+        gc.collect()  # a cohort's members refer to each other: free them now, before the next cohort is built
+        if on_cuda(device):
+            torch.cuda.empty_cache()
+    return out
+
+
+def _seeds_per_cohort(trial: _Open, device: str) -> tuple[int, str]:
+    """How many seeds train as one cohort, and why: as many as fit ``members.MEMORY_SHARE`` of the free memory,
+    from the measured footprint of this (first) seed's members; every seed where nothing trains by steps; 0 where
+    not even one seed's members fit; 1 where the footprint cannot be measured."""
+    from transferlab.members import MEMORY_SHARE, free_bytes, member_bytes, seeds_that_fit
+
+    runs = [f.run for _, f in trial.fits if f.run is not None]
+    if not runs or trial.record.error is not None:
+        return 1 << 30, ""
+    try:
+        need = member_bytes(runs[0]) * len(runs)
+    except Exception as exc:  # noqa: BLE001 - a measurement: one seed per cohort is always safe
+        return 1, f"footprint not measured ({type(exc).__name__})"
+    free = free_bytes(device)
+    if need > MEMORY_SHARE * free:
+        return 0, (f"its {len(runs)} candidates need about {need / 2**20:.0f} MB together, more than "
+                   f"{MEMORY_SHARE:.0%} of the {free / 2**20:.0f} MB free")
+    return seeds_that_fit(need, device, free), ""
+
+
+def _cohort(trials: list[_Open], args: tuple, keep, halving: bool, members: bool) -> list[TrialRecord]:
+    """Train opened trials of one configuration (its seeds) as one cohort, close them; a cohort that failed as a
+    whole runs each of its seeds again alone."""
+    pretrained, device = args[0], args[5]
     ready = [t for t in trials if t.record.error is None]
     t0 = time.perf_counter()
     _train(ready, halving, members)
@@ -205,7 +254,7 @@ def run_seeds(specs: list[TrialSpec], pretrained: Backbone, model_key: str, data
     for t in trials:
         if failed and t in ready:
             # The cohort failed as a whole: not a fault of this trial's own, so it runs again alone, from the start.
-            rec = run_seeds([t.spec], pretrained, model_key, data, budget, cache, device, hooks, keep, halving, members)[0]
+            rec = run_seeds([t.spec], *args, keep=keep, halving=halving, members=members)[0]
             why = f"its seeds' cohort failed ({t.record.error.splitlines()[0][:120]})"
             rec.members = f"{rec.members}; {why}" if rec.members else why
             out.append(rec)
@@ -227,13 +276,19 @@ def _open(spec, pretrained, model_key, data, budget, cache, device, hooks, lazy:
     try:
         for candidate in strategy.candidates(budget):
             torch.manual_seed(spec.seed)  # every candidate starts from the same head initialisation
-            trial.fits.append((candidate, strategy.fit(ctx, candidate)))
+            trial.fits.append((candidate, strategy.fit(_for(ctx, candidate), candidate)))
     except UserError:
         raise
     except Exception as exc:  # a bug or a resource failure: record it, the study goes on
         _failed(trial, exc)
     trial.spent = time.perf_counter() - t0
     return trial
+
+
+def _for(ctx: TrialContext, candidate: dict) -> TrialContext:
+    """The trial's context for one candidate: its own random draws while it trains (dropout masks and the like),
+    seeded from (seed, candidate), so they are the same whatever trains beside it (``rng``)."""
+    return dataclasses.replace(ctx, rng_seed=member_seed(ctx.seed, candidate))
 
 
 def _failed(trial: _Open, exc: Exception) -> None:
@@ -269,11 +324,11 @@ def _cohorts(trials: list[_Open]) -> None:
     why = try_together(every)
     if not isinstance(why, NotBatchable) or len(trials) == 1:
         for t in trials:
-            t.record.members = describe(every, why, len(trials))
+            t.record.members = describe(every, why, tuple(x.spec.seed for x in trials))
         return
     for t, rs in zip(trials, runs):  # the seeds cannot share one model (e.g. step plans differ): each trial alone
         alone = try_together(rs) if rs else why
-        t.record.members = describe(rs, alone, 1) + f" (seeds apart: {why})"
+        t.record.members = describe(rs, alone) + f" (seeds apart: {why})"
 
 
 def _close(trial: _Open, pretrained: Backbone, device: str, keep: list | None) -> TrialRecord:

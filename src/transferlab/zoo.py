@@ -24,6 +24,7 @@ from transferlab.data.base import Split
 from transferlab.data.builtin import ALL_CLASSES, SOURCE_CLASSES, digits_source
 from transferlab.errors import UserError, closest
 from transferlab.fitloop import evaluate, fit
+from transferlab.results import temp_beside, write_atomic
 from transferlab.training import Budget, param_groups
 
 RECIPE = {"version": 2, "epochs": 40, "lr": 3e-3, "batch_size": 64, "seed": 0, "val_frac": 0.15}
@@ -119,8 +120,11 @@ def pretrained(arch: str) -> Backbone:
         bb.spec.update(info["spec"])
         return bb
     bb = _pretrain(arch)
-    tmp = weights.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in bb.state_dict().items()}, tmp)
-    os.replace(tmp, weights)
-    meta.write_text(json.dumps({"preprocessing": bb.preprocessing.to_dict(), "spec": bb.spec}))
+    tmp = temp_beside(weights)  # two first runs may pretrain at once: each writes its own file, the last one stays
+    try:
+        save_file({k: v.contiguous() for k, v in bb.state_dict().items()}, tmp)
+        os.replace(tmp, weights)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_atomic(meta, json.dumps({"preprocessing": bb.preprocessing.to_dict(), "spec": bb.spec}))
     return bb

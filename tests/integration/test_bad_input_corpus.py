@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
@@ -93,6 +94,27 @@ CORPUS = [  # (id, arguments, environment, words the one line must hold)
     ("mlflow-bad-scheme", f"{RUN} --seeds 1 --sizes 5 --steps 5 --strategies scratch,head --track mlflow",
      {"MLFLOW_TRACKING_URI": "nosuchscheme://x"}, ("MLflow", "MLFLOW_TRACKING_URI")),
     ("predict-no-model", "predict {w}/nope --data demo:digits", {}, ("nope",)),
+    # The door (issue 35): the model meets two of the user's rows before any measurement, cache or training.
+    ("table-too-few-columns", f"{RUN_MLP} --data table:{{w}}/five.csv", {}, ("shape (2, 5)", "feature columns")),
+    ("table-too-few-columns-dry-run", f"{RUN_MLP} --data table:{{w}}/five.csv --dry-run", {}, ("shape (2, 5)",)),
+    ("profile-misfit", "profile --model demo:mlp --data table:{w}/five.csv", {}, ("model 'demo:mlp' fails", "(2, 5)")),
+    ("layers-misfit", "layers --model demo:mlp --data table:{w}/five.csv", {}, ("model 'demo:mlp' fails",)),
+    ("predict-misfit", "predict {w}/saved --data table:{w}/five.csv", {}, ("the model saved in", "(2, 5)")),
+    ("npz-wrong-rank", "run --model demo:cnn --data npz:{w}/rank.npz", {}, ("shape (2, 8)",)),
+    ("npz-more-inputs-than-labels", "run --model demo:cnn --data npz:{w}/xy.npz", {}, ("50 rows of inputs but 40 labels",)),
+    ("npz-more-labels-than-inputs", "run --model demo:cnn --data npz:{w}/yx.npz", {}, ("40 rows of inputs but 50 labels",)),
+    ("npz-label-out-of-range", f"{RUN_MLP} --data npz:{{w}}/range.npz", {}, ("label 5 is not one of the 5 classes",)),
+    ("npz-label-not-a-name", f"{RUN_MLP} --data npz:{{w}}/names.npz", {}, ("'eel' is not one of the class names",)),
+    ("table-only-label", f"{RUN_MLP} --data table:{{w}}/only.csv", {}, ("no feature columns",)),
+    ("table-id-column", f"{RUN_MLP} --data table:{{w}}/id.csv", {}, ("column 'id' has 40 distinct values", "categorical=[id]")),
+    ("table-inf", f"{RUN_MLP} --data table:{{w}}/inf.csv", {}, ("'f2' holds an infinite value",)),
+    ("table-categorical-unknown", f"{RUN_MLP} --data table:{{w}}/five.csv --data-opt categorical=[c]", {},
+     ("no column 'c' to treat as categorical",)),
+    ("hf-offline-unknown", "run --model hf:nonexistent/model-x --data demo:digits", {"HF_HUB_OFFLINE": "1"},
+     ("cannot load Hugging Face model 'nonexistent/model-x'",)),
+    ("images-missing-path", "run --model demo:cnn --data images:{w}/nope", {}, ("does not exist",)),
+    ("time-budget-unreadable", f"{RUN} --time-budget 30x", {}, ("'30x' is not a duration",)),
+    ("model-opt-malformed", f"{RUN} --model-opt foo", {}, ("'foo' is not key=value",)),
     ("report-not-a-study", "report {w}/one_class", {}, ("one_class",)),
 ]
 
@@ -149,6 +171,21 @@ def w(tmp_path_factory):
     (w / "workers_bool.toml").write_text(head + "[study]\nworkers = true\n")
     np.savez(w / "strings.npz", X=np.array([["a", "b"], ["c", "d"]]))
     _saved_model(w / "saved")
+    rng = np.random.default_rng(1)
+    feats = lambda n, d: {f"f{i}": rng.random(n) for i in range(d)}  # noqa: E731
+    pd.DataFrame({**feats(40, 5), "label": np.arange(40) % 2}).to_csv(w / "five.csv", index=False)
+    pd.DataFrame({"label": np.arange(40) % 2}).to_csv(w / "only.csv", index=False)
+    pd.DataFrame({"id": [f"u{i}" for i in range(40)], **feats(40, 63), "label": np.arange(40) % 2}).to_csv(w / "id.csv", index=False)
+    inf = pd.DataFrame({**feats(40, 64), "label": np.arange(40) % 2})
+    inf.loc[3, "f2"] = np.inf
+    inf.to_csv(w / "inf.csv", index=False)
+    images = lambda n: rng.random((n, 1, 8, 8)).astype(np.float32)  # noqa: E731
+    np.savez(w / "xy.npz", X=images(50), y=np.arange(40) % 5)
+    np.savez(w / "yx.npz", X=images(40), y=np.arange(50) % 5)
+    np.savez(w / "rank.npz", X=rng.random((40, 8)).astype(np.float32), y=np.arange(40) % 2)
+    np.savez(w / "range.npz", X=rng.random((40, 64)).astype(np.float32), y=np.arange(40) % 7, class_names=np.array(list("abcde")))
+    np.savez(w / "names.npz", X=rng.random((40, 64)).astype(np.float32), y=np.array(["cat", "dog", "eel", "cat"] * 10),
+             class_names=np.array(["cat", "dog"]))
     (w / "sizes.toml").write_text('[model]\nspec = "demo:cnn"\n[data]\nspec = "demo:digits"\n[study]\nsizes = 5\n')
     return w
 
@@ -157,7 +194,7 @@ def w(tmp_path_factory):
 def test_bad_input(w, tmp_path, args, env, words):
     out = tmp_path / "study-out"
     argv = shlex.split(args.format(w=w))
-    if argv[0] in ("run", "demo") and "--out" not in argv:
+    if argv[0] in ("run", "demo", "layers") and "--out" not in argv:
         argv += ["--out", str(out)]
     code, _, err = invoke(*argv, env=env)
     lines = [x for x in err.splitlines() if x.strip()]

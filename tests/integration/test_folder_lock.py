@@ -93,3 +93,40 @@ def test_the_lock_in_one_process(tmp_path):
         with study_lock(folder):
             raise RuntimeError("refused")
     assert folder.exists()
+
+
+def test_a_failed_start_never_removes_a_sibling_study(tmp_path, monkeypatch):
+    """Two jobs into runs/a and runs/b with runs/ absent: only the first makes runs/. When b fails in preflight it
+    removes runs/b alone, and a's lock, cache and folder stay; when a then fails, runs/ goes only once it is empty."""
+    from pathlib import Path
+
+    runs = tmp_path / "runs"
+    with study_lock(runs / "a"):
+        (runs / "a" / "cache").mkdir()
+        (runs / "a" / "cache" / "x.npy").write_bytes(b"a's cache")
+        real, seen = Path.exists, []
+
+        def racing(p):  # b looks for runs/ just before a makes it: runs/ reads absent to b
+            if p == runs:
+                seen.append(p)
+                return False
+            return real(p)
+
+        monkeypatch.setattr(Path, "exists", racing)
+        with pytest.raises(RuntimeError):
+            with study_lock(runs / "b"):
+                (runs / "b" / "cache").mkdir()
+                raise RuntimeError("b refused")
+        monkeypatch.undo()
+        assert seen and not (runs / "b").exists()
+        assert (runs / "a" / LOCK_NAME).exists() and (runs / "a" / "cache" / "x.npy").exists()
+        with pytest.raises(UserError, match="is in use"):  # a is still locked: no third process can take it
+            with study_lock(runs / "a"):
+                pass
+    assert (runs / "a" / "cache" / "x.npy").exists()  # a ended normally: its folder stays
+    deep = tmp_path / "new" / "x" / "y"
+    with study_lock(tmp_path / "new" / "keep"):
+        with pytest.raises(RuntimeError):
+            with study_lock(deep):
+                raise RuntimeError("refused")
+        assert not (tmp_path / "new" / "x").exists() and (tmp_path / "new" / "keep").exists()

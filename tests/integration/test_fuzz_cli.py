@@ -21,8 +21,23 @@ from transferlab.config import StudyConfig  # noqa: E402
 from transferlab.training import Budget  # noqa: E402
 
 BASE = ("run", "--model", "demo:mlp", "--data", "demo:digits", "--dry-run")
-OPTIONS = ("--seeds", "--sizes", "--epochs", "--steps", "--workers", "--max-seeds", "--margin", "--augment", "--splits",
-           "--schedule", "--depths", "--device", "--executor", "--strategies", "--halving", "--budget-opt")
+GIVEN = {"--config", "--model", "--data", "--out", "--dry-run"}  # what BASE and the harness set
+
+
+def _run_options() -> dict:
+    """Every option of ``transferlab run``, read from the command itself (a new option is fuzzed without a word
+    here): its name -> whether it is a flag, and its negation if it has one."""
+    import typer.main
+
+    from transferlab.cli.app import app
+
+    run = typer.main.get_command(app).commands["run"]
+    return {max(p.opts, key=len): (bool(getattr(p, "is_flag", False)), (p.secondary_opts or [None])[0])
+            for p in run.params if p.param_type_name == "option"}
+
+
+RUN_OPTIONS = _run_options()
+OPTIONS = tuple(sorted(o for o in RUN_OPTIONS if o not in GIVEN))
 WORDS = ("", "auto", "all", "none", "x", "1,2", "5,all", "0,5", "-1", "0", "1e9", "nan", "inf", "-inf", "[1,2]", "true",
          "crop,flip", "cuda:0", "scratch", "scratch,head", "1,,2", " ", "3.5")
 SETTINGS = tuple(f.name for f in fields(StudyConfig) if f.name not in ("strategies",))
@@ -46,17 +61,57 @@ def _check(code: int, err: str, out: Path) -> None:
 @given(st.lists(st.tuples(st.sampled_from(OPTIONS), cli_values, st.sampled_from(BUDGET)), min_size=1, max_size=3))
 def test_any_cli_option_value(picks):
     argv = list(BASE)
-    for option, value, key in picks:
-        if option == "--halving":
-            argv.append("--halving" if value else "--no-halving")
-        elif option == "--budget-opt":
-            argv += [option, f"{key}={value}"]
-        else:
-            argv += [option, value]
     with tempfile.TemporaryDirectory() as tmp:
+        for option, value, key in picks:
+            flag, negation = RUN_OPTIONS[option]
+            if flag:
+                argv.append(option if value or negation is None else negation)
+            elif option in ("--budget-opt", "--model-opt", "--data-opt"):
+                argv += [option, f"{key}={value}"]
+            elif option in ("--weights", "--save-best"):  # a path: under the temporary folder, whatever its name
+                argv += [option, str(Path(tmp) / (value.replace("/", "_") or "_"))]
+            else:
+                argv += [option, value]
         out = Path(tmp) / "study"
         code, _, err = invoke(*argv, "--out", str(out))
         _check(code, err, out)
+
+
+def _strategy_params() -> list[tuple[str, str]]:
+    from dataclasses import fields as dc_fields
+
+    from transferlab.strategies.base import STRATEGIES
+
+    return [(n, f.name) for n in STRATEGIES.names() for f in dc_fields(STRATEGIES.get(n))]
+
+
+STRATEGY_PARAMS = _strategy_params()
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.sampled_from(STRATEGY_PARAMS), cli_values), min_size=1, max_size=2))
+def test_any_strategy_parameter(picks):
+    """Every registered strategy's every parameter, any value, on the command line and in a study file."""
+    text = ",".join(f"{name}({param}={value})" for (name, param), value in picks)
+    tables = "".join(f'[[strategies]]\nname = "{name}"\nparams = {{ {param} = {_toml(value)} }}\n'
+                     for (name, param), value in picks)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "study"
+        code, _, err = invoke(*BASE, "--strategies", f"scratch,{text}", "--out", str(out))
+        _check(code, err, out)
+        study = Path(tmp) / "study.toml"
+        study.write_text(f'[model]\nspec = "demo:mlp"\n[data]\nspec = "demo:digits"\n{tables}')
+        code, _, err = invoke("run", "--config", str(study), "--out", str(out), "--dry-run")
+        _check(code, err, out)
+
+
+def test_the_fuzz_covers_every_option_and_key():
+    """The fuzz's reach, counted (issue 35): every option of run but those the harness sets, every [study] and budget
+    key, every strategy parameter."""
+    study_keys = {f.name for f in fields(StudyConfig)} - {"strategies"}
+    assert set(OPTIONS) == set(RUN_OPTIONS) - GIVEN and len(OPTIONS) >= 24
+    assert set(SETTINGS) == study_keys and set(BUDGET) == {f.name for f in fields(Budget)}
+    assert len({n for n, _ in STRATEGY_PARAMS}) >= 10
 
 
 def _toml(value) -> str:
@@ -106,3 +161,44 @@ def test_any_data_option(arrays, picks):
         out = Path(tmp) / "study"
         code, _, err = invoke(*argv, "--out", str(out))
         _check(code, err, out)
+
+
+@settings(max_examples=16, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(kind=st.sampled_from(["csv", "npz"]), rows=st.integers(0, 40), labels=st.integers(0, 40),
+       width=st.sampled_from([0, 5, 63, 64, 65]), codes=st.sampled_from(["ints", "names", "one", "negative", "floats"]),
+       bad=st.sampled_from([None, "nan", "inf"]), extra=st.sampled_from([None, "empty", "id"]))
+def test_any_data_file_runs_for_real(kind, rows, labels, width, codes, bad, extra):
+    """Data files drawn at random (rows against labels, width against the demo MLP's 64 inputs, label codes and
+    names, non-finite values, empty and id-like columns), run for real with a tiny budget, not dry: exit 0 with a
+    report, or 2 with one line and no folder; never a traceback."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(rows * 1000 + labels)
+    x = rng.random((rows, width)).astype(np.float32)
+    n = rows if kind == "csv" else labels
+    y = {"ints": np.arange(n) % 3, "names": np.array(["cat", "dog", "eel"] * 14)[:n], "one": np.zeros(n, int),
+         "negative": np.arange(n) % 3 - 1, "floats": (np.arange(n) % 3) + 0.5}[codes]
+    if bad and rows and width:
+        x[rows // 2, 0] = np.nan if bad == "nan" else np.inf
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"d.{kind}"
+        if kind == "csv":
+            frame = pd.DataFrame({**{f"f{i}": x[:, i] for i in range(width)}, "label": y})
+            if extra == "empty":
+                frame["note"] = ""
+            elif extra == "id":
+                frame.insert(0, "id", [f"u{i}" for i in range(rows)])
+            frame.to_csv(path, index=False)
+        else:
+            np.savez(path, X=x, y=y)
+        out = Path(tmp) / "study"
+        code, _, err = invoke("run", "--model", "demo:mlp", "--data", f"{kind if kind == 'npz' else 'table'}:{path}",
+                              "--seeds", "1", "--sizes", "2", "--steps", "5", "--strategies", "scratch,head",
+                              "--augment", "none", "--out", str(out))
+        assert code in (0, 2) and "Traceback" not in err, (code, err[-2000:])
+        if code == 2:
+            assert len([x for x in err.splitlines() if x.startswith("transferlab: error:")]) == 1, err[-2000:]
+            assert not out.exists(), "a refused start must not leave a study folder"
+        else:
+            assert (out / "report.html").exists() and (out / "trials.jsonl").exists()

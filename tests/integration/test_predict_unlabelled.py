@@ -86,3 +86,46 @@ def test_a_table_without_its_label_column(tmp_path):
         res = cli("predict", str(tmp_path / "best"), "--data", spec, "--out", str(tmp_path / "n.csv"))
         assert res.returncode == 0, res.stderr[-2000:]
         assert _rows(tmp_path / "n.csv") == _rows(tmp_path / "p.csv")
+
+
+def test_a_saved_table_model_predicts_by_column_name(tmp_path):
+    """A model trained on a table keeps its feature columns and categories (model.json); predict encodes new rows
+    alike and matches columns by name: shuffled columns and a category absent from the new rows predict as the
+    original rows do; a column the model never saw, a category it never saw, or a column it needs refuse in one line."""
+    import json
+
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    x = rng.random((60, 62)).astype(np.float32)
+    colour = np.where(np.arange(60) % 2 == 0, "red", "blue")
+    y = (x[:, 0] > 0.5).astype(int)
+    frame = pd.DataFrame({**{f"f{i}": x[:, i] for i in range(62)}, "colour": colour, "label": y})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    res = cli("run", "--model", "demo:mlp", "--data", f"table:{tmp_path / 't.csv'}", "--seeds", "1", "--sizes", "5",
+              "--epochs", "1", "--strategies", "scratch,head", "--out", str(tmp_path / "s"),
+              "--save-best", str(tmp_path / "best"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    meta = json.loads((tmp_path / "best" / "model.json").read_text())
+    assert meta["features"][-2:] == ["colour_blue", "colour_red"] and meta["categories"] == {"colour": ["blue", "red"]}
+    new = frame.drop(columns="label").iloc[:8]
+    new.to_csv(tmp_path / "new.csv", index=False)
+    new[list(reversed(new.columns))].to_csv(tmp_path / "shuffled.csv", index=False)
+    new[new.colour == "red"].to_csv(tmp_path / "red.csv", index=False)  # blue absent: its column is zero
+    outs = {}
+    for name in ("new", "shuffled", "red"):
+        res = cli("predict", str(tmp_path / "best"), "--data", f"table:{tmp_path / f'{name}.csv'}",
+                  "--out", str(tmp_path / f"{name}.out.csv"))
+        assert res.returncode == 0, res.stderr[-2000:]
+        outs[name] = [{k: v for k, v in r.items() if k != "input"} for r in _rows(tmp_path / f"{name}.out.csv")]
+    assert outs["shuffled"] == outs["new"]
+    assert outs["red"] == [r for r, c in zip(outs["new"], new.colour) if c == "red"]
+    for name, bad, words in (("extra", new.assign(f99=1.0), "'f99' was not in the table"),
+                             ("green", new.assign(colour="green"), "'colour_green' was not in the table"),
+                             ("lacks", new.drop(columns="f3"), "lacks the column 'f3'"),
+                             ("nocolour", new.drop(columns="colour"), "lacks the column 'colour'")):
+        bad.to_csv(tmp_path / f"{name}.csv", index=False)
+        res = cli("predict", str(tmp_path / "best"), "--data", f"table:{tmp_path / f'{name}.csv'}",
+                  "--out", str(tmp_path / "x.csv"))
+        lines = [x for x in res.stderr.splitlines() if x.strip()]
+        assert res.returncode == 2 and len(lines) == 1 and words in lines[0], res.stderr[-2000:]

@@ -101,10 +101,10 @@ def test_a_study_of_one_split_mode_is_not_resumed_in_another(tmp_path):
     import json
 
     from transferlab.pipeline import check_folder
-    from transferlab.results import check_schema
+    from transferlab.results import SCHEMA_VERSION, check_schema
 
     old = check_schema({"schema": 4, "data": {"splits": {"per_seed": True}}}, "x")
-    assert old["schema"] == 5 and old["data"]["splits"]["test_per_seed"] is True
+    assert old["schema"] == SCHEMA_VERSION and old["data"]["splits"]["test_per_seed"] is True
     (tmp_path / "study.json").write_text(json.dumps({"schema": 4, "model_key": "m", "data_key": "d", "config": {},
                                                      "data": {"splits": {"per_seed": True}}}))
     with pytest.raises(UserError, match="test split was redrawn per seed.*--splits per_seed"):

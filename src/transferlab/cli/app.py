@@ -5,6 +5,7 @@ TRANSFERLAB_DEBUG=1 to see the traceback instead.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -427,13 +428,20 @@ USAGE_ERRORS = tuple({click.exceptions.ClickException,
 ABORTS = tuple({click.exceptions.Abort, typer.Abort})
 
 
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}  # the user's disk, not a bug
+
+
 def main() -> None:
     from transferlab.threads import quiet_waiting
 
     quiet_waiting()  # before torch is imported: OpenMP reads it once
     debug = os.environ.get("TRANSFERLAB_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer returns an Exit's code here, Ctrl-C's 130 included, not raises it
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            sys.exit(code)
     except UserError as exc:
         if debug:
             raise
@@ -442,6 +450,15 @@ def main() -> None:
     except USAGE_ERRORS as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if debug or exc.errno not in DISK_ERRORS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        fix = ("free some space (or give another --out)" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+               else "give paths you may read and an --out folder you may write")
+        print(f"transferlab: error: {os.strerror(exc.errno).lower()}{where}. {fix}, then rerun the same command: "
+              "finished trials are kept and the study resumes", file=sys.stderr)
+        sys.exit(2)
     except (KeyboardInterrupt, *ABORTS):
         print("transferlab: interrupted; finished trials are saved, rerun the same command to resume", file=sys.stderr)
         sys.exit(130)

@@ -281,6 +281,9 @@ def split_arrays(inputs: Inputs, y: np.ndarray, class_names: list[str], name: st
     ``subsample``: keep a stratified sample of this many examples first (a quick study of a big file).
     """
     y = np.asarray(y)
+    if n_rows(inputs) != len(y):  # else the shorter one silently decides which rows exist
+        raise UserError(f"{name} has {n_rows(inputs)} rows of inputs but {len(y)} labels",
+                        "give exactly one label per input row")
     check_labels(y, class_names)
     _check_split_options(val_frac, test_frac, seed, subsample)
     idx = np.arange(len(y))
@@ -367,6 +370,11 @@ def resplit(data: TargetData, mode: str = "auto") -> TargetData:
 
 def check_labels(y: np.ndarray, class_names: list[str]) -> None:
     present = np.unique(y)
+    if len(present) and (not np.issubdtype(present.dtype, np.integer) or present[0] < 0 or present[-1] >= len(class_names)):
+        bad = next(v for v in present if not (np.issubdtype(present.dtype, np.integer) and 0 <= v < len(class_names)))
+        bad = int(bad) if np.issubdtype(present.dtype, np.integer) else bad.item() if hasattr(bad, "item") else bad
+        raise UserError(f"label {bad!r} is not one of the {len(class_names)} classes named (codes 0 to {len(class_names) - 1})",
+                        "give labels as codes 0..C-1 of the class names, or as the names themselves")
     if len(class_names) < 2 or len(present) < 2:
         raise UserError(
             f"the target has {len(present)} class{'es' if len(present) != 1 else ''}; a classifier needs at least 2",

@@ -39,8 +39,10 @@ def _arrays(path: Path, x_key: str, y_key: str):
 
 
 def read_unlabelled(spec: str, pre: Preprocessing, label_col: str = "label", text_col: str = "text",
-                    path_col: str = "path", x_key: str = "X", y_key: str = "y"):
-    """``(inputs, names)`` when ``spec`` holds inputs without labels; None when it is labelled data."""
+                    path_col: str = "path", x_key: str = "X", y_key: str = "y", table: dict | None = None):
+    """``(inputs, names)`` when ``spec`` holds inputs without labels; None when it is labelled data.  ``table``: the
+    feature columns and categories a model was trained on (its ``model.json``): a table's new rows are encoded alike
+    and matched to them by name."""
     scheme, sep, rest = spec.partition(":")
     path = Path(rest if sep and scheme in SCHEMES else spec)
     if path.is_dir():
@@ -70,8 +72,26 @@ def read_unlabelled(spec: str, pre: Preprocessing, label_col: str = "label", tex
         return np.asarray(texts, dtype=object), texts
     if path_col in frame.columns:
         return _images([path.parent / p for p in frame[path_col]], pre)
+    if table is not None and table.get("features"):
+        return _as_table(frame, table, path), [str(i) for i in range(len(frame))]
     text = [str(c) for c in frame.columns if not np.issubdtype(frame[c].dtype, np.number)]
     if text:
         raise UserError(f"{path} has non-numeric columns ({', '.join(text)}), which new rows cannot be encoded by",
                         "give the new rows as numbers, in the columns the model was trained on")
     return torch.as_tensor(frame.to_numpy(dtype=np.float32)), [str(i) for i in range(len(frame))]
+
+
+def _as_table(frame, table: dict, path) -> torch.Tensor:
+    """New rows of a table in the trained model's columns: its text columns one-hot by name, then matched by name."""
+    import pandas as pd
+
+    from transferlab.data.tables import align_columns
+
+    cats = [c for c in frame.columns if c in table.get("categories", {})
+            or not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+    encoded = pd.get_dummies(frame.astype({c: str for c in cats}), columns=cats, dtype=float)
+    x = torch.as_tensor(encoded.to_numpy(dtype=np.float32))
+    if not torch.isfinite(x).all():
+        raise UserError(f"{path}: {int((~torch.isfinite(x)).any(1).sum())} rows hold missing or infinite values",
+                        "impute or drop those rows first")
+    return align_columns(x, [str(c) for c in encoded.columns], table["features"], table.get("categories", {}), path)

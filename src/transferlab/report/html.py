@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import jinja2
@@ -15,7 +14,7 @@ import jinja2
 from transferlab.analysis import Analysis, analyze
 from transferlab.analysis.types import Comparison, Interval
 from transferlab.report import plots
-from transferlab.results import TrialStore, read_study
+from transferlab.results import TrialStore, read_study, write_atomic
 
 CAPTIONS = {
     "curves": ("Learning curves", "Validation accuracy per evaluation (x: optimizer steps) of the chosen learning rate, averaged over seeds; "
@@ -109,7 +108,5 @@ def write_report(out_dir: str | Path) -> Path:
     records = TrialStore(out_dir / "trials.jsonl").load()
     layers = json.loads((out_dir / "layers.json").read_text()) if (out_dir / "layers.json").exists() else None
     path = out_dir / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render(study, records, layers))
-    os.replace(tmp, path)
+    write_atomic(path, render(study, records, layers))
     return path

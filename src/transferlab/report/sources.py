@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from transferlab.report.html import environment
+from transferlab.results import write_atomic
 
 
 def render(info: list[dict], comparison, meta: dict) -> str:
@@ -19,7 +19,5 @@ def write_sources_report(out_dir: str | Path) -> Path:
     info, comparison = load_sources(out_dir)
     meta = json.loads((out_dir / "sources.json").read_text())
     path = out_dir / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render(info, comparison, meta))
-    os.replace(tmp, path)
+    write_atomic(path, render(info, comparison, meta))
     return path

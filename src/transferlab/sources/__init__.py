@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from transferlab.accel import move
 from transferlab.backbones.base import Backbone, Preprocessing
-from transferlab.data.base import TargetData, take
+from transferlab.data.base import TargetData, n_rows, take
 from transferlab.errors import UserError, closest
 from transferlab.registry import Registry, accepted_options, check_options
 
@@ -121,12 +122,37 @@ def build_checked(source: ModelSource, data: TargetData, spec: str = "the model"
     except UserError:
         raise
     except Exception as exc:  # the user's module on the user's data: any error means they do not fit
-        shape = tuple(example.shape) if torch.is_tensor(example) else "token ids"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{spec} fails on the data's inputs of shape {shape} ({type(exc).__name__}: {first})",
-            "give the shape the model takes with --model-opt input_shape=[C,H,W] (torch: models), or resize the data "
-            "with --data-opt size=[H,W] and channels=C") from exc
+        raise misfit(spec, example, exc) from exc
+
+
+def check_fits(backbone: Backbone, inputs, spec: str = "the model") -> None:
+    """The door every command passes before it touches the data: two of the user's rows, preprocessed as the
+    model asks, through the whole network (built here, prebuilt, given to the API, or loaded for ``predict``).
+    A model and data that disagree give one line here, not a traceback from a measurement or a step."""
+    example = backbone.preprocessing.apply(take(inputs, torch.arange(min(2, n_rows(inputs)))))
+    weight = next(backbone.parameters(), None)
+    modes = [(m, m.training) for m in backbone.modules()]  # frozen blocks stay in eval: put back each module's own
+    try:
+        backbone.eval()
+        with torch.no_grad():
+            backbone(move(example, weight.device) if weight is not None else example)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's network on the user's rows: any error means they do not fit
+        raise misfit(spec, example, exc) from exc
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def misfit(spec: str, example, exc: Exception) -> UserError:
+    """The one line for a model and data that do not fit: what failed on which shape, and how to make them fit."""
+    shape = tuple(example.shape) if torch.is_tensor(example) else "token ids"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UserError(
+        f"{spec} fails on the data's inputs of shape {shape} ({type(exc).__name__}: {first[:200]})",
+        "give the shape the model takes with --model-opt input_shape=[C,H,W] (torch: models), or resize the data "
+        "with --data-opt size=[H,W] and channels=C (a table: the model's number of feature columns)")
 
 
 def resolve(model_spec: str, data_spec: str, model_options: dict | None = None,
@@ -134,4 +160,6 @@ def resolve(model_spec: str, data_spec: str, model_options: dict | None = None,
     """Model spec + data spec -> a checked Backbone and its target data."""
     source = load_model(model_spec, **(model_options or {}))
     data = load_data(data_spec, model=source, **(data_options or {}))
-    return build_checked(source, data, f"model '{model_spec}'"), data
+    backbone = build_checked(source, data, f"model '{model_spec}'")
+    check_fits(backbone, data.train.inputs, f"model '{model_spec}'")  # a prebuilt one (demo:, a zoo entry) too
+    return backbone, data

@@ -23,6 +23,7 @@ from transferlab.data.base import Split, TargetData, take
 from transferlab.errors import UserError, closest
 from transferlab.registry import Registry
 from transferlab.results import label
+from transferlab.rng import member_seed
 from transferlab.fitloop import EvalLog, FitResult, FitRun, Hook, evaluate
 from transferlab.training import Budget
 
@@ -52,12 +53,35 @@ def from_spec(name: str, params: dict | None = None) -> Strategy:
         bad = sorted(unknown)[0]
         raise UserError(f"strategy '{name}' has no parameter '{bad}'{closest(bad, fields)}",
                         f"its parameters are: {', '.join(sorted(fields)) or 'none'}")
-    for f in dataclasses.fields(cls):  # a switch given as text ("tune=maybe") would read as true: refuse it
-        value = (params or {}).get(f.name)
-        if f.type in ("bool", bool) and f.name in (params or {}) and not isinstance(value, bool):
-            raise UserError(f"strategy '{name}': {f.name}={value!r} is not true or false",
-                            f"write {f.name}=true or {f.name}=false")
-    return cls(**(params or {}))
+    given = dict(params or {})
+    for f in dataclasses.fields(cls):
+        if f.name in given:
+            given[f.name] = _typed(name, f, given[f.name])
+    return cls(**given)
+
+
+_KINDS = {  # a parameter's annotated type -> (does a value fit, what it is, an example)
+    "None": (lambda v: v is None, "", ""),
+    "bool": (lambda v: isinstance(v, bool), "true or false", "true"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number", "2"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number", "0.1"),
+    "str": (lambda v: isinstance(v, str), "a word", "all"),
+    "tuple[float, ...]": (lambda v: isinstance(v, (list, tuple)) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in v), "a list of numbers", "[0.1,1,10]"),
+    "tuple[str, ...]": (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+                        "a list of names", "[query,value]"),
+}
+
+
+def _typed(name: str, f: dataclasses.Field, value):
+    """A strategy parameter checked against its annotation (a switch given as text, "tune=maybe", would read as true;
+    a number given as text would fail mid-study): the value, lists made tuples, or one line naming what it must be."""
+    kinds = [k.strip() for k in str(f.type).split("|")]
+    if any(_KINDS[k][0](value) for k in kinds if k in _KINDS):
+        return tuple(value) if isinstance(value, list) else value
+    what = " or ".join(_KINDS[k][1] for k in kinds if k in _KINDS and _KINDS[k][1])
+    example = next(_KINDS[k][2] for k in kinds if k in _KINDS and _KINDS[k][2])
+    raise UserError(f"strategy '{name}': {f.name}={value!r} is not {what}", f"write it like {f.name}={example}")
 
 
 @dataclass
@@ -107,6 +131,7 @@ class TrialContext:
     hooks: tuple = ()
     lazy: bool = False  # train_backbone returns candidates not yet trained (the runner advances them)
     memo: dict = field(default_factory=dict)  # what a strategy computes once per trial and its candidates share
+    rng_seed: int | None = None  # the candidate's own random draws while it trains (rng.member_seed; None: the seed's)
 
     def fresh(self) -> Backbone:
         return self.pretrained.clone().to(self.device)
@@ -330,7 +355,8 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     generator = torch.Generator().manual_seed(ctx.seed)
     probe = GradientProbe(bb)
     run = FitRun(model, groups, ctx.train_split(cut), ctx.val_split(cut), ctx.budget, generator,
-                 hooks=(*hooks, probe, *ctx.hooks), views=ctx.train_views(cut), device=ctx.device, log0=log0)
+                 hooks=(*hooks, probe, *ctx.hooks), views=ctx.train_views(cut), device=ctx.device, log0=log0,
+                 rng_seed=member_seed(ctx.seed) if ctx.rng_seed is None else ctx.rng_seed)
     if not ctx.lazy:
         run.finish()
 
