@@ -48,10 +48,10 @@ def _holder(path: Path) -> str:
     return text or "another process"
 
 
-def _make(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; the ones this call created, outermost first.  A folder another
-    process made first (two jobs into runs/a and runs/b, runs/ absent) is not in the list, so it is never removed here."""
-    made = []
+def _make(folder: Path, made: list[Path]) -> None:
+    """Create ``folder`` and its missing parents, adding each one this call creates to ``made`` (outermost first) as
+    it goes, so a failure half-way still knows what to remove.  A folder another process made first (two jobs into
+    runs/a and runs/b, runs/ absent) is not added, so it is never removed here."""
     for p in [*reversed(folder.parents), folder]:
         if p.exists():
             continue
@@ -60,15 +60,14 @@ def _make(folder: Path) -> list[Path]:
         except FileExistsError:
             continue
         except FileNotFoundError:  # a sibling's failed start removed a parent just now: make them again
-            return made + _make(folder)
+            return _make(folder, made)
         made.append(p)
-    return made
 
 
 def _acquire(folder: Path, wait: bool, on_wait: Callable[[str], None] | None, made: list[Path]) -> int:
     path = folder / LOCK_NAME
     while True:
-        made += _make(folder)
+        _make(folder, made)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:  # a failed start removed the folder between the two calls: make it again
@@ -126,7 +125,11 @@ def study_lock(folder: str | Path | None, wait: bool = False,
         yield
         return
     made: list[Path] = []  # the folders this call creates (for --out new/a/b: those of new, a, b that did not exist)
-    fd = _acquire(folder, wait, on_wait, made)
+    try:
+        fd = _acquire(folder, wait, on_wait, made)
+    except BaseException:  # a parent made, then a folder below it refused (read-only): remove what was made
+        _unmake(folder, made)
+        raise
     try:
         yield
     except BaseException:

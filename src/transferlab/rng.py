@@ -72,7 +72,7 @@ class KeyedDropout(nn.Dropout):
         if not self.training or self.p == 0:
             return x
         if self.p >= 1:
-            return x * 0
+            return torch.zeros_like(x)
         keep = uniform(self.key, self.site, self.count, x.shape, x.device) >= self.p
         self.count.add_(1)
         return torch.where(keep, x, 0.0) * (1.0 / (1.0 - self.p))  # backward keeps the bool mask, not a float one
@@ -80,19 +80,18 @@ class KeyedDropout(nn.Dropout):
 
 def key_dropout(model: nn.Module, seed: int) -> None:
     """Replace each ``nn.Dropout`` in ``model`` by a ``KeyedDropout`` keyed by ``seed`` (one site per layer, in
-    module order); a layer already keyed takes the new key and starts counting afresh."""
-    site = 0
+    module order, after any already keyed); a layer already keyed keeps its site, takes the new key and starts
+    counting afresh.  So a network keyed whole, then trained as its suffix on cached features, draws the same masks
+    in the same layers as when trained whole (``strategies.base.train_backbone``)."""
+    site = max((m.site for m in model.modules() if isinstance(m, KeyedDropout)), default=-1) + 1
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is nn.Dropout:
                 parent._modules[name] = KeyedDropout(child.p, seed, site).to(_device(model))
+                site += 1
             elif isinstance(child, KeyedDropout):
                 child.key.fill_(seed)
                 child.count.zero_()
-                child.site = site
-            else:
-                continue
-            site += 1
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -196,7 +196,13 @@ def run_seeds(specs: list[TrialSpec], pretrained: Backbone, model_key: str, data
     first = _open(specs[0], *args, lazy=True)
     cap, why = _seeds_per_cohort(first, device)
     if cap == 0:  # one seed's members do not fit: each seed alone, its candidates one at a time
+        for _, f in first.fits:
+            if f.run is not None:
+                f.run._periods.close()  # never started; its frame holds the run (and the model)
         first = None
+        gc.collect()
+        if on_cuda(device):
+            torch.cuda.empty_cache()
         out = run_seeds(specs, *args, keep=keep, halving=halving, members=False)
         for rec in out:
             rec.members = f"one at a time: {why}"
@@ -221,7 +227,9 @@ def _seeds_per_cohort(trial: _Open, device: str) -> tuple[int, str]:
     from transferlab.members import MEMORY_SHARE, free_bytes, member_bytes, seeds_that_fit
 
     runs = [f.run for _, f in trial.fits if f.run is not None]
-    if not runs or trial.record.error is not None:
+    if trial.record.error is not None:
+        return 1, ""  # it failed as it was built (memory, say): one seed at a time is the safe way on
+    if not runs:
         return 1 << 30, ""
     try:
         need = member_bytes(runs[0]) * len(runs)

@@ -88,3 +88,21 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    """A read-only place for --out (tests run as root here, so the refusal is injected where the folder is made)."""
+    real = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        if "readonly" in str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    out = tmp_path / "new" / "readonly" / "study"  # new/ is made, then readonly/ is refused: new/ goes again
+    code, _, err = invoke(*_study(out))
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and len(lines) == 1 and "permission denied" in lines[0] and "readonly" in lines[0], err[-2000:]
+    assert "--out folder you may write" in lines[0]
+    assert not (tmp_path / "new").exists()

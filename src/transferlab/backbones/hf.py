@@ -37,6 +37,8 @@ class Embeddings(nn.Module):
         self.embeddings = embeddings
 
     def forward(self, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(inputs, dict):
+            raise TypeError(f"a text model reads token ids, not {type(inputs).__name__} of shape {tuple(getattr(inputs, 'shape', ()))}")
         kwargs = {"input_ids": inputs["input_ids"]}
         if "token_type_ids" in inputs:
             kwargs["token_type_ids"] = inputs["token_type_ids"]
@@ -95,6 +97,9 @@ def create(path_or_id: str, max_length: int = 128):
 
     where = resolve(path_or_id)
     local = Path(where)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars on stderr: the CLI's own lines are the only ones
     try:
         if (local / "modules.json").exists():
             from sentence_transformers import SentenceTransformer

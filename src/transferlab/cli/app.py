@@ -256,11 +256,20 @@ def run(config: Optional[Path] = typer.Option(None, "--config", "-c", help="stud
         return
     model_spec, model_options, _ = models[0]
     backbone, target = resolve(model_spec, data_spec, model_options, data_options)
+    _warn_skipped(target)
     result = run_study(backbone, target, cfg, folder, callbacks, save_best=save_best,
                        meta={"model_options": model_options, "data_options": data_options}, wait=wait)
     print_summary(result)
     if save_best:
         typer.echo(f"saved model: {save_best}")
+
+
+def _warn_skipped(data) -> None:
+    """One line naming the unreadable files the data skipped (an empty or corrupt image), how many and the first."""
+    n = data.split_info.get("skipped_files", 0)
+    if n:
+        print(f"transferlab: warning: skipped {n} unreadable file{'s' if n > 1 else ''} of {data.name} (first: "
+              f"{data.split_info.get('first_skipped')})", file=sys.stderr)
 
 
 def _models(specs, weights, file, cli_options: dict) -> list[tuple[str, dict, str | None]]:

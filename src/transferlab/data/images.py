@@ -75,17 +75,18 @@ def image_target(path: str, size: tuple[int, int] = (224, 224), channels: int = 
     names = sorted({lab for _, labels in given for lab in labels})
     index = {n: i for i, n in enumerate(names)}
     loaded = []
-    skipped = 0
+    skipped, first_bad = 0, None
     for paths, labels in given:
         x, ok, bad = _load(paths, size, channels, storage)
         skipped += len(bad)
+        first_bad = first_bad or (bad[0] if bad else None)
         loaded.append((x, np.array([index[labels[i]] for i in ok])))
     aug = make_augment(augment)
     if len(loaded) == 1:
         data = split_arrays(loaded[0][0], loaded[0][1], names, name=root.name, augment=aug, **split)
     else:
         data = given_splits(loaded, names, root.name, aug)
-    data.split_info.update(skipped_files=skipped, storage=storage)
+    data.split_info.update(skipped_files=skipped, storage=storage, **({"first_skipped": first_bad} if first_bad else {}))
     return data
 
 

@@ -87,6 +87,9 @@ def _as_table(frame, table: dict, path) -> torch.Tensor:
 
     from transferlab.data.tables import align_columns
 
+    if frame.isna().any().any():
+        raise UserError(f"{path}: {int(frame.isna().any(axis=1).sum())} rows have missing values (first column: "
+                        f"'{frame.columns[frame.isna().any()][0]}')", "impute or drop those rows first")
     cats = [c for c in frame.columns if c in table.get("categories", {})
             or not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
     encoded = pd.get_dummies(frame.astype({c: str for c in cats}), columns=cats, dtype=float)

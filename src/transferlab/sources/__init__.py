@@ -116,8 +116,9 @@ def load_data(spec: str, model: ModelSource | None = None, **options) -> TargetD
 
 def build_checked(source: ModelSource, data: TargetData, spec: str = "the model") -> Backbone:
     """Build the Backbone on two real rows of the data: a model and data that disagree in shape give one line."""
-    example = source.preprocessing.apply(take(data.train.inputs, torch.arange(min(2, len(data.train)))))
-    try:
+    example = take(data.train.inputs, torch.arange(min(2, len(data.train))))
+    try:  # the model's preprocessing (an ImageNet normalisation of 3 channels) is the first thing that may not fit
+        example = source.preprocessing.apply(example)
         return source.build(example)
     except UserError:
         raise
@@ -129,10 +130,11 @@ def check_fits(backbone: Backbone, inputs, spec: str = "the model") -> None:
     """The door every command passes before it touches the data: two of the user's rows, preprocessed as the
     model asks, through the whole network (built here, prebuilt, given to the API, or loaded for ``predict``).
     A model and data that disagree give one line here, not a traceback from a measurement or a step."""
-    example = backbone.preprocessing.apply(take(inputs, torch.arange(min(2, n_rows(inputs)))))
+    example = take(inputs, torch.arange(min(2, n_rows(inputs))))
     weight = next(backbone.parameters(), None)
     modes = [(m, m.training) for m in backbone.modules()]  # frozen blocks stay in eval: put back each module's own
     try:
+        example = backbone.preprocessing.apply(example)
         backbone.eval()
         with torch.no_grad():
             backbone(move(example, weight.device) if weight is not None else example)

@@ -23,7 +23,7 @@ from transferlab.data.base import Split, TargetData, take
 from transferlab.errors import UserError, closest
 from transferlab.registry import Registry
 from transferlab.results import label
-from transferlab.rng import member_seed
+from transferlab.rng import key_dropout, member_seed
 from transferlab.fitloop import EvalLog, FitResult, FitRun, Hook, evaluate
 from transferlab.training import Budget
 
@@ -55,7 +55,7 @@ def from_spec(name: str, params: dict | None = None) -> Strategy:
                         f"its parameters are: {', '.join(sorted(fields)) or 'none'}")
     given = dict(params or {})
     for f in dataclasses.fields(cls):
-        if f.name in given:
+        if f.name in given and not (f.name == cls.depth_param and given[f.name] == EACH):  # "each": one per cut
             given[f.name] = _typed(name, f, given[f.name])
     return cls(**given)
 
@@ -69,18 +69,20 @@ _KINDS = {  # a parameter's annotated type -> (does a value fit, what it is, an 
     "tuple[float, ...]": (lambda v: isinstance(v, (list, tuple)) and all(
         isinstance(x, (int, float)) and not isinstance(x, bool) for x in v), "a list of numbers", "[0.1,1,10]"),
     "tuple[str, ...]": (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
-                        "a list of names", "[query,value]"),
+                        "a list of names", '["query","value"]'),
 }
 
 
 def _typed(name: str, f: dataclasses.Field, value):
     """A strategy parameter checked against its annotation (a switch given as text, "tune=maybe", would read as true;
     a number given as text would fail mid-study): the value, lists made tuples, or one line naming what it must be."""
-    kinds = [k.strip() for k in str(f.type).split("|")]
-    if any(_KINDS[k][0](value) for k in kinds if k in _KINDS):
+    kinds = [k.strip() for k in (f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))).split("|")]
+    if not all(k in _KINDS for k in kinds):  # an annotation this check does not read (a plugin's): left to the strategy
         return tuple(value) if isinstance(value, list) else value
-    what = " or ".join(_KINDS[k][1] for k in kinds if k in _KINDS and _KINDS[k][1])
-    example = next(_KINDS[k][2] for k in kinds if k in _KINDS and _KINDS[k][2])
+    if any(_KINDS[k][0](value) for k in kinds):
+        return tuple(value) if isinstance(value, list) else value
+    what = " or ".join(_KINDS[k][1] for k in kinds if _KINDS[k][1])
+    example = next((_KINDS[k][2] for k in kinds if _KINDS[k][2]), "...")
     raise UserError(f"strategy '{name}': {f.name}={value!r} is not {what}", f"write it like {f.name}={example}")
 
 
@@ -349,6 +351,8 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     later = [p for b in list(bb.blocks.values())[k:] for p in b.parameters()]
     if bb.fixed_prefix == k and not later:
         standardize_head(ctx, bb, k)  # every new head on frozen features: head, bn_adapt, freeze_k(k=n), truncate
+    seed = member_seed(ctx.seed) if ctx.rng_seed is None else ctx.rng_seed
+    key_dropout(bb, seed)  # sites numbered over the whole network: the same masks whether the prefix is cached or not
     cached = ctx.uses_cache(k) and k <= bb.fixed_prefix
     model = bb.suffix(k) if cached else bb
     cut = k if cached else 0
@@ -356,7 +360,7 @@ def train_backbone(ctx: TrialContext, bb: Backbone, k: int, groups: list[dict],
     probe = GradientProbe(bb)
     run = FitRun(model, groups, ctx.train_split(cut), ctx.val_split(cut), ctx.budget, generator,
                  hooks=(*hooks, probe, *ctx.hooks), views=ctx.train_views(cut), device=ctx.device, log0=log0,
-                 rng_seed=member_seed(ctx.seed) if ctx.rng_seed is None else ctx.rng_seed)
+                 rng_seed=seed)
     if not ctx.lazy:
         run.finish()
 
