@@ -1,8 +1,8 @@
 """The README's first command after the install: ``transferlab demo``, timed from an empty model cache.
 
 Runs the demo in a subprocess, as a user would, with ``TRANSFERLAB_CACHE`` pointed at a new folder (so the two
-source models are pretrained inside the measured time) and prints its wall time, peak RSS, trials and the share
-that converged. Run it with nothing else on the cores.
+source models are pretrained inside the measured time) and prints its wall time, peak RSS, trials, the share
+that converged and the comparisons with scratch decided. Run it with nothing else on the cores.
 
     python benchmarks/bench_demo.py [--out DIR]    # --out: keep the demo's folder (its reports) there
 """
@@ -37,10 +37,12 @@ def main() -> None:
         trials = [json.loads(line) for f in out.glob("*/trials.jsonl") for line in f.read_text().splitlines()]
         trained = [t for t in trials if t["strategy"] != "zero_shot"]
         converged = sum(1 for t in trained if t.get("converged"))
+        decided = [json.loads(f.read_text())["decided"] for f in sorted(out.glob("*/analysis.json"))]
+        n_dec, n_all = sum(d["decided"] for d in decided), sum(d["total"] for d in decided)
         m, s = divmod(round(wall), 60)
         print(f"transferlab demo: {m} min {s:02d} s wall, peak RSS {rss_gb:.2f} GB (one process), "
-              f"{len(trained)} trials, {converged / max(1, len(trained)):.0%} converged "
-              f"({os.cpu_count()} CPUs visible)")
+              f"{len(trained)} trials, {converged / max(1, len(trained)):.0%} converged, "
+              f"{n_dec} of {n_all} comparisons with scratch decided ({os.cpu_count()} CPUs visible)")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,11 @@ class StudyConfig:
     # A list (or ``--seeds N``): a fixed design that runs exactly these seeds for every configuration.
     seeds: list[int] | None = None
     first_seeds: int = 3
-    max_seeds: int = 10
+    # The cap of a sequential study: a number, or "auto": the largest of timebudget.AUTO_CAPS (10 at least) whose
+    # worst case (every verdict open to the last seed) the cost estimate puts within ``seed_budget``; cheap models
+    # get more seeds, where more seeds decide more.
+    max_seeds: int | str = "auto"
+    seed_budget: str = "10m"
     margin: float = 0.01  # |accuracy difference| below this is "equivalent" (0.01 = 1 pp)
     alpha: float = 0.05  # family-wise error rate of the verdicts at each target size
     augment: str = "auto"  # "auto" (the data's label-preserving default), "none", or e.g. "crop,flip"
@@ -131,7 +135,9 @@ class StudyConfig:
         if self.seeds is not None and (len(set(self.seeds)) != len(self.seeds)
                                        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.seeds)):
             raise UserError(f"seeds {self.seeds} are not distinct whole numbers of at least 0", "use seeds = [0, 1, 2], or seeds = 3")
-        if not 1 <= self.first_seeds <= self.max_seeds:
+        if not (self.max_seeds == "auto" or isinstance(self.max_seeds, int) and not isinstance(self.max_seeds, bool)):
+            raise UserError(f"max_seeds {self.max_seeds!r} is not a whole number or \"auto\"", 'use max_seeds = 10, or "auto"')
+        if not 1 <= self.first_seeds <= self.seed_cap():
             raise UserError(f"first_seeds {self.first_seeds} is not between 1 and max_seeds {self.max_seeds}",
                             "use for example first_seeds = 3, max_seeds = 10")
         if not 0 < self.margin < 1:
@@ -155,7 +161,8 @@ class StudyConfig:
         below compare numbers with numbers."""
         for f in fields(self):
             default, value = f.default, getattr(self, f.name)
-            if type(default) not in (int, float, bool, str) or f.name in ("workers", "sizes", "depths", "batch_members"):
+            if type(default) not in (int, float, bool, str) or f.name in ("workers", "sizes", "depths", "batch_members",
+                                                                          "max_seeds"):
                 continue
             kind = {int: "whole number", float: "number", bool: "true or false", str: "text"}[type(default)]
             ok = (isinstance(value, bool) if type(default) is bool else
@@ -174,10 +181,11 @@ class StudyConfig:
             raise UserError(f"workers {self.workers!r} is not a positive whole number or 'auto'", "use workers = 1 or more, or \"auto\"")
         if not (isinstance(self.batch_members, bool) or self.batch_members == "auto"):
             raise UserError(f"batch_members {self.batch_members!r} is not true, false or \"auto\"", 'use batch_members = "auto"')
-        if self.time_budget is not None:
-            from transferlab.timebudget import parse_duration
+        from transferlab.timebudget import parse_duration
 
+        if self.time_budget is not None:
             parse_duration(self.time_budget)
+        parse_duration(self.seed_budget)
         if self.cache_memory_mb < 0:
             raise UserError(f"cache_memory_mb {self.cache_memory_mb} is negative", "use cache_memory_mb = 2048")
 
@@ -189,10 +197,16 @@ class StudyConfig:
         """Cumulative seed counts at which verdicts are read: one look for a fixed design."""
         from transferlab.analysis.sequential import seed_rounds
 
-        return seed_rounds(self.first_seeds, self.max_seeds) if self.sequential else [len(self.seeds)]
+        return seed_rounds(self.first_seeds, self.seed_cap()) if self.sequential else [len(self.seeds)]
 
     def seed_order(self) -> list[int]:
-        return list(range(self.max_seeds)) if self.sequential else list(self.seeds)
+        return list(range(self.seed_cap())) if self.sequential else list(self.seeds)
+
+    def seed_cap(self) -> int:
+        """``max_seeds``, or before an automatic cap is resolved (``timebudget.auto_seed_cap``) its floor."""
+        from transferlab.timebudget import AUTO_CAPS
+
+        return AUTO_CAPS[0] if self.max_seeds == "auto" else self.max_seeds
 
     def design(self):
         from transferlab.analysis.stats import Design
@@ -207,7 +221,9 @@ class StudyConfig:
     def result_defining(self) -> dict:
         """The part of the config that changes results (resume checks it matches)."""
         d = self.to_dict()
-        for k in ("cache", "cache_memory_mb", "workers", "executor", "device", "ray_address", "estimate", "batch_members"):
+        # seed_budget only resolves an automatic max_seeds, and the cap resolved is what a folder keeps and compares.
+        for k in ("cache", "cache_memory_mb", "workers", "executor", "device", "ray_address", "estimate", "batch_members",
+                  "seed_budget"):
             d.pop(k)
         return d
 

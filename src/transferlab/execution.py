@@ -117,11 +117,14 @@ def _run_study(model, data, config: StudyConfig, out, callbacks, report: bool, m
     from transferlab.analysis.stats import Design
 
     prep = preflight(model, data, config, out)  # every refusal happens here, before anything is written
-    prep, configs, time_plan = _fit_time(prep, strategies(prep.config, prep), prep.out)
-    config = prep.config  # with the sizes that fit the data (and the time budget)
+    prep, configs, seed_cap = _seed_cap(prep, strategies(prep.config, prep), prep.out)
+    prep, configs, time_plan = _fit_time(prep, configs, prep.out)
+    config = prep.config  # with the sizes that fit the data (and the time budget), and the seed cap
     study = describe(prep, configs, meta)
     if time_plan is not None:
         study["time_plan"] = time_plan.to_dict()
+    if seed_cap is not None:
+        study["seed_cap"] = seed_cap
     runner = Runner(prep, open_store(prep.out, study), lambda rec: [cb.on_trial_end(rec) for cb in callbacks])
     runner.adopt(shared)
     for cb in callbacks:
@@ -168,13 +171,26 @@ def _fit_time(prep: Prepared, configs: list[Strategy], folder):
     return replace(prep, config=config), configs, time_plan
 
 
-def stored_plan(out: Path | None) -> dict | None:
-    """The time plan a study in ``out`` was started with (a rerun resumes that plan, not a new one)."""
+def _seed_cap(prep: Prepared, configs: list[Strategy], folder):
+    """``max_seeds = "auto"`` resolved from the cost estimate (timebudget.auto_seed_cap), or as ``folder`` has it."""
+    from transferlab.timebudget import auto_seed_cap
+
+    stored = stored_plan(folder, "seed_cap")
+    if stored is None and folder is not None and (Path(folder) / "study.json").exists():  # started before "auto"
+        from transferlab.results import read_study
+
+        stored = {"auto": True, "max_seeds": read_study(folder)["config"]["max_seeds"], "why": "the folder's own cap"}
+    config, note = auto_seed_cap(prep, configs, stored)
+    return replace(prep, config=config), configs, note
+
+
+def stored_plan(out: Path | None, key: str = "time_plan") -> dict | None:
+    """The time plan (or seed cap) a study in ``out`` was started with (a rerun resumes that plan, not a new one)."""
     from transferlab.results import read_study
 
     if out is None or not (Path(out) / "study.json").exists():
         return None
-    return read_study(out).get("time_plan")
+    return read_study(out).get(key)
 
 
 def _estimate(prep: Prepared, configs: list[Strategy], done: set):
@@ -200,7 +216,8 @@ def estimate_study(model, data, config: StudyConfig | None = None, out: str | Pa
         check_folder_path(Path(out))
     # No folder: a dry run writes nothing. The profile runs only when the plan needs it (--depths auto).
     prep = preflight(model, data, config, None, measure=config.depths == "auto" or config.time_budget is not None)
-    prep, configs, time_plan = _fit_time(prep, strategies(prep.config, prep), out)
+    prep, configs, seed_cap = _seed_cap(prep, strategies(prep.config, prep), out)
+    prep, configs, time_plan = _fit_time(prep, configs, out)
     done: set = set()
     if out is not None:
         check_folder(Path(out), prep.model_key, prep.data_key, prep.config,
@@ -210,6 +227,8 @@ def estimate_study(model, data, config: StudyConfig | None = None, out: str | Pa
     est = _estimate(prep, configs, done)
     if time_plan is not None:
         est.notes.append(time_plan.text())
+    if seed_cap is not None and "worst_s" in seed_cap:
+        est.notes.append(f"Seeds: up to {seed_cap['max_seeds']} where a verdict is open ({seed_cap['why']})")
     return est
 
 

@@ -230,6 +230,8 @@ def check_folder(out: Path | None, model_key: str, data_key: str, config: StudyC
         raise UserError(f"{out} holds a study whose test split was {how}, which this run would mix with its own",
                         "choose a new --out folder" + (", or resume it with --splits per_seed" if not test_per_seed else ""))
     mine = json.loads(json.dumps(config.result_defining())) if config else {}
+    if mine.get("max_seeds") == "auto":  # an automatic cap resumes the folder's own (execution._seed_cap)
+        mine["max_seeds"] = old.get("config", {}).get("max_seeds")
     theirs = {k: v for k, v in old.get("config", {}).items() if k in mine}
     same_inputs = (old.get("model_key"), old.get("data_key")) == (model_key, data_key)
     if not same_inputs or theirs != mine:

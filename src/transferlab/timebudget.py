@@ -25,6 +25,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 from transferlab.errors import UserError
 
+# An automatic seed cap (``max_seeds = "auto"``) is the largest of these whose worst case fits ``seed_budget``; the
+# looks are then 3, 6, 10 / 3, 6, 12 / 3, 6, 12, 24.  Why more seeds where they are cheap: a realistic 5-10 pp gap
+# with a paired SD of 3-6 pp (the demo at 5 per class) needs 12-28 seeds to decide, and a study of small models
+# spends seconds per seed (benchmarks/README.md, "the seed cap").
+AUTO_CAPS = (10, 12, 24)
 MIN_FLOOR = 100  # the shortest step floor a time budget may set (BiT's is 500; a run still improving goes on)
 LEAST, DEAREST = "least promise per second", "the dearest strategy"
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
@@ -95,7 +100,7 @@ def fit_to_time(prep, configs: list, budget: str, stored: dict | None = None):
     from transferlab.estimate import parallel, plan_costs
 
     seconds = parse_duration(budget)
-    config = prep.config
+    config = replace(prep.config, max_seeds=prep.config.seed_cap())  # an automatic cap starts from its floor here
     if stored and stored.get("budget") == str(budget):
         kept = stored["kept"]
         config = replace(config, sizes=[n for n in config.sizes if n in kept["sizes"]], max_seeds=kept["max_seeds"],
@@ -166,3 +171,31 @@ def fit_to_time(prep, configs: list, budget: str, stored: dict | None = None):
             "halving": config.halving, "min_steps": config.budget.min_steps,
             "seeds": f"up to {config.max_seeds}" if config.sequential else str(len(config.seeds))}
     return config, configs, TimePlan(str(budget), seconds, before, before_now, first, kept, dropped)
+
+
+def auto_seed_cap(prep, configs: list, stored: dict | None):
+    """``(config, note)``: a sequential study's ``max_seeds = "auto"`` resolved from the cost estimate: the largest of
+    ``AUTO_CAPS`` whose worst case (every configuration at every seed, in wall time) fits ``seed_budget``, at least
+    the first.  A rerun resumes the cap its folder was started with (``stored``: study.json's ``seed_cap``); so does
+    a study with a time budget (the planner then trims from the first cap) or without an estimate.  ``note`` is
+    None where nothing was resolved."""
+    config = prep.config
+    if config.max_seeds != "auto" or not config.sequential:
+        return config, None
+    if stored and stored.get("auto"):
+        return replace(config, max_seeds=stored["max_seeds"]), stored
+    if config.time_budget is not None or not config.estimate:
+        why = "the time budget fits the seeds" if config.time_budget is not None else "no cost estimate"
+        return replace(config, max_seeds=AUTO_CAPS[0]), {"auto": True, "max_seeds": AUTO_CAPS[0], "why": why}
+    from transferlab.estimate import clock, parallel, plan_costs
+
+    budget = parse_duration(config.seed_budget)
+    cost, workers = plan_costs(prep, configs), parallel(config, prep.backbone, prep.device)
+    worst = {m: cost(replace(config, max_seeds=m), configs)[0] / workers for m in AUTO_CAPS}
+    cap = max([m for m in AUTO_CAPS if worst[m] <= budget] or [AUTO_CAPS[0]])
+    why = (f"every seed to {cap} would take at most about {clock(worst[cap])}, within the seed budget of "
+           f"{config.seed_budget}" if worst[cap] <= budget else
+           f"every seed to {cap} would take up to about {clock(worst[cap])}, past the seed budget of "
+           f"{config.seed_budget}: the floor")
+    return replace(config, max_seeds=cap), {"auto": True, "max_seeds": cap, "why": why,
+                                             "worst_s": {str(m): round(v, 1) for m, v in worst.items()}}

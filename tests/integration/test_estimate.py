@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -71,11 +72,15 @@ def test_sequential_estimate_spans_first_round_to_every_seed():
     from transferlab.data.builtin import digits_target
     from transferlab.execution import estimate_study
 
-    cfg = tl.StudyConfig(sizes=[5], strategies=[{"name": "scratch"}, {"name": "head"}])
+    cfg = tl.StudyConfig(sizes=[5], strategies=[{"name": "scratch"}, {"name": "head"}], max_seeds=10)
     est = estimate_study(zoo.pretrained("cnn"), digits_target(), cfg)
     assert (est.trials_first, est.trials_max) == (2 * 3, 2 * 10)
     assert est.max_s > est.first_s
     assert json.loads(json.dumps(est.to_dict()))["trials_max"] == 20
+    # The cap from the estimate: two configurations at one size, every seed to 24 in well under 10 minutes.
+    auto = estimate_study(zoo.pretrained("cnn"), digits_target(), replace(cfg, max_seeds="auto"))
+    assert auto.trials_max == 2 * 24 and any(n.startswith("Seeds: up to 24") for n in auto.notes), auto.notes
+    assert "Seeds: up to 24" in auto.text()
 
 
 def test_worker_processes_share_the_estimated_wall_time():
@@ -89,3 +94,29 @@ def test_worker_processes_share_the_estimated_wall_time():
     assert "about 60 s" in est.text() and "in 2 worker processes" in est.text() and "up to 2 min" in est.text()
     alone = Estimate(110.0, 210.0, 10, 20, 500, 0.1, "cpu", once_s=10.0)
     assert alone.wall(alone.first_s) == 110.0 and "worker" not in alone.text()
+
+
+def test_the_time_left_starts_from_the_estimate_not_from_the_first_cheap_trial(monkeypatch):
+    """The first trial to end is often a probe estimated at milliseconds, after seconds of start-up: the time left
+    must stay near the estimate's (it once read 143 hours on the demo), then follow the measured pace."""
+    from transferlab.cli import progress as pg
+    from transferlab.estimate import Estimate
+
+    clock = [0.0]
+    monkeypatch.setattr(pg.time, "perf_counter", lambda: clock[0])
+    bar = pg.RichProgress(plain=True)
+    trial_s = {"probe": 0.001, **{f"t{i}": 4.0 for i in range(40)}}
+    est = Estimate(first_s=160.001, max_s=160.001, trials_first=41, trials_max=41, steps=500, measure_s=1.0,
+                   device="cpu", trial_s=trial_s, parallel=2)
+    bar.on_estimate(est)
+    bar.on_start(41, 41, {"title": "t"})
+    assert bar._seconds_left() == pytest.approx(80.0, rel=0.01)  # the estimate's wall time, before any trial ends
+    clock[0] = 3.0
+    bar.on_trial_end({"strategy": "linear_probe", "trial_id": "probe", "label": "p", "n_train": 5, "seed": 0,
+                      "test_acc": 0.9})
+    assert 60 < bar._seconds_left() < 2 * 80  # near the estimate, not 3 s / 1 ms x 160 s
+    for i in range(20):  # then twice as slow as estimated: the time left follows the measured pace
+        clock[0] = 3.0 + 4.0 * (i + 1)
+        bar.on_trial_end({"strategy": "scratch", "trial_id": f"t{i}", "label": "s", "n_train": 5, "seed": i,
+                          "test_acc": 0.9})
+    assert 1.5 * 40 < bar._seconds_left() < 1.1 * 2 * 80 / 2

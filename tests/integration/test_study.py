@@ -86,3 +86,26 @@ def test_report_renders_in_headless_chromium(cnn, digits, tmp_path):
     n = int(dom.split('data-figures="')[1].split('"')[0])
     assert n >= 4 and f'data-figures-ok="{n}"' in dom
     assert 'id="recommendation"' in dom
+
+
+def test_an_automatic_seed_cap_is_recorded_and_resumed(mlp, digits, tmp_path):
+    """``max_seeds = "auto"``: the cap comes from the estimate, study.json says which and why, and a rerun (or an
+    older folder started at a number) resumes its own cap instead of refusing the folder as another study."""
+    import json
+
+    config = _config(seeds=None, first_seeds=1, strategies=[{"name": "scratch"}, {"name": "head"}], seed_budget="10h")
+    res = tl.run_study(mlp, digits, config, tmp_path / "a", report=False)
+    cap = res.study["seed_cap"]
+    assert cap["auto"] and cap["max_seeds"] == 24 and "within the seed budget of 10h" in cap["why"]
+    assert res.study["config"]["max_seeds"] == 24 and res.study["design"]["looks"][-1] == 24
+    again = tl.run_study(mlp, digits, _config(seeds=None, first_seeds=1, strategies=config.strategies,
+                                              seed_budget="1s"), tmp_path / "a", report=False)
+    assert again.study["seed_cap"]["max_seeds"] == 24 and len(again.trials) == len(res.trials)
+    # A folder started at a number before caps were automatic: study.json has no seed_cap.
+    older = tl.run_study(mlp, digits, _config(seeds=None, first_seeds=1, max_seeds=2, strategies=config.strategies),
+                         tmp_path / "b", report=False)
+    study = json.loads((tmp_path / "b" / "study.json").read_text())
+    assert "seed_cap" not in study and older.study["design"]["looks"][-1] == 2
+    resumed = tl.run_study(mlp, digits, _config(seeds=None, first_seeds=1, strategies=config.strategies),
+                           tmp_path / "b", report=False)
+    assert resumed.study["config"]["max_seeds"] == 2 and len(resumed.trials) == len(older.trials)

@@ -14,7 +14,7 @@ from tests.conftest import invoke
 from transferlab.config import StudyConfig
 from transferlab.errors import UserError
 from transferlab.strategies.base import from_spec
-from transferlab.timebudget import TimePlan, fit_to_time, parse_duration
+from transferlab.timebudget import TimePlan, auto_seed_cap, fit_to_time, parse_duration
 from transferlab.training import Budget
 
 
@@ -62,7 +62,8 @@ def _fake_costs(prep, configs):
 @pytest.fixture()
 def prep(monkeypatch, cnn):
     monkeypatch.setattr("transferlab.estimate.plan_costs", _fake_costs)
-    config = StudyConfig(sizes=[5, 20, "all"], strategies=[{"name": n} for n in ("scratch", "head", "finetune")])
+    config = StudyConfig(sizes=[5, 20, "all"], strategies=[{"name": n} for n in ("scratch", "head", "finetune")],
+                         max_seeds=10)  # resolved, as execution._seed_cap hands it to the planner
     configs = [from_spec("scratch"), from_spec("head"), from_spec("finetune"), from_spec("freeze_k", {"k": 1}),
                from_spec("freeze_k", {"k": 3})]
     profile = {"cuts": [{"k": 1, "probe_acc": 0.5}, {"k": 2, "probe_acc": 0.7}, {"k": 3, "probe_acc": 0.9}]}
@@ -162,3 +163,29 @@ def test_worker_processes_share_the_budget(prep):
     # Alone the floor must fall to 125 steps (14.4 s); shared, 250 (28.8 s of trials in two workers) fits.
     assert one_config.budget.min_steps == 125 and two_config.budget.min_steps == 250
     assert shared.estimate_s == pytest.approx(14.4) and len(shared.dropped) == len(alone.dropped) - 1
+
+
+# The automatic seed cap: the largest of 10, 12, 24 whose worst case fits the seed budget. The three strategies at the
+# three sizes cost (10 + 1 + 10) x (1 + 1.5 + 3) = 115.5 s per seed: 1155 s at 10 seeds, 1386 s at 12, 2772 s at 24.
+@pytest.mark.parametrize("budget,cap", [("10h", 24), ("30m", 12), ("20m", 10), ("1m", 10)])
+def test_an_automatic_seed_cap_is_the_largest_whose_worst_case_fits(prep, budget, cap):
+    p, _ = prep
+    configs = [from_spec(n) for n in ("scratch", "head", "finetune")]
+    p.config = replace(p.config, max_seeds="auto", seed_budget=budget)
+    config, note = auto_seed_cap(p, configs, None)
+    assert config.max_seeds == note["max_seeds"] == cap and config.looks()[-1] == cap
+    assert note["worst_s"] == {"10": 1155.0, "12": 1386.0, "24": 2772.0}
+    assert ("past the seed budget" in note["why"]) == (budget == "1m")
+
+
+def test_a_seed_cap_is_resumed_or_kept_as_given(prep):
+    p, _ = prep
+    configs = [from_spec("scratch")]
+    p.config = replace(p.config, max_seeds="auto", seed_budget="10h")
+    config, note = auto_seed_cap(p, configs, {"auto": True, "max_seeds": 12, "why": "started so"})
+    assert config.max_seeds == 12 and note["why"] == "started so"  # a rerun resumes its folder's cap
+    p.config = replace(p.config, max_seeds=6)
+    assert auto_seed_cap(p, configs, None) == (p.config, None)  # a number given is the cap
+    p.config = replace(p.config, max_seeds="auto", time_budget="1h")
+    config, note = auto_seed_cap(p, configs, None)
+    assert config.max_seeds == 10 and "time budget" in note["why"]  # the planner trims seeds from the floor

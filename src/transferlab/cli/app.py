@@ -117,7 +117,7 @@ def _options(pairs: Optional[list[str]], flag: str) -> dict:
 
 SEEDS = typer.Option(None, help="a fixed number of seeds for every configuration (default: sequential, 3 then more "
                                 "only where a verdict is still open, up to --max-seeds)")
-MAX_SEEDS = typer.Option(None, "--max-seeds", help="sequential study: the most seeds a configuration gets (default 10)")
+MAX_SEEDS = typer.Option(None, "--max-seeds", help="sequential study: the most seeds a configuration gets (default: from the cost estimate, 24 where every seed to 24 fits in 10 minutes (seed_budget in a study file), else 12 or 10)")
 MARGIN = typer.Option(None, help="equivalence margin in accuracy points: a difference inside ±margin is 'equivalent' (default 1)")
 AUGMENT = typer.Option(None, help="augmentation for every strategy: auto (the data's default), none, crop, resized_crop, flip, crop,flip")
 WAIT = typer.Option(False, "--wait", help="if another transferlab process is running in the study folder, wait for it "

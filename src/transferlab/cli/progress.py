@@ -11,6 +11,8 @@ from rich.table import Table
 from transferlab.execution import StudyCallback
 from transferlab.results import StudyResult
 
+PRIOR_SHARE = 0.2  # the estimate's pace weighs as much as this share of its first round, measured
+
 console = Console(stderr=True)
 
 
@@ -25,6 +27,7 @@ class RichProgress(StudyCallback):
         self.trial_s: dict = {}  # the estimate's seconds per trial: the time left weighs trials by their cost
         self.first_wall = 0.0  # before the first trial ends, the time left is the estimate's wall time
         self.est_todo = self.est_done = 0.0
+        self.est_first = 0.0  # the estimate's seconds for its first round (one process): the prior pace's weight
 
     def on_wait(self, holder: str) -> None:
         console.print(f"[dim]the study folder is in use by {holder}; waiting for it to finish[/dim]", highlight=False,
@@ -42,6 +45,7 @@ class RichProgress(StudyCallback):
         console.print(f"[dim]{estimate.text()}[/dim]", highlight=False, soft_wrap=True)
         self.trial_s = dict(estimate.trial_s)
         self.est_todo, self.first_wall = estimate.first_s, estimate.wall(estimate.first_s)
+        self.est_first = estimate.first_s
 
     def on_start(self, total: int, todo: int, study: dict) -> None:
         """Called once per round of seeds: the first starts the bar, later ones extend it."""
@@ -83,10 +87,13 @@ class RichProgress(StudyCallback):
         """At the pace so far, weighing the trials left by their estimated cost (trials differ a lot in cost:
         a frozen head is seconds, a fine-tune minutes); at the mean pace per trial without an estimate."""
         elapsed = time.perf_counter() - self.started
-        if self.trial_s and self.est_done > 0:
-            return elapsed / self.est_done * max(0.0, self.est_todo - self.est_done)
-        if self.trial_s:
-            return self.first_wall
+        if self.trial_s and self.est_first > 0:
+            # The pace (wall seconds per estimated second) starts at the estimate's own and moves to the measured
+            # one as trials end. Measured alone it is absurd at first: the first trial to end is often a probe
+            # estimated at milliseconds, after seconds of start-up (the demo once read "about 143:23:28 left").
+            prior, weight = self.first_wall / self.est_first, PRIOR_SHARE * self.est_first
+            pace = (elapsed + prior * weight) / (self.est_done + weight)
+            return pace * max(0.0, self.est_todo - self.est_done)
         return elapsed / self.done * max(0, self.total - self.done) if self.done else None
 
     def _left(self) -> str:

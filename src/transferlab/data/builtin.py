@@ -43,9 +43,11 @@ def digits_source(classes: tuple[int, ...] = SOURCE_CLASSES, half: str | None = 
     return Split(x, torch.as_tensor(y, dtype=torch.long))
 
 
-def digits_target(classes: tuple[int, ...] = TARGET_CLASSES, with_source: bool = True, half: str | None = None) -> TargetData:
+def digits_target(classes: tuple[int, ...] = TARGET_CLASSES, with_source: bool = True, half: str | None = None,
+                  val_frac: float = 0.2, test_frac: float = 0.3) -> TargetData:
     """Digits 5-9 (``half="B"``: only the half no demo source has seen)."""
     x, y = _digits(classes, half)
     source = digits_source() if with_source else None
     name = f"digits {classes[0]}-{classes[-1]}" + (f" (half {half})" if half else "")
-    return split_arrays(x, y, [str(c) for c in classes], name=name, source=source)
+    return split_arrays(x, y, [str(c) for c in classes], name=name, source=source, val_frac=val_frac,
+                        test_frac=test_frac)
