@@ -292,6 +292,12 @@ class FitRun:
         for p in self.model.parameters():
             p.grad = None
 
+    def release(self) -> None:
+        """Drop the network, optimizer and data of an ended run whose candidate lost; its ``result`` stays."""
+        if self.done and self.cohort is None:
+            self.model = self.opt = self.schedule = self.train = self.val = self.views = self._periods = None
+            self.hooks, self.best_state = (), None
+
     def _run(self):
         model, amp = self.model, autocast(self.device)
         try:

@@ -101,6 +101,9 @@ def extend_grid(strategy, ctx: TrialContext, fits: list, budget: Budget) -> list
     extended: list[str] = []
     while key is not None and len(extended) < budget.grid_extensions:
         best = _best(fits)
+        for _, f in fits:  # the losers so far cannot be chosen any more: free them before the next one trains
+            if best is None or f is not best[1] and (not _usable(f) or _rank(f) < _rank(best[1])):
+                f.release()
         values = sorted(c[key] for c, _ in fits)
         if best is None:  # every value diverged: the grid needs smaller ones (an LR) more than anything
             best = (next(c for c, _ in fits if c[key] == values[0]), None)

@@ -74,3 +74,30 @@ def test_the_default_budget_gives_the_answer_of_eight_times_the_budget(tmp_path)
         assert b.lo - 1e-9 <= a.mean <= b.hi + 1e-9 and a.lo - 1e-9 <= b.mean <= a.hi + 1e-9, (label, a, b)
     assert base.analysis.gain("finetune", 5).verdict == big.analysis.gain("finetune", 5).verdict
     assert base.analysis.converged_share() >= 0.95 and big.analysis.converged_share() >= 0.95
+
+
+def test_a_grid_extension_trains_beside_the_best_candidate_alone(mlp, digits, monkeypatch):
+    """Issue 36: the candidates that lost are freed before the grid grows, so an extension holds two networks, not
+    every one the grid made (before: 2, then 3 alive beside the new one)."""
+    import gc
+    import weakref
+
+    from transferlab.strategies.base import STRATEGIES
+
+    scratch = STRATEGIES.get("scratch")
+    made, alive_at_fit = [], []
+    fit = scratch.fit
+
+    def counting(self, ctx, candidate):
+        gc.collect()
+        alive_at_fit.append(sum(1 for r in made if r() is not None))
+        fitted = fit(self, ctx, candidate)
+        made.append(weakref.ref(fitted.model))
+        return fitted
+
+    monkeypatch.setattr(scratch, "fit", counting)
+    data = prepared(mlp, digits)
+    rec = run_trial(TrialSpec("scratch", {}, 0, 5), mlp, "k", data, tl.Budget(steps=30, lrs=(1e-5, 3e-5), grid_extensions=2))
+    assert rec.grid_extended == ["above", "above"] and rec.status == "ok"
+    assert alive_at_fit == [0, 1, 1, 1], alive_at_fit  # the grid's 2, then each extension beside the best alone
+    assert all(c["steps"] > 0 for c in rec.candidates)  # the record keeps what each loser ran

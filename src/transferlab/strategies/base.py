@@ -117,6 +117,19 @@ class Fitted:
         if self.run is not None:
             self.run.finish(early)
 
+    def release(self) -> None:
+        """A candidate that lost, once trained: drop its network and all that holds it (its scorer's closure, its
+        predictor, its run's optimizer), keeping its curve and step count for the record.  A grid extension then
+        trains beside the best candidate alone, not beside every model the grid made (issue 36)."""
+        self.model = self.predictor = None
+        self.evaluate = _released
+        if self.run is not None:
+            self.run.release()
+
+
+def _released(*_args, **_kwargs):
+    raise RuntimeError("this candidate lost and was released: only the chosen one is scored")
+
 
 @dataclass
 class TrialContext:
