@@ -267,17 +267,53 @@ def member_bytes(run: FitRun) -> int:
 
 
 def free_bytes(device) -> int:
-    """Memory free for new tensors: the GPU's free memory, or the host's available memory (Linux's MemAvailable)."""
+    """Memory free for new tensors: on a GPU the driver's free memory plus what torch's allocator holds unused; on
+    the host its available memory (Linux's MemAvailable), or less where a container's memory limit leaves less."""
     if on_cuda(device):
-        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        dev = torch.device(device)
+        unused = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)  # cached blocks are free to torch
+        return int(torch.cuda.mem_get_info(dev)[0] + max(0, unused))
+    host = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    host = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    if host is None:
+        host = int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    limited = cgroup_free()
+    return host if limited is None else min(host, limited)
+
+
+CGROUP = "/sys/fs/cgroup"  # where a container's memory limit is read (cgroup v2, else v1's memory controller)
+
+
+def cgroup_free(root: str = CGROUP) -> int | None:
+    """Bytes left under this process's cgroup memory limit (the limit less what is in use, less the inactive file
+    cache, which the kernel reclaims first, as ``docker stats`` counts it); None without a limit.  MemAvailable
+    reads the host's memory, so in a container with a limit it promises memory the container may not use."""
+    for limit_f, used_f, stat_f, inactive in (("memory.max", "memory.current", "memory.stat", "inactive_file"),
+                                             ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
+                                              "memory/memory.stat", "total_inactive_file")):
+        try:
+            with open(os.path.join(root, limit_f)) as f:
+                limit = f.read().strip()
+            with open(os.path.join(root, used_f)) as f:
+                used = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if not limit.isdigit() or int(limit) >= 1 << 60:  # "max", or v1's "no limit" (a page-rounded 2^63)
+            return None
+        try:
+            with open(os.path.join(root, stat_f)) as f:
+                stat = dict(line.split() for line in f if len(line.split()) == 2)
+            used -= int(stat.get(inactive, 0))
+        except (OSError, ValueError):
+            pass
+        return max(0, int(limit) - max(0, used))
+    return None
 
 
 def seeds_that_fit(per_seed: int, device, free: int | None = None) -> int:
