@@ -294,7 +294,7 @@ class FitRun:
 
     def release(self) -> None:
         """Drop the network, optimizer and data of an ended run whose candidate lost; its ``result`` stays."""
-        if self.done and self.cohort is None:
+        if self.done and (self.cohort is None or not self.cohort.runs):  # alone, or its cohort has ended
             self.model = self.opt = self.schedule = self.train = self.val = self.views = self._periods = None
             self.hooks, self.best_state = (), None
 

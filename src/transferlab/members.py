@@ -287,27 +287,49 @@ def free_bytes(device) -> int:
     return host if limited is None else min(host, limited)
 
 
-CGROUP = "/sys/fs/cgroup"  # where a container's memory limit is read (cgroup v2, else v1's memory controller)
+CGROUP = "/sys/fs/cgroup"  # where the cgroup file systems are mounted
 
 
-def cgroup_free(root: str = CGROUP) -> int | None:
-    """Bytes left under this process's cgroup memory limit (the limit less what is in use, less the inactive file
-    cache, which the kernel reclaims first, as ``docker stats`` counts it); None without a limit.  MemAvailable
-    reads the host's memory, so in a container with a limit it promises memory the container may not use."""
-    for limit_f, used_f, stat_f, inactive in (("memory.max", "memory.current", "memory.stat", "inactive_file"),
-                                             ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
-                                              "memory/memory.stat", "total_inactive_file")):
+def cgroup_free(folders: list[str] | None = None) -> int | None:
+    """Bytes left under the tightest cgroup memory limit over this process's cgroup and its ancestors (a Slurm job,
+    a systemd slice, a container): the limit less what is in use, less the inactive file cache, which the kernel
+    reclaims first (as ``docker stats`` counts it); None without a limit.  MemAvailable reads the host's memory, so
+    under a limit it promises memory the process may not use.  ``folders``: the cgroup folders to read."""
+    frees = [f for f in map(_free_under, _cgroup_folders() if folders is None else folders) if f is not None]
+    return min(frees) if frees else None
+
+
+def _cgroup_folders() -> list[str]:
+    """This process's cgroup folders (v2, and v1's memory controller), each with its ancestors up to the root."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return [CGROUP, os.path.join(CGROUP, "memory")]
+    out = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        base = CGROUP if controllers == "" else os.path.join(CGROUP, "memory") if "memory" in controllers.split(",") else None
+        parts = [p for p in path.split("/") if p]
+        out += [os.path.join(base, *parts[:k]) for k in range(len(parts), -1, -1)] if base else []
+    return out
+
+
+def _free_under(folder: str) -> int | None:
+    """The free bytes under one cgroup folder's memory limit (v2's files, else v1's); None without a limit there."""
+    for limit_f, used_f, inactive in (("memory.max", "memory.current", "inactive_file"),
+                                     ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")):
         try:
-            with open(os.path.join(root, limit_f)) as f:
+            with open(os.path.join(folder, limit_f)) as f:
                 limit = f.read().strip()
-            with open(os.path.join(root, used_f)) as f:
+            with open(os.path.join(folder, used_f)) as f:
                 used = int(f.read().strip())
         except (OSError, ValueError):
             continue
         if not limit.isdigit() or int(limit) >= 1 << 60:  # "max", or v1's "no limit" (a page-rounded 2^63)
             return None
         try:
-            with open(os.path.join(root, stat_f)) as f:
+            with open(os.path.join(folder, "memory.stat")) as f:
                 stat = dict(line.split() for line in f if len(line.split()) == 2)
             used -= int(stat.get(inactive, 0))
         except (OSError, ValueError):

@@ -93,6 +93,14 @@ def _best(fits: list) -> tuple | None:
     return max(usable, key=lambda cf: _rank(cf[1])) if usable else None  # ties: the first (original) candidate
 
 
+def release_losers(fits: list) -> None:
+    """Free every trained candidate that can no longer be chosen: all but the best so far (and any tied with it)."""
+    best = _best(fits)
+    for _, f in fits:
+        if best is None or f is not best[1] and (not _usable(f) or _rank(f) < _rank(best[1])):
+            f.release()
+
+
 def extend_grid(strategy, ctx: TrialContext, fits: list, budget: Budget) -> list[str]:
     """A chosen value on an edge of its grid is not known to be the best: train one more value beyond that edge
     (one grid ratio further), and again, up to ``budget.grid_extensions`` times. The same rule for every
@@ -100,10 +108,8 @@ def extend_grid(strategy, ctx: TrialContext, fits: list, budget: Budget) -> list
     key = grid_key([c for c, _ in fits]) if len(fits) > 1 else None
     extended: list[str] = []
     while key is not None and len(extended) < budget.grid_extensions:
+        release_losers(fits)  # before the next value trains beside them
         best = _best(fits)
-        for _, f in fits:  # the losers so far cannot be chosen any more: free them before the next one trains
-            if best is None or f is not best[1] and (not _usable(f) or _rank(f) < _rank(best[1])):
-                f.release()
         values = sorted(c[key] for c, _ in fits)
         if best is None:  # every value diverged: the grid needs smaller ones (an LR) more than anything
             best = (next(c for c, _ in fits if c[key] == values[0]), None)
@@ -261,6 +267,9 @@ def _cohort(trials: list[_Open], args: tuple, keep, halving: bool, members: bool
             t.ctx.memo.clear()
         if on_cuda(device):
             torch.cuda.empty_cache()
+    else:  # every seed's losers, before the first seed's grid extension trains beside them
+        for t in ready:
+            release_losers(t.fits)
     out = []
     for t in trials:
         if failed and t in ready:
@@ -349,6 +358,7 @@ def _close(trial: _Open, pretrained: Backbone, device: str, keep: list | None) -
     if record.error is None:
         try:
             record.grid_extended = extend_grid(trial.strategy, trial.ctx, fits, trial.ctx.budget)
+            release_losers(fits)  # the last extension's loser too: only the chosen candidate is scored and kept
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001

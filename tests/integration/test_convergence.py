@@ -101,3 +101,32 @@ def test_a_grid_extension_trains_beside_the_best_candidate_alone(mlp, digits, mo
     assert rec.grid_extended == ["above", "above"] and rec.status == "ok"
     assert alive_at_fit == [0, 1, 1, 1], alive_at_fit  # the grid's 2, then each extension beside the best alone
     assert all(c["steps"] > 0 for c in rec.candidates)  # the record keeps what each loser ran
+
+
+def test_a_cohorts_losers_are_freed_before_any_seeds_grid_grows(mlp, digits, monkeypatch):
+    """The batched path (issue 36): two seeds' candidates train as one cohort; then every seed's losers are freed
+    before the first grid extension, so each extension trains beside the two seeds' best candidates alone."""
+    import gc
+    import weakref
+
+    from transferlab.strategies.base import STRATEGIES
+    from transferlab.trial import run_seeds
+
+    scratch = STRATEGIES.get("scratch")
+    made, alive_at_fit = [], []
+    fit = scratch.fit
+
+    def counting(self, ctx, candidate):
+        gc.collect()
+        alive_at_fit.append(sum(1 for r in made if r() is not None))
+        fitted = fit(self, ctx, candidate)
+        made.append(weakref.ref(fitted.model))
+        return fitted
+
+    monkeypatch.setattr(scratch, "fit", counting)
+    data = prepared(mlp, digits)
+    budget = tl.Budget(steps=30, lrs=(1e-5, 3e-5), grid_extensions=2)
+    recs = run_seeds([TrialSpec("scratch", {}, s, 5) for s in (0, 1)], mlp, "k", data, budget, members=True)
+    assert all(r.status == "ok" and r.grid_extended == ["above", "above"] for r in recs)
+    assert "batched" in recs[0].members, recs[0].members
+    assert alive_at_fit == [0, 1, 2, 3, 2, 2, 2, 2], alive_at_fit  # the cohort's 4, then two bests beside each
