@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from transferlab.errors import UserError, closest
+from transferlab.timebudget import AUTO_CAPS, parse_duration
 from transferlab.training import Budget
 
 if sys.version_info >= (3, 11):
@@ -137,7 +138,7 @@ class StudyConfig:
             raise UserError(f"seeds {self.seeds} are not distinct whole numbers of at least 0", "use seeds = [0, 1, 2], or seeds = 3")
         if not (self.max_seeds == "auto" or isinstance(self.max_seeds, int) and not isinstance(self.max_seeds, bool)):
             raise UserError(f"max_seeds {self.max_seeds!r} is not a whole number or \"auto\"", 'use max_seeds = 10, or "auto"')
-        if not 1 <= self.first_seeds <= self.seed_cap():
+        if not 1 <= self.first_seeds <= (AUTO_CAPS[-1] if self.max_seeds == "auto" else self.max_seeds):
             raise UserError(f"first_seeds {self.first_seeds} is not between 1 and max_seeds {self.max_seeds}",
                             "use for example first_seeds = 3, max_seeds = 10")
         if not 0 < self.margin < 1:
@@ -181,11 +182,9 @@ class StudyConfig:
             raise UserError(f"workers {self.workers!r} is not a positive whole number or 'auto'", "use workers = 1 or more, or \"auto\"")
         if not (isinstance(self.batch_members, bool) or self.batch_members == "auto"):
             raise UserError(f"batch_members {self.batch_members!r} is not true, false or \"auto\"", 'use batch_members = "auto"')
-        from transferlab.timebudget import parse_duration
-
         if self.time_budget is not None:
             parse_duration(self.time_budget)
-        parse_duration(self.seed_budget)
+        parse_duration(self.seed_budget, "seed_budget")
         if self.cache_memory_mb < 0:
             raise UserError(f"cache_memory_mb {self.cache_memory_mb} is negative", "use cache_memory_mb = 2048")
 
@@ -204,8 +203,6 @@ class StudyConfig:
 
     def seed_cap(self) -> int:
         """``max_seeds``, or before an automatic cap is resolved (``timebudget.auto_seed_cap``) its floor."""
-        from transferlab.timebudget import AUTO_CAPS
-
         return AUTO_CAPS[0] if self.max_seeds == "auto" else self.max_seeds
 
     def design(self):

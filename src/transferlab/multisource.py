@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -81,6 +82,7 @@ def check_sources(sources: list[Source], config: StudyConfig, out: Path | None) 
             raise UserError(f"{out} holds a study of other sources ({', '.join(old)})",
                             "choose a new --out folder, or give the same models in the same order")
     info, splits = [], None
+    resumed = out is not None and any((out / s.name / "study.json").exists() for s in sources)
     for s in sources:
         prep = preflight(s.model, s.data, config, out / s.name if out else None, measure=False)
         check_folder(prep.out, prep.model_key, prep.data_key, prep.config,  # its settings too, before any source runs
@@ -93,6 +95,11 @@ def check_sources(sources: list[Source], config: StudyConfig, out: Path | None) 
         info.append({"name": s.name, "folder": s.name, "spec": prep.backbone.spec.get("source", s.name),
                      "scratch_group": scratch_group(prep), "arch": prep.backbone.spec.get("arch") or s.name,
                      "model_params": sum(p.numel() for p in prep.backbone.parameters()), "backbone": prep.backbone})
+        if _measures_cap(config) and not resumed:  # a rerun keeps its folders' cap (shared_cap)
+            from transferlab.execution import strategies
+            from transferlab.timebudget import worst_by_cap
+
+            info[-1]["worst_s"] = worst_by_cap(prep, strategies(prep.config, prep))
         del prep  # each source's prepared data is made again when its study runs: only one is held at a time
     return info
 
@@ -111,15 +118,40 @@ def run_sources(sources: list[Source], config: StudyConfig | None = None, out: s
         return _run_sources(sources, config or StudyConfig(), Path(out) if out else None, callbacks, report, meta, wait)
 
 
+def _measures_cap(config: StudyConfig) -> bool:
+    return config.max_seeds == "auto" and config.sequential and config.estimate and config.time_budget is None
+
+
+def shared_cap(config: StudyConfig, info: list[dict], out: Path | None) -> tuple[StudyConfig, dict | None]:
+    """One seed cap for every source, since they are compared seed by seed under one design: for ``max_seeds =
+    "auto"``, the largest cap whose worst case summed over the sources fits ``seed_budget``
+    (``timebudget.choose_cap``).  A rerun keeps the cap its sources' folders were started with."""
+    from transferlab.results import read_study
+    from transferlab.timebudget import auto_seed_cap, choose_cap
+
+    for i in (info if config.max_seeds == "auto" and config.sequential and out is not None else []):
+        if (out / i["folder"] / "study.json").exists():
+            cap = read_study(out / i["folder"])["config"]["max_seeds"]
+            return replace(config, max_seeds=cap), {"auto": True, "max_seeds": cap, "why": "the folder's own cap"}
+    if not _measures_cap(config):  # a fixed design or a number: as given; a time budget or no estimate: its rule
+        return auto_seed_cap(SimpleNamespace(config=config), [], None)
+    total = {m: sum(i["worst_s"][m] for i in info) for m in info[0]["worst_s"]}
+    return choose_cap(config, total, f", summed over the {len(info)} sources,")
+
+
 def _run_sources(sources: list[Source], config: StudyConfig, out: Path | None, callbacks, report: bool,
                  meta: dict | None, wait: bool) -> SourcesResult:
     info = check_sources(sources, config, out)
+    config, cap = shared_cap(config, info, out)
+    for i in info:
+        i.pop("worst_s", None)
     scratch: dict[str, dict] = {}  # scratch group -> {trial_id: record}
     studies = []
     for s, i in zip(sources, info):
         shared = [{**r, "shared_from": r.get("shared_from") or r["source"]} for r in scratch.get(i["scratch_group"], {}).values()]
         res = run_study(i.pop("backbone"), s.data, config, out / s.name if out else None, callbacks, report,
-                        {**(meta or {}), **s.meta, "source": s.name}, shared=shared, wait=wait)
+                        {**(meta or {}), **s.meta, "source": s.name, **({"seed_cap": cap} if cap else {})},
+                        shared=shared, wait=wait)
         own = {r["trial_id"]: {**r, "source": r.get("source", s.name)} for r in res.trials if r["strategy"] == "scratch"}
         scratch.setdefault(i["scratch_group"], {}).update(own)
         studies.append(res)
@@ -128,7 +160,7 @@ def _run_sources(sources: list[Source], config: StudyConfig, out: Path | None, c
     if out:
         write_json_atomic(out / "sources.json", {"schema": SCHEMA_VERSION, "kind": "sources", "sources": info,
                                                   "config": studies[0].study["config"] if studies else config.to_dict(),
-                                                  **(meta or {})})
+                                                  **({"seed_cap": cap} if cap else {}), **(meta or {})})
         write_json_atomic(out / "comparison.json", comparison.to_dict())
         if report:
             from transferlab.report.sources import write_sources_report
@@ -149,6 +181,10 @@ def estimate_sources(specs: list[tuple[str, dict, str | None]], data_spec: str, 
     out = Path(out) if out else None
     info = check_sources(sources, config, out) if len(sources) > 1 else [{"scratch_group": None}]
     lines, seen, first, most = [], set(), 0.0, 0.0
+    if len(sources) > 1:
+        config, cap = shared_cap(config, info, out)
+        if cap and "worst_s" in cap:
+            lines.append(f"Seeds: up to {cap['max_seeds']} where a verdict is open, for every source ({cap['why']}).")
     for s, i in zip(sources, info):
         est = estimate_study(i.get("backbone", s.model), s.data, config, (out / s.name if len(sources) > 1 else out) if out else None)
         shared = i["scratch_group"] in seen and i["scratch_group"] is not None

@@ -20,6 +20,7 @@ smallest plan's estimate.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 
@@ -35,15 +36,15 @@ LEAST, DEAREST = "least promise per second", "the dearest strategy"
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
 
 
-def parse_duration(text) -> float:
-    """'30m', '1h30m', '2h', '90s', '1.5h' -> seconds."""
+def parse_duration(text, what: str = "time budget") -> float:
+    """'30m', '1h30m', '2h', '90s', '1.5h' -> seconds; ``what`` names the setting in a refusal."""
     s = str(text).strip().lower().replace(" ", "")
     parts = re.findall(r"(\d+(?:\.\d+)?)(h|min|m|sec|s)", s)
     if not s or not parts or "".join(a + b for a, b in parts) != s:
-        raise UserError(f"time budget {text!r} is not a duration", "write it as 30m, 2h, 1h30m or 90s")
+        raise UserError(f"{what} {text!r} is not a duration", "write it as 30m, 2h, 1h30m or 90s")
     seconds = sum(float(a) * _UNITS[b] for a, b in parts)
     if seconds <= 0:
-        raise UserError(f"time budget {text!r} is not positive", "write it as 30m, 2h, 1h30m or 90s")
+        raise UserError(f"{what} {text!r} is not positive", "write it as 30m, 2h, 1h30m or 90s")
     return seconds
 
 
@@ -176,26 +177,43 @@ def fit_to_time(prep, configs: list, budget: str, stored: dict | None = None):
 def auto_seed_cap(prep, configs: list, stored: dict | None):
     """``(config, note)``: a sequential study's ``max_seeds = "auto"`` resolved from the cost estimate: the largest of
     ``AUTO_CAPS`` whose worst case (every configuration at every seed, in wall time) fits ``seed_budget``, at least
-    the first.  A rerun resumes the cap its folder was started with (``stored``: study.json's ``seed_cap``); so does
-    a study with a time budget (the planner then trims from the first cap) or without an estimate.  ``note`` is
-    None where nothing was resolved."""
+    the first.  A rerun resumes the cap its folder was started with (``stored``: study.json's ``seed_cap``).  With a
+    time budget the planner trims seeds from the largest cap (``fit_to_time``); without an estimate the cap is the
+    first.  ``note`` is None where nothing was resolved."""
     config = prep.config
     if config.max_seeds != "auto" or not config.sequential:
         return config, None
     if stored and stored.get("auto"):
         return replace(config, max_seeds=stored["max_seeds"]), stored
     if config.time_budget is not None or not config.estimate:
-        why = "the time budget fits the seeds" if config.time_budget is not None else "no cost estimate"
-        return replace(config, max_seeds=AUTO_CAPS[0]), {"auto": True, "max_seeds": AUTO_CAPS[0], "why": why}
-    from transferlab.estimate import clock, parallel, plan_costs
+        cap = AUTO_CAPS[-1] if config.time_budget is not None else AUTO_CAPS[0]
+        why = (f"the time budget of {config.time_budget} trims seeds from {cap}" if config.time_budget is not None
+               else "no cost estimate: the first cap")
+        return replace(config, max_seeds=cap), {"auto": True, "max_seeds": cap, "why": why}
+    return choose_cap(config, worst_by_cap(prep, configs))
 
-    budget = parse_duration(config.seed_budget)
-    cost, workers = plan_costs(prep, configs), parallel(config, prep.backbone, prep.device)
-    worst = {m: cost(replace(config, max_seeds=m), configs)[0] / workers for m in AUTO_CAPS}
-    cap = max([m for m in AUTO_CAPS if worst[m] <= budget] or [AUTO_CAPS[0]])
-    why = (f"every seed to {cap} would take at most about {clock(worst[cap])}, within the seed budget of "
-           f"{config.seed_budget}" if worst[cap] <= budget else
-           f"every seed to {cap} would take up to about {clock(worst[cap])}, past the seed budget of "
-           f"{config.seed_budget}: the floor")
+
+def worst_by_cap(prep, configs: list) -> dict[int, float]:
+    """Wall seconds of every configuration at every seed up to each of ``AUTO_CAPS`` (one cost measurement)."""
+    from transferlab.estimate import parallel, plan_costs
+
+    cost, workers = plan_costs(prep, configs), parallel(prep.config, prep.backbone, prep.device)
+    return {m: cost(replace(prep.config, max_seeds=m), configs)[0] / workers for m in AUTO_CAPS}
+
+
+def choose_cap(config, worst: dict[int, float], what: str = "") -> tuple:
+    """The largest cap whose ``worst`` case fits ``seed_budget`` (at least the first, and at least ``first_seeds``):
+    ``(config with that cap, note)``.  ``what``: whose worst case it is, for the note (", summed over the 2 sources,")."""
+    from transferlab.estimate import clock
+
+    budget = parse_duration(config.seed_budget, "seed budget")
+    caps = [m for m in AUTO_CAPS if m >= config.first_seeds] or [config.first_seeds]
+    worst = {m: worst[m] for m in caps if m in worst}
+    fits = [m for m in caps if worst.get(m, math.inf) <= budget]
+    cap = max(fits or [caps[0]])
+    took = f"every seed to {cap}{what}"
+    why = (f"{took} would take at most about {clock(worst[cap])}, within the seed budget of {config.seed_budget}"
+           if fits else f"{took} would take up to about {clock(worst.get(cap, math.inf))}, past the seed budget of "
+                        f"{config.seed_budget}: the first cap")
     return replace(config, max_seeds=cap), {"auto": True, "max_seeds": cap, "why": why,
                                              "worst_s": {str(m): round(v, 1) for m, v in worst.items()}}

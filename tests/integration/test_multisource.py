@@ -156,3 +156,25 @@ def test_weights_must_pair_with_models(tmp_path):
               "--out", str(tmp_path / "x"))
     assert res.returncode == 2 and "1 --weights for 2 --model" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_sources_share_one_automatic_seed_cap(monkeypatch, tmp_path):
+    """Sources are compared seed by seed under one design, so ``max_seeds = "auto"`` resolves once for all of them
+    from their summed worst case: here one source alone would get 24 and the other 12, and together they get 12."""
+    from transferlab import zoo
+    from transferlab.data.builtin import digits_target
+
+    worst = iter([{10: 10.0, 12: 12.0, 24: 24.0}, {10: 100.0, 12: 500.0, 24: 1000.0}])
+    monkeypatch.setattr("transferlab.timebudget.worst_by_cap", lambda prep, configs: next(worst))
+    data = digits_target(half="B")
+    config = _config(seeds=None, first_seeds=2, sizes=[5], strategies=[{"name": "scratch"}, {"name": "head"}],
+                     seed_budget="10m")
+    res = run_sources([Source("mlp", zoo.pretrained("mlp"), data), Source("cnn", zoo.pretrained("cnn"), data)],
+                      config, tmp_path)
+    assert [s.study["design"]["looks"][-1] for s in res.studies] == [12, 12]
+    cap = json.loads((tmp_path / "sources.json").read_text())["seed_cap"]
+    assert cap["max_seeds"] == 12 and "every seed to 12, summed over the 2 sources," in cap["why"], cap
+    assert all(s.study["seed_cap"]["max_seeds"] == 12 for s in res.studies)
+    again = run_sources([Source("mlp", zoo.pretrained("mlp"), data), Source("cnn", zoo.pretrained("cnn"), data)],
+                        config, tmp_path)  # a rerun keeps the cap (the cost is not measured again)
+    assert [s.study["design"]["looks"][-1] for s in again.studies] == [12, 12]

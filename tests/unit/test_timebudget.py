@@ -188,4 +188,6 @@ def test_a_seed_cap_is_resumed_or_kept_as_given(prep):
     assert auto_seed_cap(p, configs, None) == (p.config, None)  # a number given is the cap
     p.config = replace(p.config, max_seeds="auto", time_budget="1h")
     config, note = auto_seed_cap(p, configs, None)
-    assert config.max_seeds == 10 and "time budget" in note["why"]  # the planner trims seeds from the floor
+    assert config.max_seeds == 24 and "time budget" in note["why"]  # the planner trims seeds from the largest cap
+    config, kept, plan = fit_to_time(SimpleNamespace(**{**vars(p), "config": config}), configs, "10h")
+    assert config.max_seeds == 24 and plan.dropped == []  # a budget that fits them all keeps 24 seeds

@@ -40,6 +40,10 @@ class RichProgress(StudyCallback):
             from transferlab.timebudget import TimePlan
 
             console.print(f"[dim]{TimePlan(**study['time_plan']).text()}.[/dim]", highlight=False, soft_wrap=True)
+        cap = study.get("seed_cap") or {}
+        if "worst_s" in cap:  # a cap from the estimate: the design a user reads the verdicts under
+            console.print(f"[dim]Seeds: up to {cap['max_seeds']} where a verdict is open ({cap['why']}).[/dim]",
+                          highlight=False, soft_wrap=True)
 
     def on_estimate(self, estimate) -> None:
         console.print(f"[dim]{estimate.text()}[/dim]", highlight=False, soft_wrap=True)
