@@ -76,9 +76,8 @@ def test_the_default_budget_gives_the_answer_of_eight_times_the_budget(tmp_path)
     assert base.analysis.converged_share() >= 0.95 and big.analysis.converged_share() >= 0.95
 
 
-def test_a_grid_extension_trains_beside_the_best_candidate_alone(mlp, digits, monkeypatch):
-    """Issue 36: the candidates that lost are freed before the grid grows, so an extension holds two networks, not
-    every one the grid made (before: 2, then 3 alive beside the new one)."""
+def _networks_alive_at_each_fit(monkeypatch) -> list[int]:
+    """Count, as each scratch candidate starts to train, how many networks the earlier candidates still hold."""
     import gc
     import weakref
 
@@ -96,6 +95,13 @@ def test_a_grid_extension_trains_beside_the_best_candidate_alone(mlp, digits, mo
         return fitted
 
     monkeypatch.setattr(scratch, "fit", counting)
+    return alive_at_fit
+
+
+def test_a_grid_extension_trains_beside_the_best_candidate_alone(mlp, digits, monkeypatch):
+    """Issue 36: the candidates that lost are freed before the grid grows, so an extension holds two networks, not
+    every one the grid made (before: 2, then 3 alive beside the new one)."""
+    alive_at_fit = _networks_alive_at_each_fit(monkeypatch)
     data = prepared(mlp, digits)
     rec = run_trial(TrialSpec("scratch", {}, 0, 5), mlp, "k", data, tl.Budget(steps=30, lrs=(1e-5, 3e-5), grid_extensions=2))
     assert rec.grid_extended == ["above", "above"] and rec.status == "ok"
@@ -106,24 +112,9 @@ def test_a_grid_extension_trains_beside_the_best_candidate_alone(mlp, digits, mo
 def test_a_cohorts_losers_are_freed_before_any_seeds_grid_grows(mlp, digits, monkeypatch):
     """The batched path (issue 36): two seeds' candidates train as one cohort; then every seed's losers are freed
     before the first grid extension, so each extension trains beside the two seeds' best candidates alone."""
-    import gc
-    import weakref
-
-    from transferlab.strategies.base import STRATEGIES
     from transferlab.trial import run_seeds
 
-    scratch = STRATEGIES.get("scratch")
-    made, alive_at_fit = [], []
-    fit = scratch.fit
-
-    def counting(self, ctx, candidate):
-        gc.collect()
-        alive_at_fit.append(sum(1 for r in made if r() is not None))
-        fitted = fit(self, ctx, candidate)
-        made.append(weakref.ref(fitted.model))
-        return fitted
-
-    monkeypatch.setattr(scratch, "fit", counting)
+    alive_at_fit = _networks_alive_at_each_fit(monkeypatch)
     data = prepared(mlp, digits)
     budget = tl.Budget(steps=30, lrs=(1e-5, 3e-5), grid_extensions=2)
     recs = run_seeds([TrialSpec("scratch", {}, s, 5) for s in (0, 1)], mlp, "k", data, budget, members=True)
