@@ -99,7 +99,8 @@ def check_sources(sources: list[Source], config: StudyConfig, out: Path | None) 
             from transferlab.execution import strategies
             from transferlab.timebudget import worst_by_cap
 
-            info[-1]["worst_s"] = worst_by_cap(prep, strategies(prep.config, prep))
+            # Every depth freeze_k may take, not only those the profile would pick (not measured here): an upper bound.
+            info[-1]["worst_s"] = worst_by_cap(prep, strategies(replace(prep.config, depths="all"), prep))
         del prep  # each source's prepared data is made again when its study runs: only one is held at a time
     return info
 
@@ -129,11 +130,19 @@ def shared_cap(config: StudyConfig, info: list[dict], out: Path | None) -> tuple
     from transferlab.results import read_study
     from transferlab.timebudget import auto_seed_cap, choose_cap
 
-    for i in (info if config.max_seeds == "auto" and config.sequential and out is not None else []):
-        if (out / i["folder"] / "study.json").exists():
-            cap = read_study(out / i["folder"])["config"]["max_seeds"]
-            return replace(config, max_seeds=cap), {"auto": True, "max_seeds": cap, "why": "the folder's own cap"}
-    if not _measures_cap(config):  # a fixed design or a number: as given; a time budget or no estimate: its rule
+    if config.max_seeds == "auto" and config.sequential and out is not None and config.time_budget is None:
+        caps = {read_study(out / i["folder"])["config"]["max_seeds"] for i in info
+                if (out / i["folder"] / "study.json").exists()}
+        if len(caps) > 1:  # folders started before sources shared a cap: each resumes its own
+            return config, None
+        if caps:
+            cap = caps.pop()
+            stored = read_sources(out).get("seed_cap") if (out / "sources.json").exists() else None
+            return replace(config, max_seeds=cap), (stored if stored and stored.get("max_seeds") == cap else
+                                                   {"auto": True, "max_seeds": cap, "why": "the folders' own cap"})
+    # A fixed design or a number: as given. A time budget: each source's plan trims seeds from 24 on its own (its
+    # time plan resumes it). No estimate: the first cap.
+    if not _measures_cap(config):
         return auto_seed_cap(SimpleNamespace(config=config), [], None)
     total = {m: sum(i["worst_s"][m] for i in info) for m in info[0]["worst_s"]}
     return choose_cap(config, total, f", summed over the {len(info)} sources,")

@@ -186,7 +186,8 @@ def auto_seed_cap(prep, configs: list, stored: dict | None):
     if stored and stored.get("auto"):
         return replace(config, max_seeds=stored["max_seeds"]), stored
     if config.time_budget is not None or not config.estimate:
-        cap = AUTO_CAPS[-1] if config.time_budget is not None else AUTO_CAPS[0]
+        cap = AUTO_CAPS[-1] if config.time_budget is not None else next(
+            (m for m in AUTO_CAPS if m >= config.first_seeds), AUTO_CAPS[-1])
         why = (f"the time budget of {config.time_budget} trims seeds from {cap}" if config.time_budget is not None
                else "no cost estimate: the first cap")
         return replace(config, max_seeds=cap), {"auto": True, "max_seeds": cap, "why": why}

@@ -160,21 +160,30 @@ def test_weights_must_pair_with_models(tmp_path):
 
 def test_sources_share_one_automatic_seed_cap(monkeypatch, tmp_path):
     """Sources are compared seed by seed under one design, so ``max_seeds = "auto"`` resolves once for all of them
-    from their summed worst case: here one source alone would get 24 and the other 12, and together they get 12."""
+    from their summed worst case: here each source alone would get 12, and together (650 s at 12) they get 10."""
     from transferlab import zoo
     from transferlab.data.builtin import digits_target
 
-    worst = iter([{10: 10.0, 12: 12.0, 24: 24.0}, {10: 100.0, 12: 500.0, 24: 1000.0}])
+    worst = iter([{10: 100.0, 12: 250.0, 24: 700.0}, {10: 200.0, 12: 400.0, 24: 900.0}])
     monkeypatch.setattr("transferlab.timebudget.worst_by_cap", lambda prep, configs: next(worst))
     data = digits_target(half="B")
     config = _config(seeds=None, first_seeds=2, sizes=[5], strategies=[{"name": "scratch"}, {"name": "head"}],
                      seed_budget="10m")
     res = run_sources([Source("mlp", zoo.pretrained("mlp"), data), Source("cnn", zoo.pretrained("cnn"), data)],
                       config, tmp_path)
-    assert [s.study["design"]["looks"][-1] for s in res.studies] == [12, 12]
+    assert [s.study["design"]["looks"][-1] for s in res.studies] == [10, 10]
     cap = json.loads((tmp_path / "sources.json").read_text())["seed_cap"]
-    assert cap["max_seeds"] == 12 and "every seed to 12, summed over the 2 sources," in cap["why"], cap
-    assert all(s.study["seed_cap"]["max_seeds"] == 12 for s in res.studies)
+    assert cap["max_seeds"] == 10 and "every seed to 10, summed over the 2 sources," in cap["why"], cap
+    assert all(s.study["seed_cap"]["max_seeds"] == 10 for s in res.studies)
     again = run_sources([Source("mlp", zoo.pretrained("mlp"), data), Source("cnn", zoo.pretrained("cnn"), data)],
-                        config, tmp_path)  # a rerun keeps the cap (the cost is not measured again)
-    assert [s.study["design"]["looks"][-1] for s in again.studies] == [12, 12]
+                        config, tmp_path)  # a rerun keeps the cap (the cost is not measured again) and its reason
+    assert [s.study["design"]["looks"][-1] for s in again.studies] == [10, 10]
+    assert json.loads((tmp_path / "sources.json").read_text())["seed_cap"] == cap
+
+
+def test_sources_with_depths_chosen_by_the_profile_get_their_shared_cap(tmp_path):
+    """The shared cap is measured before any profile: over every freeze depth (an upper bound), not a crash."""
+    res = cli("run", "--model", "demo:cnn", "--model", "demo:mlp", "--data", "demo:digits", "--depths", "auto",
+              "--sizes", "5", "--strategies", "scratch,freeze_k", "--out", str(tmp_path / "o"), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "Seeds: up to" in res.stdout and "summed over the 2 sources" in res.stdout
