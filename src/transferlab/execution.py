@@ -145,7 +145,8 @@ def _run_study(model, data, config: StudyConfig, out, callbacks, report: bool, m
             cb.on_start(len(round_specs), sum(1 for s in round_specs if s.trial_id not in runner.stored), study)
         return runner.run(round_specs)
 
-    _, rounds = run_sequential(config.looks(), Design.from_dict(study["design"]), run_round)
+    with runner:  # its worker processes serve every round, then end
+        _, rounds = run_sequential(config.looks(), Design.from_dict(study["design"]), run_round)
     records += runner.records(specs)  # in plan order
     study.update(n_trials=len(specs), rounds=rounds,
                  run={"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(), "trials_run": runner.ran})

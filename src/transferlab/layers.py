@@ -92,14 +92,15 @@ def _run_layers(model, data: TargetData, config: StudyConfig | None, out, on_rec
     meta = _meta(prep, seeds, size)
     _check_resume(prep.out, meta)
     runner = Runner(prep, open_store(prep.out, None, "layers.jsonl"))  # study.json stays the transfer study's
-    net_b, base = _net_b(prep, runner, seeds[0], size)
+    with runner:
+        net_b, base = _net_b(prep, runner, seeds[0], size)
+        by_id = {s.trial_id: s for s in specs}
+        if on_record is not None:
+            runner.on_record = lambda rec: on_record(_row(by_id[rec["trial_id"]], rec))
+        for net, backbone in (("A", None), ("B", net_b)):
+            key = None if backbone is None else f"layers-B-{backbone.fingerprint()}"
+            runner.run([s for s in specs if s.net == net], backbone, key)
     rows = [{"curve": "base B", "n": prep.backbone.n_blocks, "seed": seeds[0], "test_acc": base["test_acc"]}]
-    by_id = {s.trial_id: s for s in specs}
-    if on_record is not None:
-        runner.on_record = lambda rec: on_record(_row(by_id[rec["trial_id"]], rec))
-    for net, backbone in (("A", None), ("B", net_b)):
-        key = None if backbone is None else f"layers-B-{backbone.fingerprint()}"
-        runner.run([s for s in specs if s.net == net], backbone, key)
     rows += [_row(s, runner.by_id[s.trial_id]) for s in specs if s.trial_id in runner.by_id]
     result = {**meta, "blocks": prep.backbone.block_names, "records": rows}
     if prep.out:

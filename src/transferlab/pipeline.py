@@ -327,9 +327,10 @@ class Runner:
     """Runs specs through the configured executor, skipping those already in the store (resume)."""
 
     def __init__(self, prep: Prepared, store: TrialStore | None, on_record=None):
-        from transferlab.executors import run_trials
+        from transferlab.executors import WorkerPool, run_trials
 
         self.prep, self.store, self.on_record, self._run = prep, store, on_record, run_trials
+        self.pool = WorkerPool()  # kept across rounds; ``close`` ends it
         done = store.done_ids() if store else set()
         self.stored = {r["trial_id"]: r for r in store.load() if r["trial_id"] in done} if store else {}
         self.by_id = dict(self.stored)  # every record this run can use: stored, then each as it finishes
@@ -358,9 +359,19 @@ class Runner:
         p = self.prep
         todo = [s for s in specs if s.trial_id not in self.stored]
         self._run(todo, backbone or p.backbone, key or p.cache_key, p.data, p.config, p.device, p.out, self.record,
-                  p.study_cache if backbone is None else None)
+                  p.study_cache if backbone is None else None, self.pool)
         self.ran += len(todo)
         return self.records(specs)
+
+    def close(self) -> None:
+        """End the worker processes kept between rounds."""
+        self.pool.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def environment() -> dict:

@@ -116,6 +116,32 @@ def test_worker_processes_give_the_same_results(cnn, digits, tmp_path):
     assert any((tmp_path / "b" / "cache").glob("*.npy")), "workers shared the cache files"
 
 
+def test_one_pool_of_workers_serves_every_round(cnn, digits, tmp_path, monkeypatch):
+    """A sequential study's rounds share their worker processes (starting them cost about 4 s a round on the demo),
+    and the records are those of the inline run."""
+    from transferlab import executors
+
+    made = []
+
+    class Counted(executors.cf.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+    sequential = {**SMALL, "seeds": None, "max_seeds": 24, "strategies": SMALL["strategies"][:2]}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        inline = tl.run_study(cnn, digits, tl.StudyConfig(**sequential), tmp_path / "a", report=False)
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(executors.cf, "ProcessPoolExecutor", Counted)
+    pooled = tl.run_study(cnn, digits, tl.StudyConfig(**sequential, workers=2, executor="process"), tmp_path / "b",
+                          report=False)
+    assert len(pooled.study["rounds"]) >= 2 and len(made) == 1
+    assert _acc(inline) == pytest.approx(_acc(pooled), abs=1e-9)
+
+
 @pytest.mark.slow  # a long end-to-end run: in the slow suite, which CI runs too
 def test_ray_executor_on_a_local_instance(cnn, digits, tmp_path):
     pytest.importorskip("ray")
