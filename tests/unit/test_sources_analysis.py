@@ -14,6 +14,13 @@ def _rec(label, strategy, seed, val, test, n=20, params=None):
             "trainable_params": 100, "frozen_blocks": 0, "wall_s": 1.0, "history": []}
 
 
+def _sentences(text: str) -> int:
+    """Sentences in a recommendation: a full stop, or a colon's list, ends one only before a space and a capital."""
+    import re
+
+    return len(re.findall(r"[.!?](?=\s+[A-Z]|$)", text.strip()))
+
+
 def _source(name, group, params, shift, seeds=10, noise=0.002, rng=None):
     rng = rng or np.random.default_rng(0)
     recs = []
@@ -38,6 +45,10 @@ def test_an_equivalent_smaller_source_is_preferred_and_test_is_only_reported():
     assert small_row.vs_leader_val.verdict == "equivalent"
     assert c.recommendation["source"] == "small" and "smaller model" in c.recommendation["text"]
     assert c.recommendation["label"] == "head"
+    # What was decided leads, in at most three sentences: the choice, the sources decided against the leader, the
+    # gain over its own scratch; what is undecided is in the ranking table.
+    text = c.recommendation["text"]
+    assert _sentences(text) <= 3 and "is worse" in text and "gains" in text, text
     scratch = [x for x in r.contestants if x.is_scratch]
     assert len(scratch) == 2 and all(x.vs_leader_test.verdict == "worse" for x in scratch)
 
@@ -49,6 +60,7 @@ def test_scratch_leading_on_validation_recommends_no_pretrained_model():
     c = compare_sources([src, other], Design(looks=(10,), seed_order=tuple(range(10))))
     assert c.rankings[-1].leader == "none: scratch"  # one shared control: one "none" row
     assert c.recommendation["source"] is None and c.recommendation["text"].startswith("Use none")
+    assert _sentences(c.recommendation["text"]) <= 3, c.recommendation["text"]
 
 
 def test_a_source_that_stopped_at_fewer_seeds_still_leads_when_it_is_better():
@@ -67,6 +79,7 @@ def test_a_source_that_stopped_at_fewer_seeds_still_leads_when_it_is_better():
     c = compare_sources([b, a], Design(looks=(3, 6, 10), seed_order=tuple(range(10))))
     r = c.rankings[-1]
     assert r.leader == "A" and c.recommendation["source"] == "A", c.recommendation["text"]
+    assert _sentences(c.recommendation["text"]) <= 3, c.recommendation["text"]
     b_row = next(x for x in r.contestants if x.name == "B")
     assert b_row.vs_leader_val.n == 3, "compared on the seeds both ran"
     assert b_row.vs_leader_val.verdict in ("worse", "inconclusive") and b_row.vs_leader_val.mean < 0

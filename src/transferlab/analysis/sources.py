@@ -208,28 +208,37 @@ def _diff(c: Comparison) -> str:
     return interval_phrase(c.to_dict())
 
 
+def _who(c: Contestant) -> str:
+    return c.name if c.is_scratch else f"{c.name} ({c.label})"
+
+
 def recommend_source(r: Ranking, design: Design) -> dict:
-    """Chosen on validation: the leader, or a smaller model decided equivalent to it. Test numbers are quoted."""
+    """Chosen on validation: the leader, or a smaller model decided equivalent to it. Test numbers are quoted.
+
+    At most three sentences, what was decided first: the choice, the other sources decided against the leader on
+    test, and the choice's gain over its own scratch. The undecided ones and what would decide them are the
+    ranking table's rows, not prose."""
     leader = r.contestants[0]
     equivalent = [c for c in r.contestants[1:] if c.vs_leader_val and c.vs_leader_val.verdict == Verdict.EQUIVALENT]
     choice = min([leader, *equivalent], key=lambda c: (c.model_params, -c.val_acc.mean))
-    m = f"±{100 * design.margin:.0f} pp"
     what = "train from scratch (no pretrained model)" if choice.is_scratch else f"start from {choice.name} with {choice.label}"
-    at = "With all the training examples" if r.n_train == "all" else f"At {r.n_train} examples per class"
-    parts = [f"Use {'none' if choice.is_scratch else choice.name}: {what}. {at} it "
-             f"{'leads' if choice is leader else 'is decided equivalent to the leader'} on validation "
-             f"({_pct(choice.val_acc.mean)}) and scores {_pct(choice.test_acc.mean)} on test over {len(choice.seeds)} seeds."]
-    if choice is not leader:
-        parts.append(f"The validation leader was {leader.name} ({leader.label}, {_pct(leader.val_acc.mean)}); "
-                     f"{choice.name} is inside {m} of it on validation and is the smaller model "
-                     f"({choice.model_params:,} against {leader.model_params:,} parameters).")
-    for c in r.contestants[1:]:
-        if c is choice:
-            continue
-        t, v = c.vs_leader_test, c.vs_leader_val
-        tail = f"; {seeds_phrase(t.seeds_needed)}" if t.verdict == Verdict.INCONCLUSIVE else ""
-        what = c.name if c.is_scratch else f"{c.name} ({c.label})"
-        parts.append(f"{what}: {_diff(t)} on test against {leader.name}, {t.verdict}{tail} (validation: {v.verdict}).")
+    at = "with all the training examples" if r.n_train == "all" else f"at {r.n_train} examples per class"
+    why = (f"it leads on validation ({_pct(choice.val_acc.mean)})" if choice is leader else
+           f"it is the smaller model ({choice.model_params:,} against {leader.model_params:,} parameters), decided "
+           f"equivalent on validation within ±{100 * design.margin:.0f} pp to the leader, {leader.name} with "
+           f"{leader.label} ({_pct(leader.val_acc.mean)})")
+    parts = [f"Use {'none' if choice.is_scratch else choice.name}: {what}; {at} {why}, and scores "
+             f"{_pct(choice.test_acc.mean)} on test over {len(choice.seeds)} seeds."]
+    others = [c for c in r.contestants[1:] if c is not choice and c.vs_leader_test is not None]
+    decided = [f"{_who(c)} is {c.vs_leader_test.verdict} at {_diff(c.vs_leader_test)}" for c in others
+               if c.vs_leader_test.verdict != Verdict.INCONCLUSIVE]
+    open_ = len(others) - len(decided)
+    if others:
+        tail = (f"; {open_} {'is' if open_ == 1 else 'are'} not decided yet (the ranking table gives the seeds that "
+                "would decide each)") if open_ else ""
+        parts.append((f"Against {leader.name} on test, " + "; ".join(decided) + tail + ".") if decided else
+                     f"No other source is decided against {leader.name} on test yet (the ranking table gives the seeds "
+                     "that would decide each).")
     if not choice.is_scratch and choice.gain is not None:
         parts.append(f"Against its own architecture trained from scratch, {choice.name} with {choice.label} gains "
                      f"{_diff(choice.gain)} on test: {choice.gain_verdict} in its study (simultaneous across its comparisons "

@@ -319,6 +319,13 @@ def seeds_phrase(n: int | None, minutes: float | None = None) -> str:
     return f"about {n} seeds{more} would decide it with {POWER:.0%} power: rerun with --max-seeds {n} into a new folder"
 
 
+def seeds_hint(c, verdict: str) -> str:
+    """' (~14 seeds)' beside an inconclusive verdict in a table (``c`` a Comparison): what would decide it."""
+    if verdict != "inconclusive" or not c.seeds_needed:
+        return ""
+    return f" (~{c.seeds_needed} seeds)" if c.seeds_needed <= MAX_SEEDS_ESTIMATE else f" (>{MAX_SEEDS_ESTIMATE} seeds)"
+
+
 def interval_phrase(c: dict) -> str:
     """'+1.9 pp (95% simultaneous CI +0.3 to +3.5 pp)': the interval the verdict was read from, named as such."""
     if not math.isfinite(c.get("lo", math.nan)):

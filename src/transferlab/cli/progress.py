@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from transferlab.execution import StudyCallback
+from transferlab.analysis.stats import seeds_hint
 from transferlab.results import StudyResult
 
 PRIOR_SHARE = 0.2  # the estimate's pace weighs as much as this share of its first round, measured
@@ -151,7 +152,8 @@ def print_summary(result: StudyResult) -> None:
     out.print(table)
     out.print(f"[bold]Recommendation:[/bold] {a.recommendation.text}")
     for u in a.recommendation.undecided:  # the undecided table, a line each
-        what = (f"about {u.seeds_needed} seeds" + (f" (about {u.minutes:.0f} min more)" if u.minutes else "")
+        more = "" if u.minutes is None else f" (about {u.minutes:.0f} min more)" if u.minutes >= 1 else " (under a minute more)"
+        what = (f"about {u.seeds_needed} seeds{more}"
                 + f": rerun with --max-seeds {u.seeds_needed} into a new folder") if u.seeds_needed and u.seeds_needed <= 200 \
             else "more than 200 seeds, or a larger test split" if u.seeds_needed else "at least 3 seeds"
         out.print(f"  undecided: {u.label} at {u.n_train}: {100 * u.mean:+.1f} pp after {u.n} seeds; {what}", highlight=False)
@@ -179,7 +181,7 @@ def print_sources(result) -> None:
         for x in r.contestants:
             t = x.vs_leader_test
             table.add_row(x.name, x.label, f"{100 * x.val_acc.mean:.1f}", _ci(x.test_acc), _ci(t) if t else "leader",
-                          t.verdict if t else "")
+                          t.verdict + seeds_hint(t, t.verdict) if t else "")
         out.print(table)
     out.print(f"[bold]Recommendation:[/bold] {c.recommendation['text']}")
     if result.report_path:

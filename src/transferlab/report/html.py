@@ -12,6 +12,7 @@ from pathlib import Path
 import jinja2
 
 from transferlab.analysis import Analysis, analyze
+from transferlab.analysis.stats import seeds_hint
 from transferlab.analysis.types import Comparison, Interval
 from transferlab.report import plots
 from transferlab.results import TrialStore, read_study, write_atomic
@@ -49,12 +50,6 @@ def pp(ci: Interval | None) -> str:
     if not ci.has_ci:
         return f"{100 * ci.mean:+.1f}"
     return f"{100 * ci.mean:+.1f} [{100 * ci.lo:+.1f}, {100 * ci.hi:+.1f}]"
-
-
-def seeds_hint(c: Comparison, verdict: str) -> str:
-    if verdict != "inconclusive" or not c.seeds_needed:
-        return ""
-    return f" (~{c.seeds_needed} seeds)" if c.seeds_needed <= 200 else " (>200 seeds)"
 
 
 def level_hint(c: Comparison) -> str:
