@@ -22,8 +22,8 @@ DEMO_MODELS = ("mlp", "cnn10")
 DEMO_SIZES = [5, 10]
 # The strategies of the users' questions, each trained to convergence under the standard budget: scratch or
 # fine-tune; a linear probe or new layers on the frozen body; freeze which blocks (k = 2 of 3 here: k = 0 is
-# fine-tuning, freezing every block is the probe's question; ``freeze_k(k=1)`` and ``freeze_k(k=0)``, fine-tuning at
-# the pretrained LR for the 10x question, run with ``--strategies``). The standard set adds an SVM, BatchNorm
+# fine-tuning, freezing every block is the probe's question). ``--strategies`` runs the others: ``freeze_k(k=1)``;
+# ``freeze_k(k=0)``, fine-tuning at the pretrained LR, for the 10x question; and the standard set's SVM, BatchNorm
 # adaptation, LP-FT and gradual unfreezing. Kept to these five (and to two sources) so that the demo takes under 3
 # minutes on 2 CPU cores with every arm converged (with freeze_k(k=1) too, 12 seeds and a max-pooling CNN: 5 min 4 s).
 DEMO_STRATEGIES = ("scratch", "linear_probe", "head", "freeze_k(k=2)", "finetune")

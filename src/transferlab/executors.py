@@ -125,7 +125,8 @@ def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, devic
             return
         warm(cache, pretrained, key, data, view_cuts)
         if config.executor == "process":
-            own = pool is None
+            # Without an out folder the cache files live in this call's temporary folder: its workers end with it.
+            own = pool is None or out is None
             pool = WorkerPool() if own else pool
             try:
                 init = (pretrained, key, data, config, device, disk_dir, _threads(config.workers, pretrained), view_cuts)
@@ -138,10 +139,10 @@ def run_trials(specs: list[TrialSpec], pretrained, key: str, data, config, devic
 
 
 class WorkerPool:
-    """The worker processes of a study, kept from one round of seeds to the next.  Starting a worker (spawning it,
-    importing torch, unpickling the model and the data) cost about 4 s per round on the demo (2 cores), six times
-    over two sources.  A pool is reused only for the same model, data, settings and cache folder, and for cuts
-    its workers already want; anything else, or a round that failed, starts a new one."""
+    """The worker processes of a study, kept from one round of seeds to the next.  Starting them (spawning,
+    importing torch, unpickling the model and the data) cost about 4 s a round on the demo (2 cores).  A pool is
+    reused only for the same model, data, settings and cache folder, and for cuts its workers already want;
+    anything else, a round that failed, or a pool a dead worker broke starts a new one."""
 
     def __init__(self):
         self._pool: cf.ProcessPoolExecutor | None = None
@@ -156,7 +157,7 @@ class WorkerPool:
 
     def get(self, workers: int, init: tuple) -> cf.ProcessPoolExecutor:
         """A pool of ``workers`` processes set up by ``_init_worker(*init)``: the kept one if it fits."""
-        if self._pool is not None and not self._fits(init):
+        if self._pool is not None and (not self._fits(init) or self._pool._broken):  # e.g. a worker killed for memory
             self.close()
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,

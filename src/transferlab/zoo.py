@@ -6,7 +6,7 @@ Two architectures, as in the users' questions: a 3-hidden-layer MLP (seeds
 those images only (see ``data.builtin``): a source that already knows the target's
 classes from other people's handwriting.  Pretraining is deterministic and takes
 seconds; the weights are cached as safetensors in the user's cache directory,
-keyed by the recipe, so later runs load them.
+keyed by the recipe and the architecture, so later runs load them.
 """
 from __future__ import annotations
 
@@ -113,8 +113,9 @@ def _pretrain(arch: str) -> Backbone:
 def pretrained(arch: str) -> Backbone:
     """The demo model ``arch`` pretrained on its source (``SOURCES``): loaded from the cache, or trained now and cached."""
     _check_arch(arch)
-    # The architecture's printed form is in the key: an edited architecture never loads an older one's weights.
-    layers = repr(nn.ModuleList(m for _, m in ARCHITECTURES[arch](len(SOURCES[arch][0]))[0]))
+    # The architecture's printed form (blocks and head) is in the key: an edited one never loads older weights.
+    blocks, head = ARCHITECTURES[arch](len(SOURCES[arch][0]))
+    layers = repr(nn.ModuleList([*(m for _, m in blocks), head]))
     key = hashlib.sha1(json.dumps([arch, layers, RECIPE, SOURCES[arch], torch.__version__.split("+")[0]]).encode()).hexdigest()[:10]
     weights, meta = cache_dir() / f"{arch}-{key}.safetensors", cache_dir() / f"{arch}-{key}.json"
     if weights.exists() and meta.exists():

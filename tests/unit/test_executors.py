@@ -17,7 +17,10 @@ def test_a_worker_pool_is_kept_only_for_the_same_study_and_cuts_it_wants():
         wider = pool.get(2, init({1, 2, 3}))
         assert wider is not first, "a cut the workers do not want: new workers"
         assert pool.get(2, init({1, 2, 3}, data=object())) is not wider, "other data: new workers"
+        broken = pool.get(2, init({1}))
+        broken._broken = "a worker died between rounds"  # as concurrent.futures marks a pool a dead worker broke
         again = pool.get(2, init({1}))
+        assert again is not broken, "a broken pool: new workers"
         pool.close()
         assert pool.get(2, init({1})) is not again, "closed: new workers"
     finally:

@@ -53,6 +53,17 @@ def test_an_equivalent_smaller_source_is_preferred_and_test_is_only_reported():
     assert len(scratch) == 2 and all(x.vs_leader_test.verdict == "worse" for x in scratch)
 
 
+def test_an_equivalent_source_of_the_same_size_does_not_displace_the_leader():
+    """Only a smaller model displaces the leader: an equivalent one of the same size does not, and the text never
+    calls a model of the same size 'the smaller model'."""
+    rng = np.random.default_rng(1)
+    first = _source("first", "g1", 1_000_000, 0.0, rng=rng)
+    rng = np.random.default_rng(1)
+    second = _source("second", "g2", 1_000_000, -0.001, rng=rng)
+    c = compare_sources([first, second], Design(looks=(10,), seed_order=tuple(range(10))))
+    assert c.recommendation["source"] == c.rankings[-1].leader and "smaller model" not in c.recommendation["text"]
+
+
 def test_scratch_leading_on_validation_recommends_no_pretrained_model():
     rng = np.random.default_rng(2)
     src = _source("weak", "g", 1000, -0.2, rng=rng)

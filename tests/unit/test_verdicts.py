@@ -537,3 +537,15 @@ def test_the_per_example_term_known_answers():
     assert example_variance(rows_a, rows_b) == pytest.approx(np.var([0, 1, -1, 0], ddof=1) / 4)
     assert example_variance([[1, 0]], [[0, 0]]) is None, "one seed: no seed noise to take off"
     assert example_variance([[1, 0], [0, 1]], [[1, 0], [0, 1]]) == 0.0
+
+
+def test_what_would_decide_it_never_asks_for_a_cap_the_study_already_had():
+    """Fault: a comparison decided on validation after 6 seeds (so it got no more) was told 'rerun with --max-seeds
+    7' in a study whose cap was 10: a larger cap stops at the same look, so seed 7 never runs."""
+    from transferlab.analysis.recommend import decide_phrase
+
+    stopped = decide_phrase(6, 7, 0.2, cap=10)
+    assert "--seeds 7" in stopped and "--max-seeds" not in stopped and "under a minute more" in stopped
+    assert "--max-seeds 24" in decide_phrase(10, 24, 3.0, cap=10) and "about 3 min more" in decide_phrase(10, 24, 3.0, 10)
+    assert "larger test split" in decide_phrase(6, 201, None, cap=10)
+    assert decide_phrase(2, None, None, cap=10) == "at least 3 seeds"

@@ -15,7 +15,7 @@ import math
 
 from transferlab.analysis.convergence import caveat
 from transferlab.analysis.gain import SCRATCH, size_key
-from transferlab.analysis.stats import Verdict, interval_phrase, more_minutes, seeds_phrase
+from transferlab.analysis.stats import MAX_SEEDS_ESTIMATE, Verdict, interval_phrase, more_minutes, seeds_phrase
 
 # CS231n's "small dataset" has no number; we call a target small below this many labels per class.
 SMALL_PER_CLASS = 100
@@ -83,6 +83,11 @@ GAIN_WORDS = {
 }
 
 
+def _cap(study: dict) -> int | None:
+    looks = (study.get("design") or {}).get("looks")
+    return looks[-1] if looks else None
+
+
 def recommend(analysis: dict, study: dict) -> dict:
     acc = analysis["accuracy"]
     if not acc:
@@ -124,7 +129,7 @@ def recommend(analysis: dict, study: dict) -> dict:
             "leader": leader["label"], "equivalent_to_leader": [r["label"] for r in equivalent],
             "contenders": contenders, "gain_verdict": gain["verdict"] if gain else None,
             "placement": place, "agrees_with_table": agrees, "text": " ".join(p for p in lead if p),
-            "details": " ".join(p for p in details if p), "undecided": undecided(analysis)}
+            "details": " ".join(p for p in details if p), "undecided": undecided(analysis, _cap(study))}
 
 
 def _lead(analysis: dict, study: dict, choice: dict, leader: dict, vs: dict, gain: dict | None, size,
@@ -159,17 +164,34 @@ def _lead(analysis: dict, study: dict, choice: dict, leader: dict, vs: dict, gai
     return lead
 
 
-def undecided(analysis: dict) -> list[dict]:
-    """The inconclusive comparisons with scratch, as table rows: what it would take to decide each."""
+def undecided(analysis: dict, cap: int | None = None) -> list[dict]:
+    """The inconclusive comparisons with scratch, as table rows: what it would take to decide each (``cap``: the
+    study's seed cap)."""
     rows = []
     for g in analysis["gains"]:
         if g["verdict"] != Verdict.INCONCLUSIVE:
             continue
         c = g["gain"]
+        minutes = more_minutes(analysis["accuracy"], [g["label"], SCRATCH], g["n_train"], c.get("seeds_needed"))
         rows.append({"label": g["label"], "n_train": g["n_train"], "mean": c["mean"], "lo": c["lo"], "hi": c["hi"],
                      "n": c["n"], "seeds_needed": c.get("seeds_needed"), "stopped": c.get("stopped"),
-                     "minutes": more_minutes(analysis["accuracy"], [g["label"], SCRATCH], g["n_train"], c.get("seeds_needed"))})
+                     "minutes": minutes, "what": decide_phrase(c["n"], c.get("seeds_needed"), minutes, cap)})
     return rows
+
+
+def decide_phrase(n: int, needed: int | None, minutes: float | None, cap: int | None) -> str:
+    """What would decide an inconclusive comparison on test, for the undecided table (the CLI and the report)."""
+    if needed is None:
+        return "at least 3 seeds"
+    if needed > MAX_SEEDS_ESTIMATE:
+        return f"more than {MAX_SEEDS_ESTIMATE} seeds, or a larger test split"
+    more = "" if minutes is None else f" (about {minutes:.0f} min more)" if minutes >= 1 else " (under a minute more)"
+    if cap is not None and n < needed <= cap:
+        # The study could have run them: its seeds stopped because validation decided (seeds go where validation
+        # is open), so a larger cap would stop at the same look. A fixed design runs them all.
+        return (f"about {needed} seeds{more}; validation decided it after {n}, so it got no more: rerun with "
+                f"--seeds {needed} into a new folder")
+    return f"about {needed} seeds{more}: rerun with --max-seeds {needed} into a new folder"
 
 
 def _placement_text(place: dict, agrees) -> str:

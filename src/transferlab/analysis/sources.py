@@ -19,7 +19,7 @@ from typing import Optional
 
 from transferlab.analysis.gain import SCRATCH, accuracy_rows, by_config, clip01, gains, size_key
 from transferlab.analysis.leader import leader, paired_scores
-from transferlab.analysis.stats import Design, Verdict, compare, decide, interval_phrase, seeds_phrase
+from transferlab.analysis.stats import MAX_SEEDS_ESTIMATE, Design, Verdict, compare, decide, interval_phrase
 from transferlab.analysis.types import Comparison, Interval, Plain, Size
 from transferlab.errors import UserError
 from transferlab.results import SCHEMA_VERSION, TrialStore, as_records, check_schema, read_study
@@ -196,7 +196,7 @@ def compare_sources(sources: list[dict], design: Design) -> SourceComparison:
     measured = {c.name: c.test_acc.mean for c in last.contestants if not c.is_scratch}
     result.measured_order = sorted(measured, key=measured.get, reverse=True)
     result.scores = score_agreement(sources, measured)
-    result.recommendation = recommend_source(last, design)
+    result.recommendation = recommend_source(last, design, _chosen_among(sources, last.n_train))
     return result
 
 
@@ -212,40 +212,46 @@ def _who(c: Contestant) -> str:
     return c.name if c.is_scratch else f"{c.name} ({c.label})"
 
 
-def recommend_source(r: Ranking, design: Design) -> dict:
+def recommend_source(r: Ranking, design: Design, family: int | None = None) -> dict:
     """Chosen on validation: the leader, or a smaller model decided equivalent to it. Test numbers are quoted.
 
-    At most three sentences, what was decided first: the choice, the other sources decided against the leader on
-    test, and the choice's gain over its own scratch. The undecided ones and what would decide them are the
-    ranking table's rows, not prose."""
+    At most three sentences, what was decided first: the choice, the other contestants decided against the leader
+    on test, and the choice's gain over its own scratch. The undecided ones and what would decide them are the
+    ranking table's rows, not prose. ``family``: the configurations the ranking chose among."""
     leader = r.contestants[0]
-    equivalent = [c for c in r.contestants[1:] if c.vs_leader_val and c.vs_leader_val.verdict == Verdict.EQUIVALENT]
+    equivalent = [c for c in r.contestants[1:] if c.vs_leader_val and c.vs_leader_val.verdict == Verdict.EQUIVALENT
+                  and c.model_params < leader.model_params]  # only a smaller model displaces the leader
     choice = min([leader, *equivalent], key=lambda c: (c.model_params, -c.val_acc.mean))
     what = "train from scratch (no pretrained model)" if choice.is_scratch else f"start from {choice.name} with {choice.label}"
     at = "with all the training examples" if r.n_train == "all" else f"at {r.n_train} examples per class"
     why = (f"it leads on validation ({_pct(choice.val_acc.mean)})" if choice is leader else
            f"it is the smaller model ({choice.model_params:,} against {leader.model_params:,} parameters), decided "
-           f"equivalent on validation within ±{100 * design.margin:.0f} pp to the leader, {leader.name} with "
-           f"{leader.label} ({_pct(leader.val_acc.mean)})")
+           f"equivalent on validation within ±{100 * design.margin:.0f} pp to the leader, {_who(leader)} "
+           f"({_pct(leader.val_acc.mean)}; on test {choice.vs_leader_test.verdict} at {_diff(choice.vs_leader_test)})")
     parts = [f"Use {'none' if choice.is_scratch else choice.name}: {what}; {at} {why}, and scores "
              f"{_pct(choice.test_acc.mean)} on test over {len(choice.seeds)} seeds."]
     others = [c for c in r.contestants[1:] if c is not choice and c.vs_leader_test is not None]
     decided = [f"{_who(c)} is {c.vs_leader_test.verdict} at {_diff(c.vs_leader_test)}" for c in others
                if c.vs_leader_test.verdict != Verdict.INCONCLUSIVE]
-    open_ = len(others) - len(decided)
+    open_ = [c for c in others if c.vs_leader_test.verdict == Verdict.INCONCLUSIVE]
+    hopeless = all((c.vs_leader_test.seeds_needed or 0) > MAX_SEEDS_ESTIMATE for c in open_)
+    among = f" (a family of the {family} configurations it chose among)" if family else ""
+    why_open = (f"no number of seeds can decide them on this test split{among}" if hopeless else
+                "the ranking table gives the seeds that would decide each")
     if others:
-        tail = (f"; {open_} {'is' if open_ == 1 else 'are'} not decided yet (the ranking table gives the seeds that "
-                "would decide each)") if open_ else ""
+        tail = f"; {len(open_)} {'is' if len(open_) == 1 else 'are'} not decided: {why_open}" if open_ else ""
         parts.append((f"Against {leader.name} on test, " + "; ".join(decided) + tail + ".") if decided else
-                     f"No other source is decided against {leader.name} on test yet (the ranking table gives the seeds "
-                     "that would decide each).")
+                     f"No other contestant is decided against {leader.name} on test: {why_open}.")
     if not choice.is_scratch and choice.gain is not None:
+        own = next((c for c in others if c.is_scratch and c.source == choice.source), None)
+        apart = (" (in this comparison of sources, with its larger family, not decided)"
+                 if choice is leader and own is not None and own.vs_leader_test.verdict == Verdict.INCONCLUSIVE
+                 and choice.gain_verdict != Verdict.INCONCLUSIVE else "")
         parts.append(f"Against its own architecture trained from scratch, {choice.name} with {choice.label} gains "
-                     f"{_diff(choice.gain)} on test: {choice.gain_verdict} in its study (simultaneous across its comparisons "
-                     "with scratch at that size).")
+                     f"{_diff(choice.gain)} on test: {choice.gain_verdict} in its study{apart}, simultaneous across "
+                     "its comparisons with scratch at that size.")
     return {"source": None if choice.is_scratch else choice.name, "label": choice.label, "n_train": r.n_train,
             "leader": leader.name, "equivalent_to_leader": [c.name for c in equivalent], "text": " ".join(parts)}
-
 
 
 # ---- from a multi-source study's folder (no torch) ----------------------------------------------------------

@@ -318,6 +318,7 @@ class UndecidedRow(Plain):
     seeds_needed: Optional[int] = None
     stopped: Optional[str] = None
     minutes: Optional[float] = None
+    what: str = ""  # what would decide it, in words (analysis.recommend.decide_phrase)
 
 
 @dataclass

@@ -162,7 +162,7 @@ def demo(out: Path = typer.Option(Path("transferlab-demo"), help="study folder")
          halving: Optional[bool] = HALVING, splits: Optional[str] = SPLITS, track: Optional[list[str]] = TRACK,
          wait: bool = WAIT):
     """Run the embedded study: two pretrained models (an MLP on digits 0-4, a CNN on all ten digits) on digits 5-9, each
-    against scratch, then the two compared: which pretrained model, or none? About 5 minutes on 2 CPU cores.
+    against scratch, then the two compared: which pretrained model, or none? About 3 minutes on 2 CPU cores.
 
     \b
     Examples:

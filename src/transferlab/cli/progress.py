@@ -152,11 +152,8 @@ def print_summary(result: StudyResult) -> None:
     out.print(table)
     out.print(f"[bold]Recommendation:[/bold] {a.recommendation.text}")
     for u in a.recommendation.undecided:  # the undecided table, a line each
-        more = "" if u.minutes is None else f" (about {u.minutes:.0f} min more)" if u.minutes >= 1 else " (under a minute more)"
-        what = (f"about {u.seeds_needed} seeds{more}"
-                + f": rerun with --max-seeds {u.seeds_needed} into a new folder") if u.seeds_needed and u.seeds_needed <= 200 \
-            else "more than 200 seeds, or a larger test split" if u.seeds_needed else "at least 3 seeds"
-        out.print(f"  undecided: {u.label} at {u.n_train}: {100 * u.mean:+.1f} pp after {u.n} seeds; {what}", highlight=False)
+        out.print(f"  undecided: {u.label} at {u.n_train}: {100 * u.mean:+.1f} pp after {u.n} seeds; {u.what}",
+                  highlight=False)
     if a.recommendation.details:
         out.print(a.recommendation.details, style="dim", highlight=False)
     conv = a.converged_share()
