@@ -58,6 +58,9 @@ class Estimate:
     notes: list = field(default_factory=list)  # what the plan left out, e.g. default sizes the data cannot fill
     parallel: int = 1  # trials running at once (worker processes)
     once_s: float = 0.0  # of first_s and max_s, what runs before the trials: the cache's passes
+    # "label @ size" -> estimated seconds of one trial: what a finished study's trials were expected to cost
+    # (benchmarks/bench_estimate.py holds them against the wall time)
+    per_trial: dict = field(default_factory=dict)
 
     def wall(self, seconds: float) -> float:
         """Seconds of one process (``first_s``, ``max_s``, a sum of them) as wall time: the trials share the
@@ -208,11 +211,14 @@ def estimate(prep, specs_first: list[TrialSpec], specs_max: list[TrialSpec]) -> 
     labels_max: dict = {}
     for s in specs_max:
         labels_max[s.label] = labels_max.get(s.label, 0.0) + per_max[s.trial_id]
+    by_config: dict = {}
+    for s in specs_max:
+        by_config.setdefault(f"{s.label} @ {s.n_train}", []).append(per_max[s.trial_id])
     alternatives = {}
     steps = max((budget.plan(len(data.train_indices(s.n_train, s.seed))).steps for s in specs_max), default=0)
     return Estimate(first, most, len(specs_first), len(specs_max), steps, measure_s, prep.device,
                     labels, labels_max, alternatives, {**per_max, **per_first}, parallel=parallel(prep.config, bb, prep.device),
-                    once_s=once)
+                    once_s=once, per_trial={k: sum(v) / len(v) for k, v in by_config.items()})
 
 
 def parallel(config, backbone, device: str) -> int:
