@@ -14,12 +14,14 @@ Presets:
 
     python benchmarks/bench_estimate.py [--preset photos|demo] [--px 32] [--out DIR] [-- extra transferlab run options]
 
-The photos preset with ``-- --seeds 2`` (10 trials) takes about 26 minutes on 2 CPU cores.
+The photos preset with ``-- --seeds 2`` (10 trials) should take about 26 minutes on 2 CPU cores (extrapolated from
+its first five trials).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,7 +75,9 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or Path(tmp) / "study")
-        cli = Path(sys.executable).with_name("transferlab")  # the console script beside this interpreter
+        cli = shutil.which("transferlab") or Path(sys.executable).with_name("transferlab")
+        if out.exists():
+            sys.exit(f"{out} exists: a study there would resume, and the estimate would leave out its stored trials")
         cmd = [str(cli), "run", *preset_args(args.preset, Path(tmp), args.px), "--out", str(out), *args.extra]
         print(" ".join(cmd[1:]))
         t0 = time.perf_counter()

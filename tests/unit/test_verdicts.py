@@ -541,11 +541,16 @@ def test_the_per_example_term_known_answers():
 
 def test_what_would_decide_it_never_asks_for_a_cap_the_study_already_had():
     """Fault: a comparison decided on validation after 6 seeds (so it got no more) was told 'rerun with --max-seeds
-    7' in a study whose cap was 10: a larger cap stops at the same look, so seed 7 never runs."""
-    from transferlab.analysis.recommend import decide_phrase
+    7' in a study whose cap was 10: a larger cap stops at the same look, so seed 7 never ran. The advice is now a
+    fixed design of that configuration and scratch, which runs every seed, and it says why the seeds stopped."""
+    from transferlab.analysis.recommend import _why_short, decide_phrase
 
-    stopped = decide_phrase(6, 7, 0.2, cap=10)
-    assert "--seeds 7" in stopped and "--max-seeds" not in stopped and "under a minute more" in stopped
-    assert "--max-seeds 24" in decide_phrase(10, 24, 3.0, cap=10) and "about 3 min more" in decide_phrase(10, 24, 3.0, 10)
-    assert "larger test split" in decide_phrase(6, 201, None, cap=10)
-    assert decide_phrase(2, None, None, cap=10) == "at least 3 seeds"
+    why = _why_short(6, 10, True, Verdict.BETTER)
+    stopped = decide_phrase("freeze_k(k=2)", 5, 7, 0.2, why)
+    assert "--seeds 7" in stopped and "--max-seeds" not in stopped and "validation decided it after 6" in stopped
+    assert "'scratch,freeze_k(k=2)' --sizes 5" in stopped and "under a minute" in stopped
+    assert _why_short(10, 10, True, None) is None and _why_short(5, 5, False, None) is None  # reached the cap; fixed
+    assert _why_short(6, 10, True, Verdict.INCONCLUSIVE) == "its seeds stopped at 6"  # futility, or failed trials
+    assert "--seeds 24" in decide_phrase("head", "all", 24, 3.0) and "about 3 min" in decide_phrase("head", 5, 24, 3.0)
+    assert "larger test split" in decide_phrase("head", 5, 201, None)
+    assert decide_phrase("head", 5, None, None) == "at least 3 seeds"

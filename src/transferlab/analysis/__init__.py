@@ -90,6 +90,11 @@ def analyze(records, study: dict) -> Analysis:
     design = Design.from_dict(study.get("design"))
     acc = accuracy_rows(records)
     gain = gains(records, design)
+    # What the sequential design read (validation), kept beside each test verdict: why a comparison's seeds
+    # stopped short of the cap, so the undecided table advises a rerun that would really run them.
+    on_val = {(g["label"], g["n_train"]): g["verdict"] for g in gains(records, design, on="val")}
+    for g in gain:
+        g["val_verdict"] = on_val.get((g["label"], g["n_train"]))
     raced = race(records, design)
     _mark_stopped(gain, design)
     speed = speedups(records)

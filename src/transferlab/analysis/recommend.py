@@ -168,30 +168,49 @@ def undecided(analysis: dict, cap: int | None = None) -> list[dict]:
     """The inconclusive comparisons with scratch, as table rows: what it would take to decide each (``cap``: the
     study's seed cap)."""
     rows = []
+    looks = (analysis.get("design") or {}).get("looks") or []
     for g in analysis["gains"]:
         if g["verdict"] != Verdict.INCONCLUSIVE:
             continue
         c = g["gain"]
-        minutes = more_minutes(analysis["accuracy"], [g["label"], SCRATCH], g["n_train"], c.get("seeds_needed"))
+        minutes = rerun_minutes(analysis["accuracy"], [g["label"], SCRATCH], g["n_train"], c.get("seeds_needed"))
+        why = _why_short(c["n"], cap, len(looks) > 1, g.get("val_verdict"))
         rows.append({"label": g["label"], "n_train": g["n_train"], "mean": c["mean"], "lo": c["lo"], "hi": c["hi"],
-                     "n": c["n"], "seeds_needed": c.get("seeds_needed"), "stopped": c.get("stopped"),
-                     "minutes": minutes, "what": decide_phrase(c["n"], c.get("seeds_needed"), minutes, cap)})
+                     "n": c["n"], "seeds_needed": c.get("seeds_needed"), "stopped": c.get("stopped"), "minutes": minutes,
+                     "what": decide_phrase(g["label"], g["n_train"], c.get("seeds_needed"), minutes, why)})
     return rows
 
 
-def decide_phrase(n: int, needed: int | None, minutes: float | None, cap: int | None) -> str:
-    """What would decide an inconclusive comparison on test, for the undecided table (the CLI and the report)."""
+def _why_short(n: int, cap: int | None, sequential: bool, val_verdict) -> str | None:
+    """Why a comparison's seeds stopped short of the cap (None: they reached it, or the design is fixed)."""
+    if not sequential or cap is None or n >= cap:
+        return None
+    if val_verdict not in (None, Verdict.INCONCLUSIVE):
+        return f"validation decided it after {n} seeds, so it got no more"
+    return f"its seeds stopped at {n}"
+
+
+def rerun_minutes(acc_rows: list[dict], labels: list[str], n_train, needed: int | None) -> float | None:
+    """Minutes of a new study of ``labels`` at ``n_train`` with ``needed`` seeds: every seed, each at its
+    configuration's mean trial time (one process)."""
+    rows = {r["label"]: r for r in acc_rows if r["n_train"] == n_train}
+    if not needed or not all(lab in rows for lab in labels):
+        return None
+    return needed * sum(rows[lab]["wall_s"] for lab in labels) / 60
+
+
+def decide_phrase(label: str, n_train, needed: int | None, minutes: float | None, short: str | None = None) -> str:
+    """What would decide an inconclusive comparison on test, for the undecided table (the CLI and the report): a
+    new study of that configuration and scratch at a fixed number of seeds, which runs every one of them (a
+    larger cap would stop where validation stopped this one). ``short``: why its seeds stopped before the cap."""
     if needed is None:
         return "at least 3 seeds"
     if needed > MAX_SEEDS_ESTIMATE:
         return f"more than {MAX_SEEDS_ESTIMATE} seeds, or a larger test split"
-    more = "" if minutes is None else f" (about {minutes:.0f} min more)" if minutes >= 1 else " (under a minute more)"
-    if cap is not None and n < needed <= cap:
-        # The study could have run them: its seeds stopped because validation decided (seeds go where validation
-        # is open), so a larger cap would stop at the same look. A fixed design runs them all.
-        return (f"about {needed} seeds{more}; validation decided it after {n}, so it got no more: rerun with "
-                f"--seeds {needed} into a new folder")
-    return f"about {needed} seeds{more}: rerun with --max-seeds {needed} into a new folder"
+    cost = "" if minutes is None else f", about {minutes:.0f} min" if minutes >= 1 else ", under a minute"
+    size = "all" if n_train == "all" else n_train
+    return ((f"{short}; " if short else "") + f"about {needed} seeds would decide it: rerun with --strategies "
+            f"'scratch,{label}' --sizes {size} --seeds {needed} into a new folder{cost}")
 
 
 def _placement_text(place: dict, agrees) -> str:

@@ -235,9 +235,9 @@ def recommend_source(r: Ranking, design: Design, family: int | None = None) -> d
                if c.vs_leader_test.verdict != Verdict.INCONCLUSIVE]
     open_ = [c for c in others if c.vs_leader_test.verdict == Verdict.INCONCLUSIVE]
     hopeless = all((c.vs_leader_test.seeds_needed or 0) > MAX_SEEDS_ESTIMATE for c in open_)
-    among = f" (a family of the {family} configurations it chose among)" if family else ""
-    why_open = (f"no number of seeds can decide them on this test split{among}" if hopeless else
-                "the ranking table gives the seeds that would decide each")
+    among = f" (their family: every pair of the {family} configurations it chose among)" if family else ""
+    why_open = (f"each would need more than {MAX_SEEDS_ESTIMATE} seeds, or a larger test split{among}" if hopeless
+                else "the ranking table gives the seeds that would decide each")
     if others:
         tail = f"; {len(open_)} {'is' if len(open_) == 1 else 'are'} not decided: {why_open}" if open_ else ""
         parts.append((f"Against {leader.name} on test, " + "; ".join(decided) + tail + ".") if decided else

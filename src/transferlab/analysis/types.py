@@ -135,6 +135,7 @@ class GainRow(Plain):
     n_train: Size
     gain: Comparison = field(default_factory=Comparison)
     verdict: Verdict = Verdict.INCONCLUSIVE
+    val_verdict: Optional[Verdict] = None  # the same comparison on validation, which steered the seeds
 
 
 @dataclass
