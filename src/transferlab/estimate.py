@@ -209,10 +209,9 @@ def estimate(prep, specs_first: list[TrialSpec], specs_max: list[TrialSpec]) -> 
     for s in specs_first:
         labels[s.label] = labels.get(s.label, 0.0) + per_first[s.trial_id]
     labels_max: dict = {}
-    for s in specs_max:
-        labels_max[s.label] = labels_max.get(s.label, 0.0) + per_max[s.trial_id]
     by_config: dict = {}
     for s in specs_max:
+        labels_max[s.label] = labels_max.get(s.label, 0.0) + per_max[s.trial_id]
         by_config.setdefault(f"{s.label} @ {s.n_train}", []).append(per_max[s.trial_id])
     alternatives = {}
     steps = max((budget.plan(len(data.train_indices(s.n_train, s.seed))).steps for s in specs_max), default=0)

@@ -172,8 +172,8 @@ class WorkerPool:
 
 
 def _process_pool(pool: WorkerPool, groups, init: tuple, on_record) -> None:
-    config = init[3]
-    futures = [pool.get(config.workers, init).submit(_worker_run, group) for group in groups]
+    workers = pool.get(init[3].workers, init)  # looked up once per round, not once per unit of work
+    futures = [workers.submit(_worker_run, group) for group in groups]
     try:
         for fut in cf.as_completed(futures):
             for rec in fut.result():

@@ -173,7 +173,8 @@ def undecided(analysis: dict, cap: int | None = None) -> list[dict]:
         if g["verdict"] != Verdict.INCONCLUSIVE:
             continue
         c = g["gain"]
-        minutes = rerun_minutes(analysis["accuracy"], [g["label"], SCRATCH], g["n_train"], c.get("seeds_needed"))
+        # a new study of the configuration and scratch runs every one of its seeds
+        minutes = more_minutes(analysis["accuracy"], [g["label"], SCRATCH], g["n_train"], c.get("seeds_needed"), fresh=True)
         why = _why_short(c["n"], cap, len(looks) > 1, g.get("val_verdict"))
         rows.append({"label": g["label"], "n_train": g["n_train"], "mean": c["mean"], "lo": c["lo"], "hi": c["hi"],
                      "n": c["n"], "seeds_needed": c.get("seeds_needed"), "stopped": c.get("stopped"), "minutes": minutes,
@@ -188,15 +189,6 @@ def _why_short(n: int, cap: int | None, sequential: bool, val_verdict) -> str | 
     if val_verdict not in (None, Verdict.INCONCLUSIVE):
         return f"validation decided it after {n} seeds, so it got no more"
     return f"its seeds stopped at {n}"
-
-
-def rerun_minutes(acc_rows: list[dict], labels: list[str], n_train, needed: int | None) -> float | None:
-    """Minutes of a new study of ``labels`` at ``n_train`` with ``needed`` seeds: every seed, each at its
-    configuration's mean trial time (one process)."""
-    rows = {r["label"]: r for r in acc_rows if r["n_train"] == n_train}
-    if not needed or not all(lab in rows for lab in labels):
-        return None
-    return needed * sum(rows[lab]["wall_s"] for lab in labels) / 60
 
 
 def decide_phrase(label: str, n_train, needed: int | None, minutes: float | None, short: str | None = None) -> str:

@@ -295,15 +295,17 @@ def seeds_needed(c: dict, design: Design, family: int) -> int | None:
     return hi if hi <= MAX_SEEDS_ESTIMATE else MAX_SEEDS_ESTIMATE + 1
 
 
-def more_minutes(acc_rows: list[dict], labels: list[str], n_train, needed: int | None) -> float | None:
+def more_minutes(acc_rows: list[dict], labels: list[str], n_train, needed: int | None,
+                 fresh: bool = False) -> float | None:
     """Training minutes that ``needed`` seeds in all would add for configurations ``labels`` at ``n_train``: the
-    seeds each is missing times its mean trial time (one process; workers share it)."""
+    seeds each is missing (every one of them in a ``fresh`` study) times its mean trial time (one process; workers
+    share it)."""
     if not needed:
         return None
     rows = {r["label"]: r for r in acc_rows if r["n_train"] == n_train}
     if not all(lab in rows for lab in labels):
         return None
-    return sum(max(0, needed - len(rows[lab]["seeds"])) * rows[lab]["wall_s"] for lab in labels) / 60
+    return sum(max(0, needed - (0 if fresh else len(rows[lab]["seeds"]))) * rows[lab]["wall_s"] for lab in labels) / 60
 
 
 def seeds_phrase(n: int | None, minutes: float | None = None) -> str:
